@@ -1,0 +1,219 @@
+"""The Kafka adapter: topics, the task producer and the worker's consumer.
+
+This is the only module that imports the Kafka client (kafka-python). The worker and the client use
+the small ``TaskProducer`` / ``TaskConsumer`` surfaces below; ``yadtq.testing`` has in-memory fakes of
+the same surfaces for unit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from yadtq.broker_types import Record
+from yadtq.errors import ServiceUnavailable
+from yadtq.settings import Settings
+from yadtq.wire import Envelope
+
+log = logging.getLogger("yadtq.broker")
+
+
+def _security(settings: Settings) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL"):
+        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        cfg["sasl_plain_username"] = settings.kafka_sasl_username
+        cfg["sasl_plain_password"] = settings.sasl_password()
+    if settings.kafka_ssl_cafile:
+        cfg["ssl_cafile"] = settings.kafka_ssl_cafile
+    return cfg
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings common to the producer, the consumer and the admin client."""
+    return {"bootstrap_servers": settings.kafka_bootstrap.split(","), **_security(settings),
+            "client_id": "yadtq", "bootstrap_timeout_ms": 5000,
+            "reconnect_backoff_max_ms": 1000}
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the tasks and dead-letter topics if missing, and wait until they have leaders."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.5)
+            continue
+        try:
+            existing = set(admin.list_topics())
+            wanted = [NewTopic(settings.topic, settings.partitions, 1),
+                      NewTopic(settings.dead_letter_topic, 1, 1)]
+            missing = [t for t in wanted if t.name not in existing]
+            if missing:
+                try:
+                    admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            described = admin.describe_topics([settings.topic, settings.dead_letter_topic])
+            if all(d.get("error_code", 0) == 0 and d.get("partitions")
+                   and all(p.get("leader", -1) >= 0 for p in d["partitions"]) for d in described):
+                return
+        except KafkaError as exc:
+            last = exc
+        finally:
+            admin.close()
+        time.sleep(0.2)
+    raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
+
+
+class TaskProducer:
+    """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement."""
+
+    def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
+        self.settings = settings
+        try:
+            self._p = KafkaProducer(
+                **client_config(settings), acks="all", linger_ms=linger_ms,
+                retries=5, max_block_ms=5000, request_timeout_ms=5000,
+                delivery_timeout_ms=10000, enable_idempotence=False,
+                max_in_flight_requests_per_connection=5,
+            )
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+
+    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
+        """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
+        futures: list[Any] = []
+        for env in envelopes:
+            try:
+                futures.append(self._p.send(self.settings.topic, key=env.id.encode(),
+                                            value=env.encode()))
+            except KafkaError as exc:
+                futures.append(exc)
+        if len(envelopes) > 1:
+            self._flush(timeout)
+        errors: list[Exception | None] = []
+        deadline = time.monotonic() + timeout
+        for fut in futures:
+            if isinstance(fut, Exception):
+                errors.append(ServiceUnavailable(f"Kafka refused the task: {fut}"))
+                continue
+            try:
+                fut.get(timeout=max(0.01, deadline - time.monotonic()))
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported per task
+                errors.append(ServiceUnavailable(
+                    f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
+        return errors
+
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self._p.send(topic, key=key, value=value).get(timeout=10)
+
+    def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
+        """Put an undecodable or invalid message on the dead-letter topic with the reason."""
+        body = json.dumps({
+            "reason": reason, "worker": worker_id, "topic": record.topic,
+            "partition": record.partition, "offset": record.offset, "at": time.time(),
+            "value": None if record.value is None
+            else record.value[:65536].decode("utf-8", "backslashreplace"),
+        }).encode()
+        self._p.send(self.settings.dead_letter_topic, value=body).get(timeout=10)
+
+    def _flush(self, timeout: float) -> None:
+        try:
+            self._p.flush(timeout=timeout)
+        except KafkaError:
+            pass  # the per-message futures say what failed
+
+    def connected(self) -> bool:
+        return bool(self._p.bootstrap_connected())
+
+    def close(self) -> None:
+        self._p.close(timeout=2)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_revoked: Callable[[set[int]], None],
+                 on_assigned: Callable[[set[int]], None]) -> None:
+        self.on_revoked, self.on_assigned = on_revoked, on_assigned
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.on_revoked({tp.partition for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.on_assigned({tp.partition for tp in assigned})
+
+
+class TaskConsumer:
+    """The worker's view of the tasks topic: poll, pause/resume, commit after processing."""
+
+    def __init__(self, settings: Settings, client_id: str,
+                 on_revoked: Callable[[set[int]], None] = lambda _p: None,
+                 on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
+        self.settings = settings
+        cfg = client_config(settings)
+        cfg["client_id"] = client_id
+        try:
+            self._c = KafkaConsumer(
+                **cfg, group_id=settings.group, enable_auto_commit=False,
+                auto_offset_reset="earliest", max_poll_records=settings.max_poll_records,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
+                max_poll_interval_ms=300000, fetch_max_wait_ms=100,
+                request_timeout_ms=max(30000, settings.session_timeout_ms + 5000),
+                allow_auto_create_topics=False,
+            )
+            self._c.subscribe([settings.topic], listener=_Listener(on_revoked, on_assigned))
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
+        batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+        out: list[Record] = []
+        for tp, messages in batches.items():
+            out.extend(Record(tp.partition, m.offset, m.value, tp.topic) for m in messages)
+        return out
+
+    def assignment(self) -> set[int]:
+        return {tp.partition for tp in self._c.assignment()}
+
+    def pause(self, partitions: set[int]) -> None:
+        self._c.pause(*(TopicPartition(self.settings.topic, p) for p in partitions))
+
+    def resume(self, partitions: set[int]) -> None:
+        self._c.resume(*(TopicPartition(self.settings.topic, p) for p in partitions))
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        """Commit ``partition -> next offset to read``; raises on failure (e.g. partition lost)."""
+        if offsets:
+            self._c.commit({TopicPartition(self.settings.topic, p): OffsetAndMetadata(o, "", -1)
+                            for p, o in offsets.items()})
+
+    def close(self) -> None:
+        self._c.close(autocommit=False)
+
+
+def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
+    """Raise ``ServiceUnavailable`` unless the broker answers a metadata request."""
+    try:
+        cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
+        admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
+    except Exception as exc:  # noqa: BLE001
+        raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+    try:
+        admin.list_topics()
+    except Exception as exc:  # noqa: BLE001
+        raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+    finally:
+        admin.close()

@@ -1,0 +1,219 @@
+"""The client object: what programs, the CLI and the dashboard use to talk to YADTQ.
+
+    from yadtq import Client
+    client = Client()                      # settings from YADTQ_* variables
+    task_id = client.submit("ADD", [2, 3])
+    client.get(task_id).state              # queued / in-progress / completed / failed
+
+Submitting writes the task as ``queued`` in Redis, then sends it to Kafka and waits for the broker's
+acknowledgement. If Kafka refuses or cannot be reached, the caller gets ``ServiceUnavailable`` and the
+task is marked ``failed`` ("not enqueued"), so nothing is left looking ``queued`` forever.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
+from yadtq.models import Health, Task, TaskState, WorkerInfo
+from yadtq.registry import Registry, TaskSpec, default_registry
+from yadtq.settings import Settings
+from yadtq.store import RedisStore
+from yadtq.wire import Envelope
+
+
+class Producer(Protocol):
+    """What the client needs from a Kafka producer (``yadtq.broker.TaskProducer`` or a fake)."""
+
+    def send(self, envelopes: Sequence[Envelope], timeout: float = ...) -> list[Exception | None]: ...
+    def connected(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+ProducerFactory = Callable[[Settings], Producer]
+
+
+def _kafka_producer(settings: Settings) -> Producer:
+    from yadtq.broker import TaskProducer, ensure_topics
+
+    ensure_topics(settings, timeout=10.0)
+    return TaskProducer(settings)
+
+
+def _kafka_ping(settings: Settings) -> None:
+    from yadtq.broker import kafka_ping
+
+    kafka_ping(settings)
+
+
+class Client:
+    """Submit, inspect, retry and reset tasks; list workers; report service health."""
+
+    def __init__(self, settings: Settings | None = None, *, store: RedisStore | None = None,
+                 producer_factory: ProducerFactory | None = None,
+                 kafka_ping: Callable[[Settings], None] | None = None,
+                 registry: Registry | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.store = store or RedisStore(self.settings)
+        self._producer_factory = producer_factory or _kafka_producer
+        self._kafka_ping = kafka_ping or _kafka_ping
+        self._producer: Producer | None = None
+        self._registry = (registry or default_registry).copy()
+
+    # ------------------------------------------------------------------ tasks names
+    def registry(self, refresh: bool = True) -> Registry:
+        """Local tasks plus those that running workers published to Redis."""
+        if refresh:
+            try:
+                for data in self.store.published_specs():
+                    try:
+                        self._registry.add_spec(TaskSpec.from_public(data))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+            except ServiceUnavailable:
+                pass
+        return self._registry
+
+    def task_specs(self) -> list[TaskSpec]:
+        return self.registry().specs()
+
+    def parse(self, text: str) -> tuple[str, tuple[Any, ...]]:
+        """Validate a command line such as ``ADD 2 3``; ``InvalidTask`` says what is wrong."""
+        spec, args = self._lookup_registry(lambda reg: reg.parse(text))
+        return spec.name, args
+
+    def _lookup_registry(self, fn: Callable[[Registry], tuple[TaskSpec, tuple[Any, ...]]]
+                         ) -> tuple[TaskSpec, tuple[Any, ...]]:
+        try:
+            return fn(self.registry(refresh=False))
+        except InvalidTask as exc:
+            if not str(exc).startswith("unknown task"):
+                raise
+        return fn(self.registry(refresh=True))
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, name: str, args: Iterable[Any] = ()) -> str:
+        """Validate, record and enqueue one task; return its id."""
+        return self.submit_many([(name, args)])[0]
+
+    def submit_text(self, text: str) -> str:
+        """Submit a command line such as ``ADD 2 3``."""
+        name, args = self.parse(text)
+        return self.submit(name, args)
+
+    def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]]) -> list[str]:
+        """Validate every task first (nothing is sent if one is invalid), then send them together."""
+        envelopes = []
+        now = time.time()
+        for name, args in tasks:
+            spec, values = self._lookup_registry(lambda reg, n=name, a=args: reg.validate(n, a))
+            envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now))
+        for env in envelopes:
+            try:
+                env.encode()
+            except YadtqError as exc:
+                raise InvalidTask(str(exc)) from None
+        if not envelopes:
+            return []
+        self.store.create(envelopes)
+        errors = self._send(envelopes)
+        failed = [(e, err) for e, err in zip(envelopes, errors, strict=True) if err is not None]
+        for env, err in failed:
+            self._not_enqueued(env.id, err)
+        if failed:
+            first = failed[0][1]
+            if len(envelopes) == 1:
+                raise ServiceUnavailable(f"task not enqueued: {first}")
+            raise ServiceUnavailable(f"{len(failed)} of {len(envelopes)} tasks not enqueued "
+                                     f"(marked failed): {first}")
+        return [e.id for e in envelopes]
+
+    def _send(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
+        try:
+            if self._producer is None:
+                self._producer = self._producer_factory(self.settings)
+            return self._producer.send(envelopes)
+        except ServiceUnavailable as exc:
+            return [exc] * len(envelopes)
+        except Exception as exc:  # noqa: BLE001 - the Kafka client raises many kinds
+            return [ServiceUnavailable(f"Kafka: {type(exc).__name__}: {exc}")] * len(envelopes)
+
+    def _not_enqueued(self, task_id: str, err: Exception) -> None:
+        try:
+            self.store.transition(task_id, TaskState.QUEUED, TaskState.FAILED,
+                                  note="not enqueued", error=f"not enqueued: {err}", attempt=0)
+        except ServiceUnavailable:
+            pass  # Redis went away too; the record says queued but no worker will see it
+
+    # ------------------------------------------------------------------ read
+    def get(self, task_id: str) -> Task:
+        task_id = task_id.strip().lower()
+        if not task_id or len(task_id) > 64 or not task_id.isalnum():
+            raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
+        task = self.store.get(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task with id {task_id}")
+        return task
+
+    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0) -> list[Task]:
+        """Newest first, one page."""
+        return self.store.list(state, limit, offset)
+
+    def counts(self) -> dict[TaskState, int]:
+        return self.store.counts()
+
+    def total(self, state: TaskState | None = None) -> int:
+        return self.store.total(state)
+
+    def finished_per_second(self, seconds: int = 60) -> list[int]:
+        return self.store.finished_per_second(seconds)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.store.workers(late_after=self.settings.heartbeat_interval * 2)
+
+    # ------------------------------------------------------------------ change
+    def retry(self, task_id: str) -> str:
+        """Run a failed task again: a new attempt of the same task (same id), queued at once."""
+        task = self.get(task_id)
+        if task.state is not TaskState.FAILED:
+            raise InvalidTask(f"only failed tasks can be retried; task {task.short_id} is {task.state}")
+        if self.registry(refresh=False).get(task.name) is None:
+            self.registry(refresh=True)
+        moved = self.store.transition(task.id, TaskState.FAILED, TaskState.QUEUED,
+                                      note="retry requested")
+        if moved != 1:
+            raise InvalidTask(f"task {task.short_id} changed meanwhile; not retried")
+        env = Envelope(task.id, task.name, task.args, task.created_at)
+        err = self._send([env])[0]
+        if err is not None:
+            self.store.transition(task.id, TaskState.QUEUED, TaskState.FAILED,
+                                  note="retry not enqueued", error=f"not enqueued: {err}")
+            raise ServiceUnavailable(f"retry not enqueued: {err}")
+        return task.id
+
+    def reset(self) -> int:
+        """Delete every YADTQ task (this key prefix only; never FLUSHALL). Returns how many."""
+        return self.store.reset()
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> Health:
+        redis_error = kafka_error = None
+        try:
+            self.store.ping()
+        except ServiceUnavailable as exc:
+            redis_error = str(exc)
+        try:
+            self._kafka_ping(self.settings)
+        except ServiceUnavailable as exc:
+            kafka_error = str(exc)
+        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close()
+            finally:
+                self._producer = None

@@ -1,0 +1,25 @@
+"""Exceptions of the core. Every message is one line a person can act on."""
+
+
+class YadtqError(Exception):
+    """Base of every error YADTQ raises on purpose."""
+
+
+class InvalidTask(YadtqError):
+    """The task is refused before anything is enqueued: unknown name, bad arguments, too large."""
+
+
+class PermanentTaskError(YadtqError):
+    """Raised by a task function when retrying cannot help (bad arguments): fails at once."""
+
+
+class DecodeError(YadtqError):
+    """A message from the wire is not a valid YADTQ task envelope."""
+
+
+class ServiceUnavailable(YadtqError):
+    """Redis or Kafka cannot be reached (or refused the request)."""
+
+
+class TaskNotFound(YadtqError):
+    """No task with that id."""

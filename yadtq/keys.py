@@ -1,0 +1,80 @@
+"""Every Redis key and Kafka topic name YADTQ uses, in one place.
+
+Redis keys all live under ``<prefix>:`` where the prefix is ``yadtq`` by default (tests use
+``yadtq:test-<random>`` so each test has its own keyspace). Kafka topic names cannot contain ``:``,
+so topics are ``yadtq.tasks`` and ``yadtq.dead-letter`` by default.
+
+Layout::
+
+    <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history...
+    <p>:tasks                zset   every task id, scored by creation time (ms): listing never scans keys
+    <p>:state:<state>        zset   ids in one state, scored by creation time: filtered listing
+    <p>:counts               hash   state -> number of tasks in that state
+    <p>:rate:<epoch second>  string completions (and failures) finished in that second, expires in 2 min
+    <p>:workers              zset   worker id -> last heartbeat (ms): known workers, alive or dead
+    <p>:worker:<id>          hash   one worker's heartbeat, written with a TTL: gone = dead
+    <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
+    <p>:reset_at             string time of the last reset (older messages are discarded)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "yadtq"
+DEFAULT_TOPIC = "yadtq.tasks"
+DEFAULT_DEAD_LETTER_TOPIC = "yadtq.dead-letter"
+DEFAULT_GROUP = "yadtq-workers"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds the Redis key names under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not (self.prefix == DEFAULT_PREFIX or self.prefix.startswith(DEFAULT_PREFIX + ":")):
+            raise ValueError(f"Redis key prefix must be 'yadtq' or start with 'yadtq:', got {self.prefix!r}")
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def task_pattern(self) -> str:
+        """SCAN pattern matching every task hash (used only by reset)."""
+        return f"{self.prefix}:task:*"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:tasks"
+
+    def state_index(self, state: str) -> str:
+        return f"{self.prefix}:state:{state}"
+
+    @property
+    def counts(self) -> str:
+        return f"{self.prefix}:counts"
+
+    def rate(self, epoch_second: int) -> str:
+        return f"{self.prefix}:rate:{epoch_second}"
+
+    @property
+    def rate_pattern(self) -> str:
+        return f"{self.prefix}:rate:*"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def reset_marker(self) -> str:
+        """Time of the last reset: messages sent before it are discarded, not recreated."""
+        return f"{self.prefix}:reset_at"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.prefix}:registry"

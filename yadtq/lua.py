@@ -1,0 +1,147 @@
+"""Lua scripts that change a task's state atomically in Redis (one round trip per batch).
+
+Every state change appends ``[state, time, worker, attempt, note]`` to the task's ``history`` and moves
+the id between the per-state sorted sets and counters, so listings and totals never scan keys.
+``FINISH`` is a compare-and-set on ``(state, attempt)``: a zombie worker whose attempt was superseded
+cannot overwrite the newer attempt's outcome.
+"""
+
+# Shared prelude. KEYS[1] = counts hash, KEYS[2..5] = state sets (queued, in-progress, completed,
+# failed). Task keys follow at the offset each script states.
+_PRELUDE = """
+local counts = KEYS[1]
+local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
+local function move(id, from, to, score)
+  if from == to then return end
+  if from then
+    redis.call('ZREM', sets[from], id)
+    redis.call('HINCRBY', counts, from, -1)
+  end
+  redis.call('ZADD', sets[to], score, id)
+  redis.call('HINCRBY', counts, to, 1)
+end
+local function append(history, entry)
+  local h = cjson.decode(history or '[]')
+  h[#h + 1] = entry
+  return cjson.encode(h)
+end
+"""
+
+# KEYS[6] = index, KEYS[7..] = task keys.
+# ARGV[1] = now; per task 4 values: id, name, args JSON, created_at.
+# Returns per task 1 if created, 0 if the id already existed.
+CREATE = _PRELUDE + """
+local now = ARGV[1]
+local out = {}
+for i = 7, #KEYS do
+  local j = (i - 7) * 4 + 2
+  local id, created = ARGV[j], tonumber(ARGV[j + 3])
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', KEYS[i], 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
+      'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
+      'history', cjson.encode({{'queued', created, false, 0, false}}))
+    redis.call('ZADD', KEYS[6], created, id)
+    move(id, nil, 'queued', created)
+    out[#out + 1] = 1
+  end
+end
+return out
+"""
+
+# KEYS[6] = index, KEYS[7] = reset marker, KEYS[8..] = task keys.
+# ARGV[1] = worker, ARGV[2] = now; per task 4 values: id, name, args JSON, created_at.
+# Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
+# (a duplicate delivery), -1 if it was cleared by a reset after it was sent.
+START = _PRELUDE + """
+local worker, now = ARGV[1], tonumber(ARGV[2])
+local reset_at = tonumber(redis.call('GET', KEYS[7]) or '0')
+local out = {}
+for i = 8, #KEYS do
+  local key = KEYS[i]
+  local j = (i - 8) * 4 + 3
+  local id, created = ARGV[j], tonumber(ARGV[j + 3])
+  local cur = redis.call('HMGET', key, 'state', 'attempt', 'history')
+  local state, attempt, history = cur[1], tonumber(cur[2] or '0'), cur[3]
+  if not state then
+    if created <= reset_at then
+      out[#out + 1] = -1
+    else
+      -- the message reached Kafka but its record is missing: recreate it from the message
+      history = cjson.encode({{'queued', created, false, 0, 'record recreated by worker'}})
+      redis.call('HSET', key, 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
+        'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'history', history)
+      redis.call('ZADD', KEYS[6], created, id)
+      move(id, nil, 'queued', created)
+      state, attempt = 'queued', 0
+    end
+  end
+  if state == 'completed' or state == 'failed' then
+    out[#out + 1] = 0
+  elseif state then
+    attempt = attempt + 1
+    local note = false
+    if state == 'in-progress' then note = 'took over from an earlier attempt' end
+    redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
+      'updated_at', now, 'started_at', now,
+      'history', append(history, {'in-progress', now, worker, attempt, note}))
+    move(id, state, 'in-progress', created)
+    out[#out + 1] = attempt
+  end
+end
+return out
+"""
+
+# KEYS[6] = rate key of this second, KEYS[7..] = task keys.
+# ARGV[1] = worker, ARGV[2] = now; per task 5 values: id, attempt, new state, result JSON, error.
+# The new state is completed, failed, or queued (a retry will run later).
+# Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's).
+FINISH = _PRELUDE + """
+local worker, now = ARGV[1], tonumber(ARGV[2])
+local out = {}
+local finished = 0
+for i = 7, #KEYS do
+  local key = KEYS[i]
+  local j = (i - 7) * 5 + 3
+  local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
+  local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at')
+  if cur[1] == 'in-progress' and tonumber(cur[2]) == attempt then
+    local err = ARGV[j + 4]
+    local note = false
+    if new == 'queued' then note = 'retry: ' .. string.sub(err, 1, 200) end
+    redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
+      'updated_at', now, 'history', append(cur[3], {new, now, worker, attempt, note}))
+    if new ~= 'queued' then
+      redis.call('HSET', key, 'finished_at', now)
+      finished = finished + 1
+    end
+    move(id, 'in-progress', new, tonumber(cur[4]))
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if finished > 0 then
+  redis.call('INCRBY', KEYS[6], finished)
+  redis.call('EXPIRE', KEYS[6], 120)
+end
+return out
+"""
+
+# KEYS[6] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
+# ARGV[4] = note, ARGV[5] = error ('' keeps none), ARGV[6] = expected attempt ('' = any).
+# Moves one task from one state to another if it is still in the expected state.
+# Returns 1 if moved, 0 if not (another change came first), -1 if the task does not exist.
+TRANSITION = _PRELUDE + """
+local key, now = KEYS[6], tonumber(ARGV[1])
+local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id')
+if not cur[1] then return -1 end
+if cur[1] ~= ARGV[2] then return 0 end
+if ARGV[6] ~= '' and tonumber(cur[2]) ~= tonumber(ARGV[6]) then return 0 end
+redis.call('HSET', key, 'state', ARGV[3], 'updated_at', now, 'error', ARGV[5],
+  'history', append(cur[3], {ARGV[3], now, false, tonumber(cur[2]), ARGV[4]}))
+if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
+move(cur[5], cur[1], ARGV[3], tonumber(cur[4]))
+return 1
+"""

@@ -1,0 +1,97 @@
+"""The task and worker model: frozen dataclasses and ``str`` enums, no I/O."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+JSONValue = Any
+"""A value that survives ``json.dumps``/``json.loads`` unchanged (numbers, strings, lists, ...)."""
+
+
+class TaskState(StrEnum):
+    """Where a task is in its life. ``completed`` and ``failed`` are final."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskState.COMPLETED, TaskState.FAILED)
+
+
+class WorkerStatus(StrEnum):
+    """A worker's health, derived from the age of its heartbeat."""
+
+    ALIVE = "alive"
+    LATE = "late"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One state change: what, when (epoch seconds), by which worker, in which attempt."""
+
+    state: TaskState
+    at: float
+    worker: str | None = None
+    attempt: int = 0
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as stored in Redis."""
+
+    id: str
+    name: str
+    args: tuple[JSONValue, ...]
+    state: TaskState = TaskState.QUEUED
+    result: JSONValue = None
+    error: str | None = None
+    attempt: int = 0
+    worker: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    history: tuple[HistoryEntry, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def age(self, now: float | None = None) -> float:
+        return max(0.0, (time.time() if now is None else now) - self.created_at)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as seen through its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    status: WorkerStatus
+    last_beat: float
+    started_at: float
+    current_task: str | None = None
+    done: int = 0
+    failed: int = 0
+    tasks: tuple[str, ...] = ()
+
+    def uptime(self, now: float | None = None) -> float:
+        end = self.last_beat if self.status is WorkerStatus.DEAD else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the client can reach each service right now, and why not."""
+
+    redis_ok: bool
+    kafka_ok: bool
+    redis_error: str | None = None
+    kafka_error: str | None = None

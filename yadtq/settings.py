@@ -1,0 +1,191 @@
+"""Settings from ``YADTQ_*`` environment variables, overridable by command-line flags.
+
+Every program (``yadtq``, ``yadtq-worker``, ``yadtq-tui``) shares these; ``add_arguments`` adds the
+matching flags to an ``argparse`` parser, and ``Settings.from_env`` / ``Settings.from_args`` build them.
+Secrets (passwords in URLs, SASL passwords) are never printed: ``redacted()`` hides them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from yadtq.keys import DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_GROUP, DEFAULT_PREFIX, DEFAULT_TOPIC
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Connection and behaviour settings shared by the client, the worker and the dashboard."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma-separated."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL; ``rediss://`` for TLS, ``redis://:password@host`` or user:password for ACLs."""
+    redis_password_file: str | None = None
+    """Read the Redis password from this file (instead of putting it in the URL)."""
+    topic: str = DEFAULT_TOPIC
+    """Kafka topic the tasks go through."""
+    dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC
+    """Kafka topic that receives messages a worker could not decode or validate."""
+    group: str = DEFAULT_GROUP
+    """Kafka consumer group shared by all workers."""
+    partitions: int = 12
+    """Partitions of the tasks topic when YADTQ creates it (more than the workers you expect)."""
+    key_prefix: str = DEFAULT_PREFIX
+    """Prefix of every Redis key (``yadtq`` or ``yadtq:<something>``)."""
+    heartbeat_interval: float = 1.0
+    """Seconds between worker heartbeats; a heartbeat key lives ``3 x`` this long."""
+    session_timeout_ms: int = 6000
+    """Kafka group session timeout: how long before a silent worker's partitions move."""
+    max_poll_records: int = 500
+    """Most messages a worker takes from Kafka in one poll."""
+    default_max_attempts: int = 3
+    """Attempts per task when the task does not say (1 = no retry)."""
+    default_time_limit: float = 300.0
+    """Seconds a task may run when the task does not say."""
+    kafka_security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+    kafka_sasl_mechanism: str | None = None
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when SASL is used."""
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_sasl_password_file: str | None = None
+    kafka_ssl_cafile: str | None = None
+    log_args: bool = False
+    """Workers log argument values only when this is on (they may be sensitive)."""
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``YADTQ_<FIELD>`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get("YADTQ_" + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from the environment with the flags added by ``add_arguments`` on top."""
+        overrides = {f.name: getattr(ns, f.name, None) for f in fields(cls)}
+        return cls.from_env(environ, **overrides)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes).validated()
+
+    def validated(self) -> Settings:
+        if self.partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive")
+        if self.default_max_attempts < 1:
+            raise ValueError("default_max_attempts must be at least 1")
+        if self.max_poll_records < 1:
+            raise ValueError("max_poll_records must be at least 1")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    # ------------------------------------------------------------------ secrets
+    def redis_password(self) -> str | None:
+        return _read_secret(self.redis_password_file)
+
+    def sasl_password(self) -> str | None:
+        return _read_secret(self.kafka_sasl_password_file) or self.kafka_sasl_password
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with every secret replaced by ``***`` (safe to log or show)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "kafka_sasl_password" and value:
+                value = "***"
+            elif f.name == "redis_url":
+                value = redact_url(value)
+            out[f.name] = value
+        return out
+
+    @property
+    def heartbeat_ttl(self) -> float:
+        return self.heartbeat_interval * 3
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _read_secret(path: str | None) -> str | None:
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip() or None
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    t = str(type_name)
+    try:
+        if t.startswith("int"):
+            return int(raw)
+        if t.startswith("float"):
+            return float(raw)
+        if t.startswith("bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ValueError(f"YADTQ_{name.upper()}: cannot read {raw!r} as {t.split(' ')[0]}") from None
+    return raw
+
+
+_HELP = {f.name: f for f in fields(Settings)}
+
+
+def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add ``--kafka-bootstrap``, ``--redis-url``... flags; each defaults to its ``YADTQ_`` variable."""
+    doc = _field_docs()
+    group = parser.add_argument_group("connection and settings (flag > YADTQ_* variable > default)")
+    for f in fields(Settings):
+        if only is not None and f.name not in only:
+            continue
+        if f.name in ("kafka_sasl_password",):
+            continue  # secrets only from the environment or a file, never on a command line
+        flag = "--" + f.name.replace("_", "-")
+        env = "YADTQ_" + f.name.upper()
+        kind = str(f.type)
+        help_text = f"{doc.get(f.name, '')} [env {env}; default {f.default!r}]".strip()
+        if kind.startswith("bool"):
+            group.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
+                               help=help_text)
+        else:
+            conv: Any = int if kind.startswith("int") else float if kind.startswith("float") else str
+            group.add_argument(flag, dest=f.name, type=conv, default=None, metavar=f.name.upper(),
+                               help=help_text.replace("%", "%%"))
+
+
+def _field_docs() -> dict[str, str]:
+    """Attribute docstrings of ``Settings`` (the string right after each field)."""
+    import ast
+    import inspect
+
+    try:
+        tree = ast.parse(inspect.getsource(Settings))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for prev, node in zip(body, body[1:], strict=False):
+        if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name)
+                and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs

@@ -1,0 +1,312 @@
+"""The Redis store: every task's state, result and history, and every worker's heartbeat.
+
+This is the only module that imports ``redis``. State changes run as Lua scripts (``yadtq.lua``), one
+round trip per batch of tasks. Key names come from ``yadtq.keys``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from yadtq import lua
+from yadtq.errors import ServiceUnavailable
+from yadtq.keys import Keys
+from yadtq.models import HistoryEntry, Task, TaskState, WorkerInfo, WorkerStatus
+from yadtq.settings import Settings, redact_url
+from yadtq.wire import Envelope
+
+T = TypeVar("T")
+
+STATES = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED)
+DEAD_WORKER_KEEP_SECONDS = 600.0
+"""A dead worker stays listed (as dead) this long after its last heartbeat."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one attempt, to be written with a compare-and-set on the attempt."""
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One worker heartbeat."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    current_task: str | None
+    done: int
+    failed: int
+
+
+class RedisStore:
+    """Task state in Redis. Pass ``client`` to use another Redis-compatible client (tests)."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        if client is None:
+            client = redis.Redis.from_url(
+                settings.redis_url,
+                password=settings.redis_password() or None,
+                decode_responses=True,
+                socket_timeout=5.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=15,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            )
+        self.r = client
+        self._create = self.r.register_script(lua.CREATE)
+        self._start = self.r.register_script(lua.START)
+        self._finish = self.r.register_script(lua.FINISH)
+        self._transition = self.r.register_script(lua.TRANSITION)
+        self._state_keys = [self.keys.state_index(s) for s in STATES]
+
+    def describe(self) -> str:
+        return redact_url(self.settings.redis_url)
+
+    # ------------------------------------------------------------------ errors
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.AuthenticationError as exc:
+            raise ServiceUnavailable(f"Redis refused the credentials: {exc}") from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise ServiceUnavailable(f"Redis unreachable at {self.describe()}: {exc}") from None
+        except redis.ResponseError as exc:
+            raise ServiceUnavailable(f"Redis error: {exc}") from None
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with self._errors():
+            return fn()
+
+    def ping(self) -> None:
+        self._call(self.r.ping)
+
+    # ------------------------------------------------------------------ writes
+    def create(self, envelopes: Sequence[Envelope]) -> list[bool]:
+        """Record new tasks as ``queued``; False for an id that already existed."""
+        if not envelopes:
+            return []
+        args: list[Any] = [time.time()]
+        for e in envelopes:
+            args += [e.id, e.name, _dump(list(e.args)), repr(e.created_at)]
+        keys = [self.keys.counts, *self._state_keys, self.keys.index,
+                *(self.keys.task(e.id) for e in envelopes)]
+        out = self._call(lambda: self._create(keys=keys, args=args))
+        return [bool(x) for x in out]
+
+    def start(self, worker_id: str, envelopes: Sequence[Envelope]) -> list[int]:
+        """Mark tasks ``in-progress`` for ``worker_id``; per task the attempt to run (>= 1),
+        0 if the task is already final, -1 if a reset cleared it."""
+        if not envelopes:
+            return []
+        args: list[Any] = [worker_id, time.time()]
+        for e in envelopes:
+            args += [e.id, e.name, _dump(list(e.args)), repr(e.created_at)]
+        keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
+                *(self.keys.task(e.id) for e in envelopes)]
+        return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]
+
+    def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Write each attempt's outcome unless a newer attempt took the task (then False)."""
+        if not outcomes:
+            return []
+        now = time.time()
+        args: list[Any] = [worker_id, now]
+        for o in outcomes:
+            args += [o.task_id, o.attempt, o.state.value,
+                     "" if o.result is None and o.state is not TaskState.COMPLETED
+                     else _dump(o.result), o.error or ""]
+        keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)),
+                *(self.keys.task(o.task_id) for o in outcomes)]
+        return [bool(x) for x in self._call(lambda: self._finish(keys=keys, args=args))]
+
+    def transition(self, task_id: str, expected: TaskState, new: TaskState, note: str,
+                   error: str = "", attempt: int | None = None) -> int:
+        """Move one task ``expected -> new`` if it is still ``expected`` (and at ``attempt``).
+        1 moved, 0 not (something else changed it first), -1 no such task."""
+        keys = [self.keys.counts, *self._state_keys, self.keys.task(task_id)]
+        args = [time.time(), expected.value, new.value, note, error,
+                "" if attempt is None else attempt]
+        return int(self._call(lambda: self._transition(keys=keys, args=args)))
+
+    def reset(self) -> int:
+        """Delete every task of this prefix (and the counters); never FLUSHALL. Returns how many."""
+        def run() -> int:
+            self.r.set(self.keys.reset_marker, repr(time.time()))
+            deleted = 0
+            batch: list[str] = []
+            for key in self.r.scan_iter(match=self.keys.task_pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += self.r.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += self.r.unlink(*batch)
+            rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
+            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys)
+            return int(deleted)
+        return self._call(run)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, task_id: str) -> Task | None:
+        data = self._call(lambda: self.r.hgetall(self.keys.task(task_id)))
+        return _task(data) if data else None
+
+    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0) -> list[Task]:
+        """Newest first, one page: reads ``limit`` hashes, never the whole keyspace."""
+        index = self.keys.index if state is None else self.keys.state_index(state)
+
+        def run() -> list[Task]:
+            ids = self.r.zrevrange(index, offset, offset + max(limit, 0) - 1)
+            if not ids:
+                return []
+            pipe = self.r.pipeline(transaction=False)
+            for task_id in ids:
+                pipe.hgetall(self.keys.task(task_id))
+            return [_task(d) for d in pipe.execute() if d]
+        return self._call(run)
+
+    def counts(self) -> dict[TaskState, int]:
+        raw = self._call(lambda: self.r.hgetall(self.keys.counts))
+        return {s: max(0, int(raw.get(s.value, 0))) for s in STATES}
+
+    def total(self, state: TaskState | None = None) -> int:
+        index = self.keys.index if state is None else self.keys.state_index(state)
+        return int(self._call(lambda: self.r.zcard(index)))
+
+    def finished_per_second(self, seconds: int = 60, now: float | None = None) -> list[int]:
+        """Tasks finished in each of the last ``seconds`` whole seconds, oldest first."""
+        end = int(now if now is not None else time.time())
+        keys = [self.keys.rate(s) for s in range(end - seconds, end)]
+        values = self._call(lambda: self.r.mget(keys))
+        return [int(v or 0) for v in values]
+
+    # ------------------------------------------------------------------ workers
+    def heartbeat(self, beat: Beat, ttl: float) -> None:
+        now = time.time()
+        key = self.keys.worker(beat.worker_id)
+
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(key, mapping={
+                "id": beat.worker_id, "host": beat.host, "pid": beat.pid,
+                "started_at": repr(beat.started_at), "last_beat": repr(now),
+                "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
+            })
+            pipe.pexpire(key, int(ttl * 1000))
+            pipe.zadd(self.keys.workers, {beat.worker_id: now})
+            pipe.execute()
+        self._call(run)
+
+    def remove_worker(self, worker_id: str) -> None:
+        """A clean exit: the worker disappears at once instead of turning dead."""
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.delete(self.keys.worker(worker_id))
+            pipe.zrem(self.keys.workers, worker_id)
+            pipe.execute()
+        self._call(run)
+
+    def workers(self, late_after: float, now: float | None = None) -> list[WorkerInfo]:
+        """Every known worker: alive, late (heartbeat older than ``late_after`` s) or dead (key gone)."""
+        t = time.time() if now is None else now
+
+        def run() -> list[WorkerInfo]:
+            self.r.zremrangebyscore(self.keys.workers, "-inf", t - DEAD_WORKER_KEEP_SECONDS)
+            known = self.r.zrange(self.keys.workers, 0, -1, withscores=True)
+            pipe = self.r.pipeline(transaction=False)
+            for worker_id, _ in known:
+                pipe.hgetall(self.keys.worker(worker_id))
+            beats = pipe.execute() if known else []
+            out = []
+            for (worker_id, last_seen), data in zip(known, beats, strict=True):
+                if data:
+                    last = float(data.get("last_beat", last_seen))
+                    status = WorkerStatus.LATE if t - last > late_after else WorkerStatus.ALIVE
+                    out.append(WorkerInfo(
+                        id=worker_id, host=data.get("host", "?"), pid=int(data.get("pid", 0)),
+                        status=status, last_beat=last,
+                        started_at=float(data.get("started_at", last)),
+                        current_task=data.get("current_task") or None,
+                        done=int(data.get("done", 0)), failed=int(data.get("failed", 0))))
+                else:
+                    host, _, pid = worker_id.rpartition("-")
+                    out.append(WorkerInfo(id=worker_id, host=host or worker_id,
+                                          pid=int(pid) if pid.isdigit() else 0,
+                                          status=WorkerStatus.DEAD, last_beat=float(last_seen),
+                                          started_at=float(last_seen)))
+            return out
+        return self._call(run)
+
+    # ------------------------------------------------------------------ registry
+    def publish_specs(self, specs: Sequence[dict[str, Any]]) -> None:
+        if specs:
+            mapping = {s["name"]: _dump(s) for s in specs}
+            self._call(lambda: self.r.hset(self.keys.registry, mapping=mapping))
+
+    def published_specs(self) -> list[dict[str, Any]]:
+        raw = self._call(lambda: self.r.hgetall(self.keys.registry))
+        out = []
+        for value in raw.values():
+            try:
+                spec = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                out.append(spec)
+        return out
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _load(raw: str | None) -> Any:
+    if raw is None or raw == "":
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _task(d: dict[str, str]) -> Task:
+    history = []
+    for entry in _load(d.get("history")) or []:
+        try:
+            state, at, worker, attempt = entry[0], entry[1], entry[2], entry[3]
+            note = entry[4] if len(entry) > 4 else None
+            history.append(HistoryEntry(TaskState(state), float(at), worker or None,
+                                        int(attempt), note or None))
+        except (ValueError, TypeError, IndexError):
+            continue
+    args = _load(d.get("args"))
+    return Task(
+        id=d.get("id", ""), name=d.get("name", ""),
+        args=tuple(args) if isinstance(args, list) else (),
+        state=TaskState(d.get("state", "queued")),
+        result=_load(d.get("result")), error=d.get("error") or None,
+        attempt=int(d.get("attempt", 0)), worker=d.get("worker") or None,
+        created_at=float(d.get("created_at", 0)), updated_at=float(d.get("updated_at", 0)),
+        history=tuple(history),
+    )

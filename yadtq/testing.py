@@ -1,0 +1,182 @@
+"""In-memory stand-ins for Kafka, for unit tests and for driving the dashboard without services.
+
+``FakeBroker`` keeps topics as lists of messages per partition and consumer groups with committed
+offsets; its producers and consumers have the same surface as ``yadtq.broker.TaskProducer`` and
+``TaskConsumer``. Partitions are split among the live consumers of a group, and a consumer joining or
+leaving moves them (rebalance), so worker logic can be tested without a broker. For Redis, tests pass
+a ``fakeredis`` client to ``RedisStore``: the same Lua scripts then run in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from yadtq.broker_types import Record
+from yadtq.errors import ServiceUnavailable
+from yadtq.settings import Settings
+from yadtq.wire import Envelope
+
+
+@dataclass
+class _Group:
+    committed: dict[int, int] = field(default_factory=dict)
+    members: list[FakeConsumer] = field(default_factory=list)
+    generation: int = 0
+
+
+class FakeBroker:
+    """A Kafka stand-in with topics, partitions and consumer groups. ``available = False`` fails calls."""
+
+    def __init__(self, partitions: int = 4) -> None:
+        self.partitions = partitions
+        self.topics: dict[str, list[list[bytes | None]]] = {}
+        self.groups: dict[str, _Group] = {}
+        self.available = True
+        self.lock = threading.RLock()
+
+    def _topic(self, name: str) -> list[list[bytes | None]]:
+        return self.topics.setdefault(name, [[] for _ in range(self.partitions)])
+
+    def append(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+        with self.lock:
+            parts = self._topic(topic)
+            index = (hash(key) if key is not None else sum(len(p) for p in parts)) % len(parts)
+            parts[index].append(value)
+
+    def messages(self, topic: str) -> list[bytes | None]:
+        with self.lock:
+            return [m for p in self._topic(topic) for m in p]
+
+    def check(self) -> None:
+        if not self.available:
+            raise ServiceUnavailable("Kafka unreachable (fake broker is down)")
+
+    def producer(self, settings: Settings) -> FakeProducer:
+        self.check()
+        return FakeProducer(self, settings)
+
+    def consumer(self, settings: Settings, client_id: str,
+                 on_revoked: Callable[[set[int]], None] = lambda _p: None,
+                 on_assigned: Callable[[set[int]], None] = lambda _p: None) -> FakeConsumer:
+        return FakeConsumer(self, settings, client_id, on_revoked, on_assigned)
+
+    def ping(self, _settings: Settings) -> None:
+        self.check()
+
+    def _rebalance(self, group: _Group) -> None:
+        group.generation += 1
+        for m in group.members:
+            m._pending_rebalance = True
+
+
+class FakeProducer:
+    def __init__(self, broker: FakeBroker, settings: Settings) -> None:
+        self.broker, self.settings = broker, settings
+
+    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
+        out: list[Exception | None] = []
+        for env in envelopes:
+            try:
+                self.broker.check()
+                self.broker.append(self.settings.topic, env.encode(), env.id.encode())
+                out.append(None)
+            except ServiceUnavailable as exc:
+                out.append(exc)
+        return out
+
+    def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        self.broker.check()
+        self.broker.append(topic, value, key)
+
+    def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
+        self.broker.check()
+        self.broker.append(self.settings.dead_letter_topic, reason.encode())
+
+    def connected(self) -> bool:
+        return self.broker.available
+
+    def close(self) -> None:
+        pass
+
+
+class FakeConsumer:
+    def __init__(self, broker: FakeBroker, settings: Settings, client_id: str,
+                 on_revoked: Callable[[set[int]], None],
+                 on_assigned: Callable[[set[int]], None]) -> None:
+        self.broker, self.settings, self.client_id = broker, settings, client_id
+        self.on_revoked, self.on_assigned = on_revoked, on_assigned
+        self._assigned: set[int] = set()
+        self._paused: set[int] = set()
+        self._position: dict[int, int] = {}
+        self._pending_rebalance = True
+        self.closed = False
+        with broker.lock:
+            group = broker.groups.setdefault(settings.group, _Group())
+            group.members.append(self)
+            broker._rebalance(group)
+
+    @property
+    def _group(self) -> _Group:
+        return self.broker.groups[self.settings.group]
+
+    def _do_rebalance(self) -> None:
+        with self.broker.lock:
+            members = self._group.members
+            index = members.index(self)
+            n = len(self.broker._topic(self.settings.topic))
+            mine = {p for p in range(n) if p % len(members) == index}
+            self._pending_rebalance = False
+        if self._assigned:
+            self.on_revoked(set(self._assigned))
+        self._assigned = mine
+        self._paused &= mine
+        self._position = {p: self._group.committed.get(p, 0) for p in mine}
+        self.on_assigned(set(mine))
+
+    def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
+        if self.closed:
+            raise RuntimeError("consumer closed")
+        if self._pending_rebalance:
+            self._do_rebalance()
+        if not self.broker.available:
+            return []
+        limit = max_records or self.settings.max_poll_records
+        out: list[Record] = []
+        with self.broker.lock:
+            parts = self.broker._topic(self.settings.topic)
+            for p in sorted(self._assigned - self._paused):
+                pos = self._position.get(p, 0)
+                while pos < len(parts[p]) and len(out) < limit:
+                    out.append(Record(p, pos, parts[p][pos], self.settings.topic))
+                    pos += 1
+                self._position[p] = pos
+        return out
+
+    def assignment(self) -> set[int]:
+        return set(self._assigned)
+
+    def pause(self, partitions: set[int]) -> None:
+        self._paused |= partitions
+
+    def resume(self, partitions: set[int]) -> None:
+        self._paused -= partitions
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        self.broker.check()
+        with self.broker.lock:
+            lost = set(offsets) - self._assigned
+            if lost or self._pending_rebalance:
+                raise ServiceUnavailable(f"commit failed: partitions {sorted(lost)} were reassigned")
+            self._group.committed.update(offsets)
+
+    def close(self) -> None:
+        with self.broker.lock:
+            if self in self._group.members:
+                self._group.members.remove(self)
+                self.broker._rebalance(self._group)
+        self.closed = True
+
+

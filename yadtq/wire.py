@@ -1,0 +1,126 @@
+"""The JSON wire format of a task message on Kafka. Never pickle.
+
+An envelope is a JSON object::
+
+    {"v": 1, "id": "<32 hex>", "name": "ADD", "args": [2, 3], "created_at": 1732800000.123}
+
+``decode`` never trusts its input: it checks the version, every type and every size, and raises
+``DecodeError`` with one clear reason. It does not check that the task name is registered: that is the
+worker's job (``Registry.validate``), so that the reason can say "unknown task".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from yadtq.errors import DecodeError
+
+WIRE_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+"""Largest encoded task message."""
+MAX_ARGS = 32
+"""Most arguments one task takes."""
+MAX_STRING_CHARS = 4096
+"""Longest string argument."""
+MAX_INT_DIGITS = 100
+"""Largest integer argument, in decimal digits (keeps MUL and friends cheap)."""
+
+_INT_LIMIT = 10**MAX_INT_DIGITS
+_ID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What travels through Kafka: the task's identity and input, nothing else."""
+
+    id: str
+    name: str
+    args: tuple[Any, ...]
+    created_at: float
+
+    def encode(self) -> bytes:
+        return encode(self)
+
+
+def encode(env: Envelope) -> bytes:
+    check_args(env.args)
+    data = json.dumps(
+        {"v": WIRE_VERSION, "id": env.id, "name": env.name, "args": list(env.args),
+         "created_at": env.created_at},
+        separators=(",", ":"), allow_nan=False,
+    ).encode("utf-8")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"task message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode(raw: bytes | None) -> Envelope:
+    """Parse and validate one message; raise ``DecodeError`` saying what is wrong."""
+    if raw is None:
+        raise DecodeError("empty message (no value)")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"message is not UTF-8 JSON: {str(exc)[:120]}") from None
+    if not isinstance(obj, dict):
+        raise DecodeError("message is not a JSON object")
+    version = obj.get("v")
+    if type(version) is not int or version != WIRE_VERSION:
+        raise DecodeError(f"unsupported wire version {version!r} (this worker reads {WIRE_VERSION})")
+    task_id = obj.get("id")
+    if not isinstance(task_id, str) or not _ID_RE.fullmatch(task_id):
+        raise DecodeError("field 'id' must be 32 lowercase hex characters")
+    name = obj.get("name")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise DecodeError("field 'name' must be a task name of letters, digits, '_', '.', '-'")
+    args = obj.get("args")
+    if not isinstance(args, list):
+        raise DecodeError("field 'args' must be a JSON array")
+    try:
+        check_args(args)
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None
+    created = obj.get("created_at")
+    if type(created) not in (int, float) or not math.isfinite(created) or created < 0:
+        raise DecodeError("field 'created_at' must be a non-negative number")
+    extra = set(obj) - {"v", "id", "name", "args", "created_at"}
+    if extra:
+        raise DecodeError(f"unknown fields: {', '.join(sorted(extra))[:120]}")
+    return Envelope(task_id, name, tuple(args), float(created))
+
+
+def check_args(args: Any) -> None:
+    """Raise ``ValueError`` unless ``args`` is a short list of small scalars."""
+    if len(args) > MAX_ARGS:
+        raise ValueError(f"too many arguments: {len(args)} (the limit is {MAX_ARGS})")
+    for i, value in enumerate(args, 1):
+        check_scalar(value, f"argument {i}")
+
+
+def check_scalar(value: Any, what: str) -> None:
+    if value is None or type(value) is bool:
+        return
+    if type(value) is int:
+        if abs(value) >= _INT_LIMIT:
+            raise ValueError(f"{what} has more than {MAX_INT_DIGITS} digits")
+        return
+    if type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError(f"{what} is not a finite number")
+        return
+    if type(value) is str:
+        if len(value) > MAX_STRING_CHARS:
+            raise ValueError(f"{what} is longer than {MAX_STRING_CHARS} characters")
+        return
+    raise ValueError(f"{what} must be a number, a string, true/false or null")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
