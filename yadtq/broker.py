@@ -67,7 +67,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                     pass
             described = admin.describe_topics([settings.topic, settings.dead_letter_topic])
             if all(d.get("error_code", 0) == 0 and d.get("partitions")
-                   and all(p.get("leader", -1) >= 0 for p in d["partitions"]) for d in described):
+                   and all(p.get("leader_id", -1) >= 0 for p in d["partitions"]) for d in described):
                 return
         except KafkaError as exc:
             last = exc

@@ -42,7 +42,9 @@ def register_builtins(registry: Registry) -> None:
         """Sleep for the given seconds (0-3600) and return them: a long task for demos and tests."""
         if not 0 <= seconds <= MAX_SLEEP_SECONDS:
             raise PermanentTaskError(f"seconds must be between 0 and {MAX_SLEEP_SECONDS:g}")
-        time.sleep(seconds)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))  # short steps, so a time limit can interrupt it
         return seconds
 
 

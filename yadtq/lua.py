@@ -94,7 +94,7 @@ return out
 """
 
 # KEYS[6] = rate key of this second, KEYS[7..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 5 values: id, attempt, new state, result JSON, error.
+# ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, attempt, new state, result JSON, error, note.
 # The new state is completed, failed, or queued (a retry will run later).
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's).
 FINISH = _PRELUDE + """
@@ -103,13 +103,13 @@ local out = {}
 local finished = 0
 for i = 7, #KEYS do
   local key = KEYS[i]
-  local j = (i - 7) * 5 + 3
+  local j = (i - 7) * 6 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at')
   if cur[1] == 'in-progress' and tonumber(cur[2]) == attempt then
     local err = ARGV[j + 4]
-    local note = false
-    if new == 'queued' then note = 'retry: ' .. string.sub(err, 1, 200) end
+    local note = ARGV[j + 5]
+    if note == '' then note = false end
     redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
       'updated_at', now, 'history', append(cur[3], {new, now, worker, attempt, note}))
     if new ~= 'queued' then

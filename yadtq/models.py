@@ -80,7 +80,8 @@ class WorkerInfo:
     current_task: str | None = None
     done: int = 0
     failed: int = 0
-    tasks: tuple[str, ...] = ()
+    partitions: tuple[int, ...] = ()
+    """Partitions of the tasks topic assigned to this worker now."""
 
     def uptime(self, now: float | None = None) -> float:
         end = self.last_beat if self.status is WorkerStatus.DEAD else (now or time.time())

@@ -40,6 +40,7 @@ class Outcome:
     state: TaskState
     result: Any = None
     error: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Beat:
     current_task: str | None
     done: int
     failed: int
+    partitions: tuple[int, ...] = ()
 
 
 class RedisStore:
@@ -135,7 +137,7 @@ class RedisStore:
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
                      "" if o.result is None and o.state is not TaskState.COMPLETED
-                     else _dump(o.result), o.error or ""]
+                     else _dump(o.result), o.error or "", o.note or ""]
         keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)),
                 *(self.keys.task(o.task_id) for o in outcomes)]
         return [bool(x) for x in self._call(lambda: self._finish(keys=keys, args=args))]
@@ -212,6 +214,7 @@ class RedisStore:
                 "id": beat.worker_id, "host": beat.host, "pid": beat.pid,
                 "started_at": repr(beat.started_at), "last_beat": repr(now),
                 "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
+                "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
             })
             pipe.pexpire(key, int(ttl * 1000))
             pipe.zadd(self.keys.workers, {beat.worker_id: now})
@@ -248,7 +251,9 @@ class RedisStore:
                         status=status, last_beat=last,
                         started_at=float(data.get("started_at", last)),
                         current_task=data.get("current_task") or None,
-                        done=int(data.get("done", 0)), failed=int(data.get("failed", 0))))
+                        done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
+                        partitions=tuple(int(x) for x in data.get("partitions", "").split(",")
+                                         if x.isdigit())))
                 else:
                     host, _, pid = worker_id.rpartition("-")
                     out.append(WorkerInfo(id=worker_id, host=host or worker_id,

@@ -1,0 +1,62 @@
+# YADTQ: `make run` (services, 3 workers, dashboard) and `make test` do all the set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKERS ?= 3
+
+# the local stack for `make run` / `make services`
+export YADTQ_KAFKA_PORT ?= 9092
+export YADTQ_REDIS_PORT ?= 6379
+
+.PHONY: help venv services stop run workers test test-unit lint bench bench-tui chaos clean
+
+help:
+	@echo "make run        start Kafka + Redis, $(WORKERS) workers and the dashboard"
+	@echo "make test       set everything up, start test services, run the whole suite"
+	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
+	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
+	@echo "make bench      pipeline benchmark (writes bench/results/)"
+	@echo "make lint       ruff + mypy"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+services: $(STAMP)
+	@PYTHON=$(PY) scripts/services.sh start
+
+stop:
+	@scripts/run-workers.sh stop || true
+	@PYTHON=$(PY) scripts/services.sh stop
+
+workers: services
+	@scripts/run-workers.sh start $(WORKERS)
+
+run: services
+	@scripts/run-workers.sh start $(WORKERS)
+	@trap 'scripts/run-workers.sh stop' EXIT INT TERM; $(VENV)/bin/yadtq-tui
+
+test: $(STAMP)
+	@scripts/test.sh
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check yadtq worker yadtq_tui tests bench
+	$(VENV)/bin/mypy
+
+bench: services
+	$(PY) bench/bench_pipeline.py
+
+bench-tui: services
+	$(PY) bench/bench_tui.py
+
+clean: stop
+	rm -rf .local scripts/kafka/target

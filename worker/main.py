@@ -1,0 +1,89 @@
+"""``yadtq-worker``: run a headless worker.
+
+    yadtq-worker                         # built-in tasks (ADD, SUB, MUL, DIV, SLEEP)
+    yadtq-worker --tasks mypkg.tasks     # plus the tasks registered in your module(s)
+
+First SIGTERM/SIGINT: finish the current task, write it, commit, leave the group (warm stop).
+Second: exit at once (the task in hand is redelivered to another worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from yadtq import default_registry
+from yadtq.errors import ServiceUnavailable
+from yadtq.settings import Settings, add_arguments
+
+log = logging.getLogger("yadtq.worker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yadtq-worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
+                        help="import MODULE to register its tasks (repeatable); "
+                             "env YADTQ_TASKS (comma-separated)")
+    parser.add_argument("--worker-id", help="worker id (default HOST-PID)")
+    parser.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING... [env YADTQ_LOG_LEVEL; default INFO]")
+    parser.add_argument("--max-tasks", type=int, help="exit after this many messages (tests)")
+    parser.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (tests)")
+    add_arguments(parser)
+    return parser
+
+
+def load_task_modules(names: list[str]) -> None:
+    """Import the operator's task modules (from the command line, never from a message)."""
+    for name in names:
+        for module in filter(None, (n.strip() for n in name.split(","))):
+            importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        settings = Settings.from_args(args)
+        modules = args.tasks or [os.environ.get("YADTQ_TASKS", "")]
+        sys.path.insert(0, os.getcwd())
+        load_task_modules([m for m in modules if m])
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"yadtq-worker: {exc}", file=sys.stderr)
+        return 2
+
+    from worker.worker import Worker
+
+    worker = Worker(settings, default_registry, worker_id=args.worker_id)
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            log.info("signal %d: finishing the current task, then stopping (again to exit now)",
+                     signum)
+            worker.request_stop()
+        else:
+            log.warning("second signal: exiting now; the task in hand will be redelivered")
+            os._exit(130)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker.run(max_tasks=args.max_tasks, idle_exit=args.idle_exit)
+    except ServiceUnavailable as exc:
+        print(f"yadtq-worker: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
