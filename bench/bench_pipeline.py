@@ -1,0 +1,159 @@
+"""End-to-end pipeline benchmark on the local stack (`make bench`).
+
+For 1 and 2 worker processes:
+- burst (bulk): N ADD tasks submitted with ``submit_many`` (batches of 500) while workers run;
+  throughput = N / (first submit -> last completed).
+- burst (single): the same with one ``submit`` call per task (one process).
+- light load: tasks offered at a fixed rate (100/s); latency = submit -> completed, p50/p99.
+- CPU: seconds of the workers, the submitting process, Kafka and Redis, per 1,000 tasks.
+Every run checks that exactly N tasks completed with the right result (none lost, none doubled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    Workers, fresh_settings, machine, percentile, proc_cpu, self_cpu, service_pids, wait_for,
+    write_result,
+)
+from yadtq import Client  # noqa: E402
+from yadtq.broker import ensure_topics  # noqa: E402
+from yadtq.models import TaskState  # noqa: E402
+
+
+def check_and_latencies(client: Client, expected: dict[str, int]) -> tuple[list[float], float]:
+    """Verify every task; return submit->completed latencies (s) and the last completion time."""
+    store = client.store
+    pipe = store.r.pipeline(transaction=False)
+    ids = list(expected)
+    for task_id in ids:
+        pipe.hmget(store.keys.task(task_id), "state", "result", "created_at", "finished_at",
+                   "attempt")
+    rows = pipe.execute()
+    lat, last, bad = [], 0.0, 0
+    for task_id, (state, result, created, finished, attempt) in zip(ids, rows, strict=True):
+        if state != "completed" or int(result) != expected[task_id] or attempt != "1":
+            bad += 1
+            continue
+        lat.append(float(finished) - float(created))
+        last = max(last, float(finished))
+    if bad:
+        raise RuntimeError(f"{bad} of {len(ids)} tasks not completed exactly once with the right result")
+    return lat, last
+
+
+def wait_done(client: Client, n: int, timeout: float) -> None:
+    if not wait_for(lambda: client.counts()[TaskState.COMPLETED] >= n, timeout):
+        raise RuntimeError(f"only {client.counts()} after {timeout}s")
+
+
+def burst(client: Client, workers: Workers, n: int, bulk: bool) -> dict[str, Any]:
+    client.reset()
+    pids = service_pids()
+    cpu0 = {"workers": workers.cpu_seconds(), "submitter": self_cpu(),
+            **{k: proc_cpu(p) for k, p in pids.items()}}
+    expected: dict[str, int] = {}
+    t0 = time.time()
+    if bulk:
+        for start in range(0, n, 500):
+            items = [("ADD", [i, 1]) for i in range(start, min(n, start + 500))]
+            for task_id, (_, (a, b)) in zip(client.submit_many(items), items, strict=True):
+                expected[task_id] = a + b
+    else:
+        for i in range(n):
+            expected[client.submit("ADD", [i, 1])] = i + 1
+    t_submitted = time.time()
+    wait_done(client, n, timeout=120)
+    lat, last = check_and_latencies(client, expected)
+    cpu1 = {"workers": workers.cpu_seconds(), "submitter": self_cpu(),
+            **{k: proc_cpu(p) for k, p in pids.items()}}
+    cpu = {k: round((cpu1[k] - cpu0[k]) / n * 1000, 3) for k in cpu0}
+    elapsed = last - t0
+    return {"tasks": n, "seconds": round(elapsed, 3), "tasks_per_s": round(n / elapsed),
+            "submit_per_s": round(n / (t_submitted - t0)),
+            "p50_ms": round(percentile(lat, 50) * 1000, 2), "p99_ms": round(percentile(lat, 99) * 1000, 2),
+            "cpu_s_per_1000": cpu, "cpu_s_per_1000_total": round(sum(cpu.values()), 3)}
+
+
+def steady(client: Client, rate: float, seconds: float) -> dict[str, Any]:
+    client.reset()
+    n = int(rate * seconds)
+    expected: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for i in range(n):
+        target = t0 + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        expected[client.submit("ADD", [i, 2])] = i + 2
+    wait_done(client, n, timeout=60)
+    lat, _ = check_and_latencies(client, expected)
+    achieved = n / (time.perf_counter() - t0)
+    return {"offered_per_s": rate, "achieved_per_s": round(achieved, 1), "tasks": n,
+            "p50_ms": round(percentile(lat, 50) * 1000, 2), "p99_ms": round(percentile(lat, 99) * 1000, 2),
+            "max_ms": round(max(lat) * 1000, 2)}
+
+
+def run(n: int, light_seconds: float, worker_counts: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "tasks": n, "configs": {}}
+    for w in worker_counts:
+        settings = fresh_settings(f"w{w}")
+        ensure_topics(settings)
+        client = Client(settings)
+        workers = Workers(settings, w)
+        try:
+            workers.wait_ready(client)
+            burst(client, workers, min(n, 1000), bulk=True)  # warm-up
+            cfg = {"bulk": burst(client, workers, n, bulk=True),
+                   "single": burst(client, workers, n, bulk=False),
+                   "light_100": steady(client, 100, light_seconds)}
+            results["configs"][f"{w}_workers"] = cfg
+            print_config(w, cfg)
+        finally:
+            workers.stop()
+            try:
+                client.reset()
+                for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
+                    client.store.r.unlink(key)
+            finally:
+                client.close()
+    return results
+
+
+def print_config(w: int, cfg: dict[str, Any]) -> None:
+    b, s, light = cfg["bulk"], cfg["single"], cfg["light_100"]
+    print(f"\n{w} worker(s), {b['tasks']} ADD tasks")
+    print(f"  {'phase':<28}{'tasks/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/1k':>10}")
+    print(f"  {'burst, bulk submit':<28}{b['tasks_per_s']:>9}{b['p50_ms']:>9}{b['p99_ms']:>9}"
+          f"{b['cpu_s_per_1000_total']:>10}")
+    print(f"  {'burst, one submit per task':<28}{s['tasks_per_s']:>9}{s['p50_ms']:>9}{s['p99_ms']:>9}"
+          f"{s['cpu_s_per_1000_total']:>10}")
+    print(f"  {'steady 100/s offered':<28}{light['achieved_per_s']:>9}{light['p50_ms']:>9}"
+          f"{light['p99_ms']:>9}{'':>10}")
+    print(f"  CPU per 1,000 tasks (bulk): {b['cpu_s_per_1000']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=10000)
+    parser.add_argument("--light-seconds", type=float, default=10.0)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--quick", action="store_true", help="2,000 tasks, 5 s of light load")
+    args = parser.parse_args()
+    n, light = (2000, 5.0) if args.quick else (args.tasks, args.light_seconds)
+    results = run(n, light, [int(x) for x in args.workers.split(",")])
+    path = write_result("pipeline", results)
+    print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

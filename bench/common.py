@@ -1,0 +1,132 @@
+"""Shared pieces of the benchmarks: worker processes, CPU accounting, percentiles, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yadtq import Client, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def fresh_settings(tag: str, partitions: int = 12) -> Settings:
+    suffix = f"{tag}-{uuid.uuid4().hex[:8]}"
+    return Settings.from_env().with_(key_prefix=f"yadtq:bench-{suffix}", topic=f"yadtq.bench-{suffix}",
+                                     dead_letter_topic=f"yadtq.bench-{suffix}.dlq",
+                                     group=f"yadtq-bench-{suffix}", partitions=partitions)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in settings.__dict__.items():
+        if value is not None and key != "kafka_sasl_password":
+            env["YADTQ_" + key.upper()] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+class Workers:
+    """Real worker processes for one benchmark configuration; stopped on exit, even on Ctrl+C."""
+
+    def __init__(self, settings: Settings, n: int, log_level: str = "WARNING") -> None:
+        self.settings = settings
+        self.procs = [subprocess.Popen(
+            [sys.executable, "-m", "worker.main", "--log-level", log_level],
+            env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(n)]
+
+    def wait_ready(self, client: Client, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        n = len(self.procs)
+        while time.monotonic() < deadline:
+            alive = [w for w in client.workers() if w.status.value == "alive"]
+            owned = sorted(p for w in alive for p in w.partitions)
+            if len(alive) == n and all(w.partitions for w in alive) \
+                    and owned == list(range(self.settings.partitions)):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("workers did not become ready")
+
+    def cpu_seconds(self) -> float:
+        return sum(proc_cpu(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def proc_cpu(pid: int) -> float:
+    """user + system CPU seconds of a process (0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def service_pids() -> dict[str, int]:
+    """The local Kafka and Redis started by scripts/services.sh (for whole-pipeline CPU)."""
+    state = Path(os.environ.get("YADTQ_STATE_DIR", ROOT / ".local" / "services"))
+    out = {}
+    for name, pattern in (("kafka", "kafka-*/kafka.pid"), ("redis", "redis-*/redis.pid")):
+        for f in state.glob(pattern):
+            try:
+                pid = int(f.read_text().strip())
+                os.kill(pid, 0)
+                out[name] = pid
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "when": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                   time.gmtime())}
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def wait_for(pred: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
