@@ -18,6 +18,7 @@ help:
 	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
 	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
 	@echo "make bench      pipeline benchmark (writes bench/results/)"
+	@echo "make chaos      the large fault-injection run (stops/starts the make-services Kafka and Redis)"
 	@echo "make lint       ruff + mypy"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,9 @@ lint: $(STAMP)
 
 bench: services
 	$(PY) bench/bench_pipeline.py
+
+chaos: services
+	PYTHONPATH=. $(PY) -m tests.integration.chaos
 
 bench-tui: services
 	$(PY) bench/bench_tui.py

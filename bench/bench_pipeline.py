@@ -20,7 +20,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    Workers, fresh_settings, machine, percentile, proc_cpu, self_cpu, service_pids, wait_for,
+    Workers,
+    fresh_settings,
+    machine,
+    percentile,
+    proc_cpu,
+    self_cpu,
+    service_pids,
+    wait_for,
     write_result,
 )
 from yadtq import Client  # noqa: E402

@@ -77,4 +77,4 @@ def interrupt_thread(thread: threading.Thread, exc_type: type[BaseException]) ->
     if done > 1:  # affected more than one thread: undo
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
         return False
-    return done == 1
+    return bool(done == 1)

@@ -17,6 +17,7 @@ Offsets are committed only after the final state of every message up to them is 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -81,7 +82,7 @@ class Running:
 
 
 def backoff(attempt: int) -> float:
-    return min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * (2 ** (attempt - 1)))
+    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)))
 
 
 def escape(text: str, limit: int = 300) -> str:
@@ -109,6 +110,7 @@ class Worker:
         self.stopping = threading.Event()
         self.done = 0
         self.failed = 0
+        self.fenced = 0
         self.running: Running | None = None
         self._batches: queue.Queue[Batch | None] = queue.Queue()
         self._runner: threading.Thread | None = None
@@ -271,19 +273,19 @@ class Worker:
 
     def _run_chunk(self, chunk: list[Record], batch: Batch) -> bool | None:
         """Run a chunk; True if a task was slow, None if stopped before the chunk was finished."""
-        jobs: list[tuple[Record, Envelope, TaskSpec]] = []
+        jobs: list[tuple[Envelope, TaskSpec]] = []
         for rec in chunk:
             job = self._validate(rec)
             if job is not None:
                 jobs.append(job)
-        envs = [env for _, env, _ in jobs]
+        envs = [env for env, _ in jobs]
         attempts = self._with_redis(lambda: self.store.start(self.id, envs), "mark in-progress")
         if attempts is None:
             return None
         outcomes: list[Outcome] = []
         slow = False
         stopped_at: int | None = None
-        for idx, ((rec, env, spec), attempt) in enumerate(zip(jobs, attempts, strict=True)):
+        for idx, ((env, spec), attempt) in enumerate(zip(jobs, attempts, strict=True)):
             if attempt <= 0:
                 log.info("task %s skipped: %s", env.id,
                          "already final (duplicate delivery)" if attempt == 0 else "cleared by reset")
@@ -299,20 +301,25 @@ class Worker:
             outcomes.append(outcome)
         if stopped_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
-            for (_rec, env, _spec), attempt in zip(jobs[stopped_at:], attempts[stopped_at:],
-                                                     strict=True):
+            for (env, _spec), attempt in zip(jobs[stopped_at:], attempts[stopped_at:], strict=True):
                 if attempt > 0:
                     outcomes.append(Outcome(env.id, attempt, TaskState.QUEUED,
                                             note="handed back at shutdown"))
-        if self._with_redis(lambda: self.store.finish(self.id, outcomes), "write results") is None:
+        written = self._with_redis(lambda: self.store.finish(self.id, outcomes), "write results")
+        if written is None:
             return None
+        for outcome, ok in zip(outcomes, written, strict=True):
+            if not ok:
+                self.fenced += 1
+                log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
+                            outcome.task_id, outcome.attempt)
         if stopped_at is not None:
             return None
         for rec in chunk:
             batch.processed[rec.partition] = rec.offset + 1
         return slow
 
-    def _validate(self, rec: Record) -> tuple[Record, Envelope, TaskSpec] | None:
+    def _validate(self, rec: Record) -> tuple[Envelope, TaskSpec] | None:
         try:
             env = decode(rec.value)
         except DecodeError as exc:
@@ -325,8 +332,8 @@ class Worker:
             if reason.startswith("unknown task"):
                 reason = f"unknown task {env.name!r} on worker {self.id}"
             self._dead_letter(rec, reason)
-            return (rec, env, TaskSpec(env.name, None, (), description=reason))
-        return (rec, Envelope(env.id, spec.name, args, env.created_at), spec)
+            return (env, TaskSpec(env.name, None, (), description=reason))
+        return (Envelope(env.id, spec.name, args, env.created_at), spec)
 
     def _dead_letter(self, rec: Record, reason: str) -> None:
         log.warning("dead-lettering message %s/%d: %s", rec.partition, rec.offset, escape(reason))
@@ -366,7 +373,7 @@ class Worker:
             delay = backoff(attempt)
             retry = Outcome(env.id, attempt, TaskState.QUEUED, error=result.error,
                             note=f"retry in {delay:g} s")
-            if self._with_redis(lambda r=retry: self.store.finish(self.id, [r]), "retry") is None:
+            if self._with_redis(functools.partial(self.store.finish, self.id, [retry]), "retry") is None:
                 return None, total
             if self.stopping.wait(delay):
                 return None, total  # queued again; redelivered to whoever owns the partition next

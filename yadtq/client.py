@@ -12,6 +12,8 @@ task is marked ``failed`` ("not enqueued"), so nothing is left looking ``queued`
 
 from __future__ import annotations
 
+import builtins
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -109,7 +111,9 @@ class Client:
         envelopes = []
         now = time.time()
         for name, args in tasks:
-            spec, values = self._lookup_registry(lambda reg, n=name, a=args: reg.validate(n, a))
+            values_in = tuple(args)
+            spec, values = self._lookup_registry(
+                functools.partial(_validate, name=name, args=values_in))
             envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now))
         for env in envelopes:
             try:
@@ -168,10 +172,10 @@ class Client:
     def total(self, state: TaskState | None = None) -> int:
         return self.store.total(state)
 
-    def finished_per_second(self, seconds: int = 60) -> list[int]:
+    def finished_per_second(self, seconds: int = 60) -> builtins.list[int]:
         return self.store.finished_per_second(seconds)
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> builtins.list[WorkerInfo]:
         return self.store.workers(late_after=self.settings.heartbeat_interval * 2)
 
     # ------------------------------------------------------------------ change
@@ -217,3 +221,7 @@ class Client:
                 self._producer.close()
             finally:
                 self._producer = None
+
+
+def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:
+    return registry.validate(name, args)

@@ -6,6 +6,7 @@ round trip per batch of tasks. Key names come from ``yadtq.keys``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -178,7 +179,7 @@ class RedisStore:
         """Newest first, one page: reads ``limit`` hashes, never the whole keyspace."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
-        def run() -> list[Task]:
+        def run() -> builtins.list[Task]:
             ids = self.r.zrevrange(index, offset, offset + max(limit, 0) - 1)
             if not ids:
                 return []
@@ -196,7 +197,7 @@ class RedisStore:
         index = self.keys.index if state is None else self.keys.state_index(state)
         return int(self._call(lambda: self.r.zcard(index)))
 
-    def finished_per_second(self, seconds: int = 60, now: float | None = None) -> list[int]:
+    def finished_per_second(self, seconds: int = 60, now: float | None = None) -> builtins.list[int]:
         """Tasks finished in each of the last ``seconds`` whole seconds, oldest first."""
         end = int(now if now is not None else time.time())
         keys = [self.keys.rate(s) for s in range(end - seconds, end)]
@@ -230,11 +231,11 @@ class RedisStore:
             pipe.execute()
         self._call(run)
 
-    def workers(self, late_after: float, now: float | None = None) -> list[WorkerInfo]:
+    def workers(self, late_after: float, now: float | None = None) -> builtins.list[WorkerInfo]:
         """Every known worker: alive, late (heartbeat older than ``late_after`` s) or dead (key gone)."""
         t = time.time() if now is None else now
 
-        def run() -> list[WorkerInfo]:
+        def run() -> builtins.list[WorkerInfo]:
             self.r.zremrangebyscore(self.keys.workers, "-inf", t - DEAD_WORKER_KEEP_SECONDS)
             known = self.r.zrange(self.keys.workers, 0, -1, withscores=True)
             pipe = self.r.pipeline(transaction=False)
@@ -269,7 +270,7 @@ class RedisStore:
             mapping = {s["name"]: _dump(s) for s in specs}
             self._call(lambda: self.r.hset(self.keys.registry, mapping=mapping))
 
-    def published_specs(self) -> list[dict[str, Any]]:
+    def published_specs(self) -> builtins.list[dict[str, Any]]:
         raw = self._call(lambda: self.r.hgetall(self.keys.registry))
         out = []
         for value in raw.values():

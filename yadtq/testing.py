@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable

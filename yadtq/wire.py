@@ -88,7 +88,8 @@ def decode(raw: bytes | None) -> Envelope:
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
     created = obj.get("created_at")
-    if type(created) not in (int, float) or not math.isfinite(created) or created < 0:
+    if not isinstance(created, int | float) or isinstance(created, bool) \
+            or not math.isfinite(created) or created < 0:
         raise DecodeError("field 'created_at' must be a non-negative number")
     extra = set(obj) - {"v", "id", "name", "args", "created_at"}
     if extra:
