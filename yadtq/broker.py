@@ -170,7 +170,7 @@ class TaskConsumer:
                 auto_offset_reset="earliest", max_poll_records=settings.max_poll_records,
                 session_timeout_ms=settings.session_timeout_ms,
                 heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
-                max_poll_interval_ms=300000, fetch_max_wait_ms=100,
+                max_poll_interval_ms=settings.max_poll_interval_ms, fetch_max_wait_ms=100,
                 request_timeout_ms=max(30000, settings.session_timeout_ms + 5000),
                 allow_auto_create_topics=False,
             )

@@ -41,6 +41,9 @@ class Settings:
     """Seconds between worker heartbeats; a heartbeat key lives ``3 x`` this long."""
     session_timeout_ms: int = 6000
     """Kafka group session timeout: how long before a silent worker's partitions move."""
+    max_poll_interval_ms: int = 300000
+    """Kafka's limit between two polls. Workers keep polling while a task runs, so a task may run
+    longer than this without losing the worker its partitions."""
     max_poll_records: int = 500
     """Most messages a worker takes from Kafka in one poll."""
     default_max_attempts: int = 3

@@ -140,3 +140,30 @@ def test_sigkilled_worker_turns_dead_and_its_task_is_redone(real_client: Client,
     wait_until(lambda: any(w.status.value == "dead" for w in real_client.workers()), 15,
                "the killed worker to show dead")
     print(f"recovered in {recovery:.1f}s")
+
+
+def test_task_longer_than_max_poll_interval_runs_once(settings_factory, tmp_path) -> None:
+    """The kq#15 / kafka-python#746 bug: a task outlasting max.poll.interval.ms must not be
+    redelivered. Workers poll (paused) while the task runs, so it stays one attempt."""
+    settings = settings_factory(max_poll_interval_ms=3000, session_timeout_ms=3000)
+    from yadtq.broker import ensure_topics
+
+    ensure_topics(settings)
+    client = Client(settings)
+    pool = WorkerProcs(settings, tmp_path)
+    try:
+        pool.start(2)
+        wait_balanced(client, 2, settings.partitions)
+        long_id = client.submit("NAP", [8])
+        short = [client.submit("ADD", [i, i]) for i in range(20)]
+        wait_until(lambda: client.get(long_id).state is TaskState.COMPLETED, 40, "the long task")
+        wait_until(lambda: all(client.get(t).state is TaskState.COMPLETED for t in short), 20,
+                   "the short tasks")
+        task = client.get(long_id)
+        assert task.attempt == 1, task.history
+        assert [h.state for h in task.history] == [TaskState.QUEUED, TaskState.IN_PROGRESS,
+                                                   TaskState.COMPLETED]
+        assert "revoked" not in pool.logs().replace("partitions revoked: []", "")
+    finally:
+        pool.stop()
+        client.close()
