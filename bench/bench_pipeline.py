@@ -61,7 +61,7 @@ def wait_done(client: Client, n: int, timeout: float) -> None:
         raise RuntimeError(f"only {client.counts()} after {timeout}s")
 
 
-def burst(client: Client, workers: Workers, n: int, bulk: bool) -> dict[str, Any]:
+def burst(client: Client, workers: Workers, n: int, bulk: bool, wait: bool = True) -> dict[str, Any]:
     client.reset()
     pids = service_pids()
     cpu0 = {"workers": workers.cpu_seconds(), "submitter": self_cpu(),
@@ -75,7 +75,8 @@ def burst(client: Client, workers: Workers, n: int, bulk: bool) -> dict[str, Any
                 expected[task_id] = a + b
     else:
         for i in range(n):
-            expected[client.submit("ADD", [i, 1])] = i + 1
+            expected[client.submit("ADD", [i, 1], wait=wait)] = i + 1
+        client.flush()
     t_submitted = time.time()
     wait_done(client, n, timeout=120)
     lat, last = check_and_latencies(client, expected)
@@ -89,7 +90,32 @@ def burst(client: Client, workers: Workers, n: int, bulk: bool) -> dict[str, Any
             "cpu_s_per_1000": cpu, "cpu_s_per_1000_total": round(sum(cpu.values()), 3)}
 
 
-def steady(client: Client, rate: float, seconds: float) -> dict[str, Any]:
+def drain(settings: Any, client: Client, n_workers: int, n: int) -> dict[str, Any]:
+    """N tasks queued with no worker running; then workers start. Rate from the first task's
+    start to the last completion (worker start-up and group join excluded)."""
+    client.reset()
+    expected: dict[str, int] = {}
+    for start in range(0, n, 500):
+        items = [("ADD", [i, 3]) for i in range(start, min(n, start + 500))]
+        for task_id, (_, (a, b)) in zip(client.submit_many(items), items, strict=True):
+            expected[task_id] = a + b
+    workers = Workers(settings, n_workers)
+    try:
+        wait_done(client, n, timeout=120)
+        check_and_latencies(client, expected)
+        store = client.store
+        pipe = store.r.pipeline(transaction=False)
+        for task_id in expected:
+            pipe.hmget(store.keys.task(task_id), "started_at", "finished_at")
+        rows = pipe.execute()
+        first = min(float(a) for a, _ in rows)
+        last = max(float(b) for _, b in rows)
+        return {"tasks": n, "seconds": round(last - first, 3), "tasks_per_s": round(n / (last - first))}
+    finally:
+        workers.stop()
+
+
+def steady(client: Client, rate: float, seconds: float, wait: bool = True) -> dict[str, Any]:
     client.reset()
     n = int(rate * seconds)
     expected: dict[str, int] = {}
@@ -99,11 +125,12 @@ def steady(client: Client, rate: float, seconds: float) -> dict[str, Any]:
         delay = target - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        expected[client.submit("ADD", [i, 2])] = i + 2
+        expected[client.submit("ADD", [i, 2], wait=wait)] = i + 2
+    client.flush()
     wait_done(client, n, timeout=60)
     lat, _ = check_and_latencies(client, expected)
     achieved = n / (time.perf_counter() - t0)
-    return {"offered_per_s": rate, "achieved_per_s": round(achieved, 1), "tasks": n,
+    return {"offered_per_s": rate, "achieved_per_s": round(achieved, 1), "tasks": n, "wait": wait,
             "p50_ms": round(percentile(lat, 50) * 1000, 2), "p99_ms": round(percentile(lat, 99) * 1000, 2),
             "max_ms": round(max(lat) * 1000, 2)}
 
@@ -114,17 +141,24 @@ def run(n: int, light_seconds: float, worker_counts: list[int]) -> dict[str, Any
         settings = fresh_settings(f"w{w}")
         ensure_topics(settings)
         client = Client(settings)
-        workers = Workers(settings, w)
+        workers = None
         try:
+            cfg = {"drain": drain(settings, client, w, n)}
+            workers = Workers(settings, w)
             workers.wait_ready(client)
             burst(client, workers, min(n, 1000), bulk=True)  # warm-up
-            cfg = {"bulk": burst(client, workers, n, bulk=True),
-                   "single": burst(client, workers, n, bulk=False),
-                   "light_100": steady(client, 100, light_seconds)}
+            cfg.update({"bulk": burst(client, workers, n, bulk=True),
+                        "single": burst(client, workers, n, bulk=False),
+                        "single_nowait": burst(client, workers, n, bulk=False, wait=False),
+                        "light_100": steady(client, 100, light_seconds),
+                        "steady_200": steady(client, 200, light_seconds),
+                        # one thread cannot offer 1,000/s waiting for each ack: unconfirmed submits
+                        "steady_1000": steady(client, 1000, light_seconds, wait=False)})
             results["configs"][f"{w}_workers"] = cfg
             print_config(w, cfg)
         finally:
-            workers.stop()
+            if workers is not None:
+                workers.stop()
             try:
                 client.reset()
                 for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
@@ -135,16 +169,21 @@ def run(n: int, light_seconds: float, worker_counts: list[int]) -> dict[str, Any
 
 
 def print_config(w: int, cfg: dict[str, Any]) -> None:
-    b, s, light = cfg["bulk"], cfg["single"], cfg["light_100"]
+    b = cfg["bulk"]
     print(f"\n{w} worker(s), {b['tasks']} ADD tasks")
-    print(f"  {'phase':<28}{'tasks/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/1k':>10}")
-    print(f"  {'burst, bulk submit':<28}{b['tasks_per_s']:>9}{b['p50_ms']:>9}{b['p99_ms']:>9}"
-          f"{b['cpu_s_per_1000_total']:>10}")
-    print(f"  {'burst, one submit per task':<28}{s['tasks_per_s']:>9}{s['p50_ms']:>9}{s['p99_ms']:>9}"
-          f"{s['cpu_s_per_1000_total']:>10}")
-    print(f"  {'steady 100/s offered':<28}{light['achieved_per_s']:>9}{light['p50_ms']:>9}"
-          f"{light['p99_ms']:>9}{'':>10}")
-    print(f"  CPU per 1,000 tasks (bulk): {b['cpu_s_per_1000']}")
+    print(f"  {'phase':<34}{'tasks/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU s/1k':>10}")
+    d = cfg["drain"]
+    print(f"  {'drain (already queued)':<34}{d['tasks_per_s']:>9}")
+    for key, label in (("bulk", "burst, submit_many"), ("single", "burst, submit (wait for ack)"),
+                       ("single_nowait", "burst, submit(wait=False)")):
+        r = cfg[key]
+        print(f"  {label:<34}{r['tasks_per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}"
+              f"{r['cpu_s_per_1000_total']:>10}")
+    for key, label in (("light_100", "steady 100/s offered"), ("steady_200", "steady 200/s offered"),
+                       ("steady_1000", "steady 1000/s (wait=False)")):
+        r = cfg[key]
+        print(f"  {label:<34}{r['achieved_per_s']:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}")
+    print(f"  CPU per 1,000 tasks (submit_many burst): {b['cpu_s_per_1000']}")
 
 
 def main() -> int:

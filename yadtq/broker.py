@@ -117,6 +117,22 @@ class TaskProducer:
                     f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
         return errors
 
+    def send_async(self, envelopes: Sequence[Envelope],
+                   on_error: Callable[[Envelope, Exception], None]) -> None:
+        """Send without waiting for the ack; ``on_error`` runs (in the sender thread) for a failure."""
+        for env in envelopes:
+            try:
+                fut = self._p.send(self.settings.topic, key=env.id.encode(), value=env.encode())
+            except KafkaError as exc:
+                on_error(env, ServiceUnavailable(f"Kafka refused the task: {exc}"))
+                continue
+            fut.add_errback(lambda exc, e=env: on_error(e, ServiceUnavailable(
+                f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}")))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every message sent so far is acknowledged or has failed."""
+        self._flush(timeout)
+
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self._p.send(topic, key=key, value=value).get(timeout=10)
 

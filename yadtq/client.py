@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -31,18 +32,26 @@ class Producer(Protocol):
     """What the client needs from a Kafka producer (``yadtq.broker.TaskProducer`` or a fake)."""
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = ...) -> list[Exception | None]: ...
+    def send_async(self, envelopes: Sequence[Envelope],
+                   on_error: Callable[[Envelope, Exception], None]) -> None: ...
+    def flush(self, timeout: float = ...) -> None: ...
     def connected(self) -> bool: ...
     def close(self) -> None: ...
 
 
-ProducerFactory = Callable[[Settings], Producer]
+ProducerFactory = Callable[..., Producer]
+"""``factory(settings, linger_ms=N)`` -> a producer."""
+
+ASYNC_LINGER_MS = 10
+"""Producer linger for ``wait=False`` submits: batching keeps the sender thread (and its fight for
+the GIL with the submitting thread) to one wake-up per batch instead of one per task."""
 
 
-def _kafka_producer(settings: Settings) -> Producer:
+def _kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
     from yadtq.broker import TaskProducer, ensure_topics
 
     ensure_topics(settings, timeout=10.0)
-    return TaskProducer(settings)
+    return TaskProducer(settings, linger_ms=linger_ms)
 
 
 def _kafka_ping(settings: Settings) -> None:
@@ -63,7 +72,10 @@ class Client:
         self._producer_factory = producer_factory or _kafka_producer
         self._kafka_ping = kafka_ping or _kafka_ping
         self._producer: Producer | None = None
+        self._async_producer: Producer | None = None
         self._registry = (registry or default_registry).copy()
+        self._unconfirmed_errors: list[tuple[str, Exception]] = []
+        self._errors_lock = threading.Lock()
 
     # ------------------------------------------------------------------ tasks names
     def registry(self, refresh: bool = True) -> Registry:
@@ -97,16 +109,23 @@ class Client:
         return fn(self.registry(refresh=True))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, name: str, args: Iterable[Any] = ()) -> str:
-        """Validate, record and enqueue one task; return its id."""
-        return self.submit_many([(name, args)])[0]
+    def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True) -> str:
+        """Validate, record and enqueue one task; return its id.
+
+        ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
+        ``ServiceUnavailable`` if it did not. ``wait=False`` returns as soon as the task is recorded
+        and handed to the producer (much faster for many single submits); a task Kafka then refuses
+        is marked failed ("not enqueued") and ``flush()`` raises for it.
+        """
+        return self.submit_many([(name, args)], wait=wait)[0]
 
     def submit_text(self, text: str) -> str:
         """Submit a command line such as ``ADD 2 3``."""
         name, args = self.parse(text)
         return self.submit(name, args)
 
-    def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]]) -> list[str]:
+    def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *,
+                    wait: bool = True) -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together."""
         envelopes = []
         now = time.time()
@@ -123,6 +142,16 @@ class Client:
         if not envelopes:
             return []
         self.store.create(envelopes)
+        if not wait:
+            try:
+                if self._async_producer is None:
+                    self._async_producer = self._producer_factory(self.settings,
+                                                                  linger_ms=ASYNC_LINGER_MS)
+                self._async_producer.send_async(envelopes, self._on_async_error)
+            except Exception as exc:  # noqa: BLE001 - no producer: report like a refused send
+                for env in envelopes:
+                    self._on_async_error(env, ServiceUnavailable(f"Kafka: {exc}"))
+            return [e.id for e in envelopes]
         errors = self._send(envelopes)
         failed = [(e, err) for e, err in zip(envelopes, errors, strict=True) if err is not None]
         for env, err in failed:
@@ -135,11 +164,30 @@ class Client:
                                      f"(marked failed): {first}")
         return [e.id for e in envelopes]
 
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = self._producer_factory(self.settings)
+        return self._producer
+
+    def _on_async_error(self, env: Envelope, err: Exception) -> None:
+        self._not_enqueued(env.id, err)
+        with self._errors_lock:
+            self._unconfirmed_errors.append((env.id, err))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait for every ``wait=False`` submit to be acknowledged; raise if any was not
+        (those tasks are marked failed, "not enqueued")."""
+        if self._async_producer is not None:
+            self._async_producer.flush(timeout)
+        with self._errors_lock:
+            errors, self._unconfirmed_errors = self._unconfirmed_errors, []
+        if errors:
+            raise ServiceUnavailable(f"{len(errors)} tasks not enqueued (marked failed): "
+                                     f"{errors[0][1]}")
+
     def _send(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
         try:
-            if self._producer is None:
-                self._producer = self._producer_factory(self.settings)
-            return self._producer.send(envelopes)
+            return self._get_producer().send(envelopes)
         except ServiceUnavailable as exc:
             return [exc] * len(envelopes)
         except Exception as exc:  # noqa: BLE001 - the Kafka client raises many kinds
@@ -216,11 +264,14 @@ class Client:
         return Health(redis_error is None, kafka_error is None, redis_error, kafka_error)
 
     def close(self) -> None:
-        if self._producer is not None:
-            try:
-                self._producer.close()
-            finally:
-                self._producer = None
+        """Flush unconfirmed submits (raising if some failed) and close the producers."""
+        try:
+            self.flush()
+        finally:
+            for producer in (self._producer, self._async_producer):
+                if producer is not None:
+                    producer.close()
+            self._producer = self._async_producer = None
 
 
 def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:

@@ -53,7 +53,7 @@ class FakeBroker:
         if not self.available:
             raise ServiceUnavailable("Kafka unreachable (fake broker is down)")
 
-    def producer(self, settings: Settings) -> FakeProducer:
+    def producer(self, settings: Settings, linger_ms: int = 0) -> FakeProducer:
         self.check()
         return FakeProducer(self, settings)
 
@@ -85,6 +85,15 @@ class FakeProducer:
             except ServiceUnavailable as exc:
                 out.append(exc)
         return out
+
+    def send_async(self, envelopes: Sequence[Envelope],
+                   on_error: Callable[[Envelope, Exception], None]) -> None:
+        for env, err in zip(envelopes, self.send(envelopes), strict=True):
+            if err is not None:
+                on_error(env, err)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        pass
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.broker.check()

@@ -1,0 +1,35 @@
+"""``submit(wait=False)``: fast single submits whose failures still surface and lose nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from yadtq import Client
+from yadtq.errors import ServiceUnavailable
+from yadtq.models import TaskState
+from yadtq.testing import FakeBroker
+
+
+def test_unconfirmed_submits_reach_the_topic(fake_client: Client, fake_broker: FakeBroker) -> None:
+    ids = [fake_client.submit("ADD", [i, 1], wait=False) for i in range(5)]
+    fake_client.flush()
+    assert len(fake_broker.messages(fake_client.settings.topic)) == 5
+    assert {fake_client.get(i).state for i in ids} == {TaskState.QUEUED}
+
+
+def test_unconfirmed_submit_refused_by_kafka_is_marked_failed_and_flush_raises(
+        fake_client: Client, fake_broker: FakeBroker) -> None:
+    fake_broker.available = False
+    task_id = fake_client.submit("ADD", [1, 2], wait=False)
+    with pytest.raises(ServiceUnavailable, match="1 tasks not enqueued"):
+        fake_client.flush()
+    task = fake_client.get(task_id)
+    assert task.state is TaskState.FAILED and task.error.startswith("not enqueued")
+    fake_client.flush()  # reported once
+
+
+def test_close_flushes_and_reports(fake_client: Client, fake_broker: FakeBroker) -> None:
+    fake_broker.available = False
+    fake_client.submit("ADD", [1, 2], wait=False)
+    with pytest.raises(ServiceUnavailable):
+        fake_client.close()
