@@ -66,7 +66,7 @@ def settings_factory() -> Callable[..., Settings]:
         tag = uuid.uuid4().hex[:10]
         values = dict(key_prefix=f"yadtq:test-{tag}", topic=f"yadtq.test-{tag}",
                       dead_letter_topic=f"yadtq.test-{tag}.dlq", group=f"yadtq-test-{tag}",
-                      partitions=6, heartbeat_interval=0.5, session_timeout_ms=3000)
+                      partitions=6, heartbeat_interval=0.5, session_timeout_ms=5000)
         values.update(overrides)
         return base.with_(**values)
     return make

@@ -14,8 +14,10 @@ from yadtq.errors import InvalidTask, PermanentTaskError
 from yadtq.registry import TaskSpec
 
 
-class TimeLimitExceeded(Exception):
-    """Raised inside a task's thread when it runs past its time limit."""
+class TimeLimitExceeded(BaseException):
+    """Raised inside a task's thread when it runs past its time limit.
+
+    A ``BaseException`` (as in dramatiq), so a task's own ``except Exception`` cannot swallow it."""
 
 
 @dataclass(frozen=True)

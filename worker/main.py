@@ -26,7 +26,8 @@ log = logging.getLogger("yadtq.worker")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="yadtq-worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="yadtq-worker", description=__doc__, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                         help="import MODULE to register its tasks (repeatable); "
                              "env YADTQ_TASKS (comma-separated)")

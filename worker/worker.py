@@ -112,6 +112,7 @@ class Worker:
         self.failed = 0
         self.fenced = 0
         self.running: Running | None = None
+        self._running_lock = threading.Lock()
         self._batches: queue.Queue[Batch | None] = queue.Queue()
         self._runner: threading.Thread | None = None
         self._assigned: set[int] = set()
@@ -232,12 +233,15 @@ class Worker:
         log.info("partitions assigned: %s", sorted(partitions))
 
     def _watchdog(self) -> None:
-        running = self.running
-        if running and not running.interrupted and time.monotonic() > running.deadline:
-            running.interrupted = True
-            if self._runner is not None:
-                log.warning("task %s is over its time limit; interrupting it", running.task_id)
-                interrupt_thread(self._runner, TimeLimitExceeded)
+        # under the lock: the runner clears ``running`` under it too, so a task that has already
+        # returned is never interrupted
+        with self._running_lock:
+            running = self.running
+            if running and not running.interrupted and time.monotonic() > running.deadline:
+                running.interrupted = True
+                if self._runner is not None:
+                    log.warning("task %s is over its time limit; interrupting it", running.task_id)
+                    interrupt_thread(self._runner, TimeLimitExceeded)
 
     # ------------------------------------------------------------------ runner thread
     def _start_runner(self) -> None:
@@ -246,13 +250,16 @@ class Worker:
 
     def _runner_loop(self) -> None:
         while True:
-            batch = self._batches.get()
+            try:
+                batch = self._batches.get()
+            except TimeLimitExceeded:  # a late interrupt: nothing was running
+                continue
             if batch is None:
                 return
             try:
                 self._run_batch(batch)
-            except Exception:  # noqa: BLE001 - a bug here must not kill the worker silently
-                log.exception("runner failed on a batch; its tasks will be redelivered")
+            except (Exception, TimeLimitExceeded):  # noqa: BLE001 - must not kill the runner
+                log.exception("runner failed on a batch; its uncommitted tasks will be redelivered")
                 batch.processed.clear()
             finally:
                 batch.done.set()
@@ -295,9 +302,11 @@ class Worker:
                 break
             outcome, seconds = self._execute(env, spec, attempt)
             slow = slow or seconds > FAST_TASK_SECONDS
-            if outcome is None:  # stopped during a retry backoff: hand back
-                stopped_at = idx + 1
-                break
+            if outcome is None:
+                if self.stopping.is_set():  # stopped during a retry backoff: queued, hand back
+                    stopped_at = idx + 1
+                    break
+                continue  # the retry was taken by another worker or cleared: nothing to write
             outcomes.append(outcome)
         if stopped_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
@@ -350,16 +359,21 @@ class Worker:
         total = 0.0
         while True:
             if spec.fn is None:
+                self.failed += 1
                 return Outcome(env.id, attempt, TaskState.FAILED,
                                error=spec.description or f"unknown task {env.name!r}"), 0.0
-            self.running = Running(env.id, time.monotonic() + limit)
+            with self._running_lock:
+                self.running = Running(env.id, time.monotonic() + limit)
             try:
-                result = run_task(spec, env.args)
+                try:
+                    result = run_task(spec, env.args)
+                finally:
+                    with self._running_lock:
+                        self.running = None
             except TimeLimitExceeded:
+                self.running = None
                 result = Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
                                 seconds=limit)
-            finally:
-                self.running = None
             total += result.seconds
             self._log_result(env, attempt, result)
             if result.ok:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yadtq", description=__doc__,
+    parser = argparse.ArgumentParser(prog="yadtq", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
@@ -178,9 +179,8 @@ def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -
 
 
 def _quote(word: str) -> str:
-    """Keep each shell word one word when re-joined for the parser."""
-    return json.dumps(word) if (not word or any(c.isspace() for c in word) or '"' in word
-                                or "'" in word or "\\" in word) else word
+    """Keep each shell word one word when re-joined for the (shlex) parser."""
+    return shlex.quote(word)
 
 
 def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:

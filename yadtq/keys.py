@@ -19,12 +19,15 @@ Layout::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "yadtq"
 DEFAULT_TOPIC = "yadtq.tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "yadtq.dead-letter"
 DEFAULT_GROUP = "yadtq-workers"
+
+_PREFIX_RE = re.compile(r"yadtq(:[A-Za-z0-9_.\-]{1,64})?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -34,16 +37,18 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     def __post_init__(self) -> None:
-        if not (self.prefix == DEFAULT_PREFIX or self.prefix.startswith(DEFAULT_PREFIX + ":")):
-            raise ValueError(f"Redis key prefix must be 'yadtq' or start with 'yadtq:', got {self.prefix!r}")
+        if not _PREFIX_RE.fullmatch(self.prefix):
+            raise ValueError("Redis key prefix must be 'yadtq' or 'yadtq:<name>' with a name of "
+                             f"letters, digits, '_', '.', '-' (no glob characters), got {self.prefix!r}")
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}"
 
     @property
     def task_pattern(self) -> str:
-        """SCAN pattern matching every task hash (used only by reset)."""
-        return f"{self.prefix}:task:*"
+        """SCAN pattern matching exactly this prefix's task hashes (ids are 32 hex characters), so
+        a reset never matches another prefix's keys (used only by reset)."""
+        return f"{self.prefix}:task:" + "[0-9a-f]" * 32
 
     @property
     def index(self) -> str:
@@ -61,7 +66,7 @@ class Keys:
 
     @property
     def rate_pattern(self) -> str:
-        return f"{self.prefix}:rate:*"
+        return f"{self.prefix}:rate:[0-9]*"
 
     @property
     def workers(self) -> str:

@@ -56,6 +56,8 @@ class TaskSpec:
 
     @classmethod
     def from_public(cls, data: dict[str, Any]) -> TaskSpec:
+        if not isinstance(data.get("name"), str) or not NAME_RE.fullmatch(data["name"]):
+            raise ValueError(f"invalid task name {str(data.get('name'))[:70]!r}")
         params = tuple(Param(str(n), str(k) if k in PARAM_KINDS else "any")
                        for n, k in data.get("params", []))
         return cls(str(data["name"]), None, params, description=str(data.get("description", "")),
@@ -233,7 +235,12 @@ def _check_kind(spec: TaskSpec, param: Param, value: Any) -> Any:
         raise InvalidTask(f"{what} must be a number, got {type(value).__name__}")
     if param.kind == "int":
         if type(value) is float and value.is_integer():
-            return int(value)
+            value = int(value)
+            try:
+                check_scalar(value, param.name)
+            except ValueError as exc:
+                raise InvalidTask(f"{spec.name}: {exc}") from None
+            return value
         if type(value) is not int:
             raise InvalidTask(f"{what} must be an integer, got {_show(value)}")
     if param.kind == "float" and not is_num:

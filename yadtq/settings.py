@@ -8,6 +8,7 @@ Secrets (passwords in URLs, SASL passwords) are never printed: ``redacted()`` hi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -86,8 +87,12 @@ class Settings:
     def validated(self) -> Settings:
         if self.partitions < 1:
             raise ValueError("partitions must be at least 1")
-        if self.heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be positive")
+        for name in ("heartbeat_interval", "default_time_limit"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.session_timeout_ms < 1 or self.max_poll_interval_ms < 1:
+            raise ValueError("session_timeout_ms and max_poll_interval_ms must be positive")
         if self.default_max_attempts < 1:
             raise ValueError("default_max_attempts must be at least 1")
         if self.max_poll_records < 1:
@@ -121,8 +126,20 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """``redis://user:secret@host`` -> ``redis://user:***@host``."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``redis://user:secret@host`` -> ``redis://user:***@host``; ``?password=`` is masked too.
+
+    Split at the *last* ``@`` of the authority, as redis-py does, so a password containing ``@``
+    is hidden whole."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        userinfo, _, host = authority.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        authority = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+    tail = re.sub(r"(?i)((?:^|[?&;])password=)[^&;#]*", r"\1***", tail)
+    return f"{scheme}://{authority}{slash}{tail}"
 
 
 def _read_secret(path: str | None) -> str | None:
@@ -150,7 +167,11 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     return raw
 
 
-_HELP = {f.name: f for f in fields(Settings)}
+class _RefuseSecret(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error("--kafka-sasl-password is not accepted on the command line; set "
+                     "YADTQ_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file")
 
 
 def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
@@ -161,7 +182,12 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
         if only is not None and f.name not in only:
             continue
         if f.name in ("kafka_sasl_password",):
-            continue  # secrets only from the environment or a file, never on a command line
+            # secrets only from the environment or a file, never on a command line (where `ps`
+            # and shell history see them); an explicit flag that refuses, so argparse does not
+            # prefix-match it to --kafka-sasl-password-file
+            group.add_argument("--kafka-sasl-password", action=_RefuseSecret, nargs="?",
+                               help=argparse.SUPPRESS)
+            continue
         flag = "--" + f.name.replace("_", "-")
         env = "YADTQ_" + f.name.upper()
         kind = str(f.type)

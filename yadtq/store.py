@@ -179,8 +179,11 @@ class RedisStore:
         """Newest first, one page: reads ``limit`` hashes, never the whole keyspace."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
+        if limit <= 0:
+            return []
+
         def run() -> builtins.list[Task]:
-            ids = self.r.zrevrange(index, offset, offset + max(limit, 0) - 1)
+            ids = self.r.zrevrange(index, max(offset, 0), max(offset, 0) + limit - 1)
             if not ids:
                 return []
             pipe = self.r.pipeline(transaction=False)

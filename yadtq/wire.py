@@ -48,11 +48,21 @@ class Envelope:
 
 
 def encode(env: Envelope) -> bytes:
-    check_args(env.args)
+    """The envelope as JSON bytes; ``DecodeError`` if it would not pass ``decode``."""
+    if not _ID_RE.fullmatch(env.id):
+        raise DecodeError("task id must be 32 lowercase hex characters")
+    if not NAME_RE.fullmatch(env.name):
+        raise DecodeError(f"invalid task name {env.name[:70]!r}")
+    if not math.isfinite(env.created_at) or env.created_at < 0:
+        raise DecodeError("created_at must be a non-negative number")
+    try:
+        check_args(env.args)
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None
     data = json.dumps(
         {"v": WIRE_VERSION, "id": env.id, "name": env.name, "args": list(env.args),
          "created_at": env.created_at},
-        separators=(",", ":"), allow_nan=False,
+        separators=(",", ":"), allow_nan=False, ensure_ascii=False,
     ).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"task message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
@@ -119,6 +129,10 @@ def check_scalar(value: Any, what: str) -> None:
     if type(value) is str:
         if len(value) > MAX_STRING_CHARS:
             raise ValueError(f"{what} is longer than {MAX_STRING_CHARS} characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode text (lone surrogate)") from None
         return
     raise ValueError(f"{what} must be a number, a string, true/false or null")
 

@@ -1,0 +1,246 @@
+"""The ``yadtq`` CLI over the fake client: output, ``--json``, exit codes, terminal safety."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+
+from yadtq import cli
+from yadtq.builtins import register_builtins
+from yadtq.client import Client
+from yadtq.models import TaskState
+from yadtq.registry import Registry
+from yadtq.settings import Settings
+from yadtq.store import Beat, Outcome, RedisStore
+from yadtq.testing import FakeBroker
+from yadtq.wire import Envelope
+
+HOSTILE = "[red]x[/red] \x1b[2J \x1b]52;c;aGVsbG8=\x07 \x9b31m \u202eevil\n"
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def client(fake_settings: Settings, fake_store: RedisStore, fake_broker: FakeBroker) -> Client:
+    reg = Registry()
+    register_builtins(reg)
+
+    @reg.task("ECHO")
+    def echo(text: str) -> str:
+        return text
+
+    return Client(fake_settings, store=fake_store, producer_factory=fake_broker.producer,
+                  kafka_ping=fake_broker.ping, registry=reg)
+
+
+def run(client: Client, *argv: str, stdin: io.StringIO | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), client=client, stdin=stdin or io.StringIO(), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def finish(client: Client, task_id: str, state: TaskState, result: Any = None,
+           error: str | None = None, worker: str = "w1") -> None:
+    task = client.get(task_id)
+    client.store.start(worker, [Envelope(task.id, task.name, task.args, task.created_at)])
+    assert client.store.finish(worker, [Outcome(task_id, 1, state, result=result, error=error)])
+
+
+# ---------------------------------------------------------------- submit
+def test_submit_prints_only_the_id(client: Client, fake_broker: FakeBroker,
+                                   fake_settings: Settings) -> None:
+    code, out, err = run(client, "submit", "ADD", "2", "3")
+    assert (code, err) == (0, "")
+    task_id = out.strip()
+    assert out == task_id + "\n" and len(task_id) == 32
+    assert client.get(task_id).args == (2, 3)
+    assert len(fake_broker.messages(fake_settings.topic)) == 1
+
+
+def test_submit_keeps_each_shell_word_one_argument(client: Client) -> None:
+    for word in ["two words", "it's", 'say "hi"', "back\\slash", ""]:
+        code, out, _ = run(client, "submit", "ECHO", word)
+        assert code == 0
+        assert client.get(out.strip()).args == (word,)
+
+
+@pytest.mark.parametrize("word", ["café au lait", "line\nbreak", "tab\there"])
+def test_submit_keeps_non_ascii_and_control_characters_in_quoted_words(client: Client,
+                                                                       word: str) -> None:
+    code, out, _ = run(client, "submit", "ECHO", word)
+    assert code == 0
+    assert client.get(out.strip()).args == (word,)
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["submit", "POW", "2", "3"], "unknown task 'POW'"),
+    (["submit", "ADD", "2"], "ADD takes 2 arguments, got 1"),
+    (["submit", "ADD", "x", "3"], "'x' is not a number"),
+    (["submit", "ADD", "nan", "3"], "NaN and infinity are refused"),
+])
+def test_invalid_input_exits_2(client: Client, fake_broker: FakeBroker, fake_settings: Settings,
+                               argv: list[str], why: str) -> None:
+    code, out, err = run(client, *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith("yadtq: ") and why in err
+    assert fake_broker.messages(fake_settings.topic) == [] and client.total() == 0
+
+
+def test_kafka_down_exits_1(client: Client, fake_broker: FakeBroker) -> None:
+    fake_broker.available = False
+    code, out, err = run(client, "submit", "ADD", "1", "2")
+    assert (code, out) == (1, "")
+    assert "task not enqueued" in err
+    assert client.counts()[TaskState.FAILED] == 1
+
+
+def test_submit_wait_times_out_with_exit_6(client: Client) -> None:
+    code, out, err = run(client, "submit", "--wait", "0.1", "ADD", "1", "2")
+    assert (code, out) == (6, "") and "still queued after 0.1 s" in err
+
+
+def test_bad_usage_exits_2(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(client)[0] == 2
+    assert run(client, "tasks", "--state", "lost")[0] == 2
+    assert run(client, "tasks", "--limit", "-1")[:2] == (2, "")
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------- view / tasks
+def test_view_unknown_or_malformed_id_exits_3(client: Client) -> None:
+    code, out, err = run(client, "view", "0" * 32)
+    assert (code, out) == (3, "") and f"no task with id {'0' * 32}" in err
+    code, _, err = run(client, "view", "not-an-id")
+    assert code == 3 and "is not a task id" in err
+    assert run(client, "retry", "f" * 32)[0] == 3
+
+
+def test_view_text_and_json(client: Client) -> None:
+    task_id = run(client, "submit", "ADD", "2", "3")[1].strip()
+    finish(client, task_id, TaskState.COMPLETED, result=5)
+    code, out, _ = run(client, "view", task_id)
+    assert code == 0
+    lines = {line[:10].strip(): line[11:] for line in out.splitlines() if not line.startswith(" ")}
+    assert (lines["id:"], lines["task:"], lines["args:"], lines["state:"], lines["result:"]) == \
+        (task_id, "ADD", "2 3", "completed", "5")
+    assert (lines["error:"], lines["attempts:"], lines["worker:"]) == ("", "1", "w1")
+    history = [line.split(None, 2)[2] for line in out.splitlines() if line.startswith("  ")]
+    assert history == ["queued       attempt 0", "in-progress  attempt 1 by w1",
+                       "completed    attempt 1 by w1"]
+    data = json.loads(run(client, "view", "--json", task_id)[1])
+    assert (data["id"], data["name"], data["args"], data["state"], data["result"]) == \
+        (task_id, "ADD", [2, 3], "completed", 5)
+    assert [h["state"] for h in data["history"]] == ["queued", "in-progress", "completed"]
+
+
+def test_tasks_text_filter_and_json(client: Client) -> None:
+    assert run(client, "tasks") == (0, "no tasks\n", "")
+    ids = [run(client, "submit", "ADD", str(i), "1")[1].strip() for i in range(3)]
+    time.sleep(0.01)
+    finish(client, ids[0], TaskState.FAILED, error="boom")
+    code, out, _ = run(client, "tasks")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["ID", "TASK", "ARGS", "STATE", "RESULT/ERROR",
+                                              "WORKER", "TRY", "AGE"]
+    assert {line.split()[0] for line in lines[1:]} == set(ids)
+    code, out, _ = run(client, "tasks", "--state", "failed")
+    assert [line.split()[:5] for line in out.splitlines()[1:]] == \
+        [[ids[0], "ADD", "0", "1", "failed"]]
+    assert "boom" in out
+    data = json.loads(run(client, "tasks", "--json", "--state", "queued")[1])
+    assert sorted(d["id"] for d in data) == sorted(ids[1:])
+    assert len(json.loads(run(client, "tasks", "--json", "--limit", "1", "--offset", "1")[1])) == 1
+
+
+def test_retry(client: Client) -> None:
+    task_id = run(client, "submit", "DIV", "1", "0")[1].strip()
+    code, _, err = run(client, "retry", task_id)
+    assert code == 2 and "only failed tasks can be retried" in err
+    finish(client, task_id, TaskState.FAILED, error="division by zero")
+    assert run(client, "retry", task_id) == (0, task_id + "\n", "")
+    assert client.get(task_id).state is TaskState.QUEUED
+
+
+# ---------------------------------------------------------------- workers / stats
+def test_workers_text_and_json(client: Client) -> None:
+    assert run(client, "workers") == (0, "no workers\n", "")
+    client.store.heartbeat(Beat("host-7", "host", 7, time.time() - 90, "abc", 3, 1), ttl=10)
+    code, out, _ = run(client, "workers")
+    assert code == 0
+    assert out.splitlines()[1].split() == ["host-7", "alive", "abc", "3", "1", "2m"]
+    (w,) = json.loads(run(client, "workers", "--json")[1])
+    assert (w["id"], w["status"], w["current_task"], w["done"], w["failed"], w["pid"]) == \
+        ("host-7", "alive", "abc", 3, 1, 7)
+
+
+def test_stats_text_and_json(client: Client, fake_broker: FakeBroker) -> None:
+    task_id = run(client, "submit", "ADD", "1", "2")[1].strip()
+    run(client, "submit", "ADD", "1", "2")
+    finish(client, task_id, TaskState.COMPLETED, result=3)
+    code, out, _ = run(client, "stats")
+    assert code == 0
+    assert out.splitlines()[:4] == ["queued       1", "in-progress  0", "completed    1",
+                                    "failed       0"]
+    assert "redis: ok" in out and "kafka: ok" in out
+    fake_broker.available = False
+    data = json.loads(run(client, "stats", "--json")[1])
+    assert data["counts"] == {"queued": 1, "in-progress": 0, "completed": 1, "failed": 0}
+    assert (data["redis_ok"], data["kafka_ok"]) == (True, False)
+    assert data["kafka_error"] == "Kafka unreachable (fake broker is down)"
+    assert run(client, "stats")[1].splitlines()[-1] == "kafka: Kafka unreachable (fake broker is down)"
+
+
+# ---------------------------------------------------------------- reset
+def test_reset_without_yes_on_a_pipe_exits_4_and_keeps_tasks(client: Client) -> None:
+    run(client, "submit", "ADD", "1", "2")
+    code, out, err = run(client, "reset", stdin=io.StringIO("y\n"))
+    assert (code, out) == (4, "") and "--yes" in err
+    assert client.total() == 1
+
+
+def test_reset_asks_on_a_terminal(client: Client, fake_settings: Settings) -> None:
+    run(client, "submit", "ADD", "1", "2")
+    run(client, "submit", "ADD", "3", "4")
+    code, out, err = run(client, "reset", stdin=Tty("n\n"))
+    assert code == 4 and "nothing was deleted" in err
+    assert f"Delete all 2 tasks under '{fake_settings.key_prefix}:'?" in out
+    assert client.total() == 2
+    assert run(client, "reset", stdin=Tty(""))[0] == 4 and client.total() == 2
+    code, out, _ = run(client, "reset", stdin=Tty("Y\n"))
+    assert code == 0 and out.endswith("deleted 2 tasks\n")
+    assert client.total() == 0
+
+
+def test_reset_yes(client: Client) -> None:
+    run(client, "submit", "ADD", "1", "2")
+    assert run(client, "reset", "--yes") == (0, "deleted 1 tasks\n", "")
+    assert client.total() == 0
+
+
+# ---------------------------------------------------------------- terminal safety
+def test_hostile_results_and_errors_never_reach_the_terminal_raw(client: Client) -> None:
+    done = run(client, "submit", "ECHO", "hi")[1].strip()
+    bad = run(client, "submit", "ECHO", "hi")[1].strip()
+    finish(client, done, TaskState.COMPLETED, result=HOSTILE, worker="w\x1b[2J")
+    finish(client, bad, TaskState.FAILED, error=HOSTILE)
+    client.store.heartbeat(Beat("evil\x1b]0;x\x07", "h", 1, time.time(), "t\x1b[5m", 0, 0), ttl=10)
+    outputs = []
+    for argv in (["tasks"], ["tasks", "--json"], ["view", done], ["view", bad],
+                 ["view", "--json", done], ["view", "--json", bad], ["workers"],
+                 ["workers", "--json"], ["retry", done], ["view", "\x1b[2J"]):
+        code, out, err = run(client, *argv)
+        outputs.append((argv, code, out + err))
+    for argv, _code, text in outputs:
+        for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+            assert raw not in text, (argv, raw)
+    view_text = outputs[2][2]
+    assert "[red]x[/red] \\x1b[2J \\x1b]52;c;aGVsbG8=\\x07 \\x9b31m \\u202eevil\\x0a" in view_text
+    assert json.loads(outputs[4][2])["result"] == HOSTILE
+    assert json.loads(outputs[5][2])["error"] == HOSTILE

@@ -1,0 +1,336 @@
+"""The Redis store over fakeredis: the real Lua scripts, run in memory."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+import fakeredis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from yadtq.errors import ServiceUnavailable
+from yadtq.models import TaskState, WorkerStatus
+from yadtq.settings import Settings
+from yadtq.store import DEAD_WORKER_KEEP_SECONDS, STATES, Beat, Outcome, RedisStore
+from yadtq.wire import Envelope
+
+Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
+
+
+def env(created: float | None = None, args: tuple[Any, ...] = (2, 3)) -> Envelope:
+    return Envelope(uuid.uuid4().hex, "ADD", args, time.time() if created is None else created)
+
+
+def states(store: RedisStore, task_id: str) -> list[tuple[str, str | None, int, str | None]]:
+    task = store.get(task_id)
+    assert task is not None
+    return [(h.state.value, h.worker, h.attempt, h.note) for h in task.history]
+
+
+def check_counters(store: RedisStore, expected: dict[TaskState, int] | None = None) -> None:
+    """Counters, per-state sets and the task hashes all agree (and with ``expected``)."""
+    real = {s: 0 for s in STATES}
+    for key in store.r.scan_iter(match=store.keys.task_pattern):
+        real[TaskState(store.r.hget(key, "state"))] += 1
+    raw = {s: int(store.r.hget(store.keys.counts, s.value) or 0) for s in STATES}
+    assert raw == real
+    assert store.counts() == real
+    assert {s: store.total(s) for s in STATES} == real
+    assert store.total() == sum(real.values())
+    if expected is not None:
+        assert real == {s: expected.get(s, 0) for s in STATES}
+
+
+# ---------------------------------------------------------------- create / start / finish
+def test_create_records_a_queued_task(fake_store: RedisStore) -> None:
+    e = env(created=1000.5, args=(2, "x y", None))
+    assert fake_store.create([e]) == [True]
+    task = fake_store.get(e.id)
+    assert task is not None
+    assert (task.id, task.name, task.args, task.state, task.attempt) == (e.id, "ADD", (2, "x y", None), Q, 0)
+    assert (task.created_at, task.result, task.error, task.worker) == (1000.5, None, None, None)
+    assert [(h.state, h.at, h.worker, h.attempt) for h in task.history] == [(Q, 1000.5, None, 0)]
+    assert fake_store.create([e]) == [False]
+    check_counters(fake_store, {Q: 1})
+    assert fake_store.create([]) == [] and fake_store.get(uuid.uuid4().hex) is None
+
+
+def test_start_marks_in_progress_and_moves_counters(fake_store: RedisStore) -> None:
+    a, b = env(), env()
+    fake_store.create([a, b])
+    assert fake_store.start("w1", [a]) == [1]
+    task = fake_store.get(a.id)
+    assert task is not None and (task.state, task.worker, task.attempt) == (P, "w1", 1)
+    assert states(fake_store, a.id) == [("queued", None, 0, None), ("in-progress", "w1", 1, None)]
+    assert [t.id for t in fake_store.list(P)] == [a.id]
+    assert [t.id for t in fake_store.list(Q)] == [b.id]
+    check_counters(fake_store, {Q: 1, P: 1})
+
+
+def test_start_on_a_final_task_returns_0_and_changes_nothing(fake_store: RedisStore) -> None:
+    e = env()
+    fake_store.create([e])
+    fake_store.start("w1", [e])
+    assert fake_store.finish("w1", [Outcome(e.id, 1, C, result=5)]) == [True]
+    before = fake_store.get(e.id)
+    assert fake_store.start("w2", [e]) == [0]
+    assert fake_store.get(e.id) == before
+    check_counters(fake_store, {C: 1})
+
+
+def test_start_on_in_progress_takes_over_with_the_next_attempt(fake_store: RedisStore) -> None:
+    e = env()
+    fake_store.create([e])
+    assert fake_store.start("w1", [e]) == [1]
+    assert fake_store.start("w2", [e]) == [2]
+    assert states(fake_store, e.id)[-1] == ("in-progress", "w2", 2, "took over from an earlier attempt")
+    check_counters(fake_store, {P: 1})
+
+
+def test_a_zombie_attempt_is_fenced(fake_store: RedisStore) -> None:
+    e = env()
+    fake_store.create([e])
+    fake_store.start("zombie", [e])
+    fake_store.start("w2", [e])
+    assert fake_store.finish("zombie", [Outcome(e.id, 1, C, result=99)]) == [False]
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.result, task.worker, task.attempt) == (P, None, "w2", 2)
+    assert fake_store.finish("w2", [Outcome(e.id, 2, C, result=5)]) == [True]
+    assert fake_store.finish("zombie", [Outcome(e.id, 1, F, error="late")]) == [False]
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.result, task.error) == (C, 5, None)
+    assert [h[0] for h in states(fake_store, e.id)] == ["queued", "in-progress", "in-progress",
+                                                        "completed"]
+    check_counters(fake_store, {C: 1})
+
+
+def test_retry_then_start_again_runs_attempt_2(fake_store: RedisStore) -> None:
+    e = env()
+    fake_store.create([e])
+    fake_store.start("w1", [e])
+    assert fake_store.finish("w1", [Outcome(e.id, 1, Q, error="boom", note="retry in 1 s")]) == [True]
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.error) == (Q, "boom")
+    check_counters(fake_store, {Q: 1})
+    assert fake_store.start("w1", [e]) == [2]
+    assert fake_store.finish("w1", [Outcome(e.id, 2, C, result=0)]) == [True]
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.result, task.error, task.attempt) == (C, 0, None, 2)
+    assert states(fake_store, e.id) == [
+        ("queued", None, 0, None), ("in-progress", "w1", 1, None), ("queued", "w1", 1, "retry in 1 s"),
+        ("in-progress", "w1", 2, None), ("completed", "w1", 2, None)]
+    check_counters(fake_store, {C: 1})
+
+
+@pytest.mark.parametrize("result", [0, "", False, None, [1, "a"], {"k": None}, 10**99, "\x1b[2J"])
+def test_results_come_back_exactly(fake_store: RedisStore, result: Any) -> None:
+    e = env()
+    fake_store.create([e])
+    fake_store.start("w", [e])
+    fake_store.finish("w", [Outcome(e.id, 1, C, result=result)])
+    task = fake_store.get(e.id)
+    assert task is not None and task.result == result and type(task.result) is type(result)
+
+
+def test_finish_of_an_unknown_task_is_fenced(fake_store: RedisStore) -> None:
+    assert fake_store.finish("w", [Outcome(uuid.uuid4().hex, 1, C, result=1)]) == [False]
+    assert fake_store.finish("w", []) == []
+    check_counters(fake_store, {})
+
+
+def test_finished_per_second_counts_final_states_only(fake_store: RedisStore) -> None:
+    es = [env() for _ in range(4)]
+    fake_store.create(es)
+    fake_store.start("w", es)
+    now = time.time()
+    fake_store.finish("w", [Outcome(es[0].id, 1, C, result=1), Outcome(es[1].id, 1, F, error="x"),
+                            Outcome(es[2].id, 1, Q, error="retry")])
+    rates = fake_store.finished_per_second(10, now=now + 1)
+    assert len(rates) == 10 and sum(rates) == 2 and rates[-1] == 2
+    assert fake_store.finished_per_second(5, now=now + 100) == [0] * 5
+
+
+# ---------------------------------------------------------------- transition
+def test_transition_is_a_compare_and_set(fake_store: RedisStore) -> None:
+    e = env()
+    fake_store.create([e])
+    fake_store.start("w", [e])
+    fake_store.finish("w", [Outcome(e.id, 1, F, error="bad")])
+    assert fake_store.transition(e.id, Q, F, "x") == 0
+    assert fake_store.transition(e.id, F, Q, "retry requested", attempt=7) == 0
+    assert fake_store.transition(e.id, F, Q, "retry requested", attempt=1) == 1
+    assert fake_store.transition(e.id, F, Q, "retry requested") == 0
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.error, task.result) == (Q, None, None)
+    assert states(fake_store, e.id)[-1] == ("queued", None, 1, "retry requested")
+    assert fake_store.transition(uuid.uuid4().hex, Q, F, "x") == -1
+    assert fake_store.transition(e.id, Q, F, "not enqueued", error="not enqueued: down") == 1
+    task = fake_store.get(e.id)
+    assert task is not None and (task.state, task.error) == (F, "not enqueued: down")
+    check_counters(fake_store, {F: 1})
+
+
+# ---------------------------------------------------------------- listing
+def test_list_is_newest_first_with_filter_and_paging(fake_store: RedisStore) -> None:
+    es = [env(created=1000.0 + i) for i in range(6)]
+    fake_store.create(es)
+    fake_store.start("w", es[:2])
+    newest_first = [e.id for e in reversed(es)]
+    assert [t.id for t in fake_store.list()] == newest_first
+    assert [t.id for t in fake_store.list(limit=2, offset=1)] == newest_first[1:3]
+    assert [t.id for t in fake_store.list(Q)] == newest_first[:4]
+    assert [t.id for t in fake_store.list(P)] == [es[1].id, es[0].id]
+    assert [t.id for t in fake_store.list(Q, limit=3, offset=2)] == newest_first[2:4]
+    assert fake_store.list(C) == [] and fake_store.list(offset=50) == []
+
+
+def test_list_with_limit_0_returns_nothing(fake_store: RedisStore) -> None:
+    fake_store.create([env() for _ in range(3)])
+    assert fake_store.list(limit=0) == []
+
+
+# ---------------------------------------------------------------- counters never drift
+def _random_walk(store: RedisStore, rng: random.Random, steps: int) -> None:
+    envs: list[Envelope] = []
+    for _ in range(steps):
+        op = rng.choice(["create", "start", "finish", "finish", "transition", "dup"])
+        if op == "create" or not envs:
+            envs.append(env(created=1000.0 + len(envs)))
+            store.create([envs[-1]])
+            continue
+        picked = rng.sample(envs, k=min(len(envs), rng.randint(1, 3)))
+        if op == "dup":
+            store.create(picked)
+        elif op == "start":
+            store.start(rng.choice(["w1", "w2"]), picked)
+        elif op == "finish":
+            outcomes = []
+            for e in picked:
+                task = store.get(e.id)
+                attempt = (task.attempt if task else 0) - rng.choice([0, 0, 1])
+                outcomes.append(Outcome(e.id, attempt, rng.choice([Q, C, F]), result=1, error="e"))
+            store.finish("w1", outcomes)
+        else:
+            store.transition(picked[0].id, rng.choice(STATES), rng.choice(STATES), "walk")
+        check_counters(store)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counters_match_the_tasks_after_a_random_walk(fake_store: RedisStore, seed: int) -> None:
+    _random_walk(fake_store, random.Random(seed), 120)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 40))
+def test_counters_never_drift(seed: int, steps: int) -> None:
+    store = RedisStore(Settings(key_prefix="yadtq:walk"), fakeredis.FakeRedis(decode_responses=True))
+    _random_walk(store, random.Random(seed), steps)
+    store.reset()
+    check_counters(store, {})
+
+
+# ---------------------------------------------------------------- reset
+def test_reset_deletes_only_this_prefix(fake_store: RedisStore, fake_redis: fakeredis.FakeRedis) -> None:
+    foreign = {"other:key": "v", "yadtq:other-prefix:task:x": "v", "yadtq:unit-2:task:y": "v",
+               "yadtq:task:" + "f" * 32: "v", "yadtq:unit:task": "v"}
+    for key, value in foreign.items():
+        fake_redis.set(key, value)
+    es = [env() for _ in range(3)]
+    fake_store.create(es)
+    fake_store.start("w", es[:1])
+    fake_store.finish("w", [Outcome(es[0].id, 1, C, result=1)])
+    fake_store.heartbeat(Beat("w", "h", 1, time.time(), None, 1, 0), ttl=10)
+    fake_store.publish_specs([{"name": "ADD", "params": []}])
+    assert fake_store.reset() == 3
+    assert fake_store.list() == [] and fake_store.get(es[0].id) is None
+    check_counters(fake_store, {})
+    assert sum(fake_store.finished_per_second(5, now=time.time() + 1)) == 0
+    for key, value in foreign.items():
+        assert fake_redis.get(key) == value
+    assert [w.id for w in fake_store.workers(late_after=5)] == ["w"]
+    assert fake_store.published_specs() == [{"name": "ADD", "params": []}]
+    default = RedisStore(Settings(), fake_redis)  # prefix "yadtq": must not touch "yadtq:unit:..."
+    fake_store.create([env()])
+    assert default.reset() == 1  # only yadtq:task:fff...f
+    assert fake_store.total() == 1 and fake_redis.get("yadtq:other-prefix:task:x") == "v"
+
+
+def test_reset_with_a_glob_character_in_the_prefix(fake_redis: fakeredis.FakeRedis) -> None:
+    fake_redis.hset("yadtq:t1:task:abc", "state", "queued")
+    try:
+        RedisStore(Settings(key_prefix="yadtq:t?"), fake_redis).reset()
+    except ValueError:
+        return  # refusing such a prefix is a fix too
+    assert fake_redis.exists("yadtq:t1:task:abc")
+
+
+def test_messages_sent_before_a_reset_are_discarded(fake_store: RedisStore) -> None:
+    old = env(created=time.time() - 5)
+    fake_store.create([old])
+    fake_store.reset()
+    assert fake_store.start("w", [old]) == [-1]
+    assert fake_store.get(old.id) is None
+    check_counters(fake_store, {})
+    new = env(created=time.time() + 1)  # reached Kafka, but its record is missing
+    assert fake_store.start("w", [new]) == [1]
+    assert states(fake_store, new.id)[0] == ("queued", None, 0, "record recreated by worker")
+    check_counters(fake_store, {P: 1})
+
+
+# ---------------------------------------------------------------- workers
+def beat(worker_id: str = "host-a-42", task: str | None = None) -> Beat:
+    return Beat(worker_id, "host-a", 42, time.time() - 30, task, 7, 2)
+
+
+def test_heartbeat_alive_late_dead_pruned(fake_store: RedisStore, fake_redis: fakeredis.FakeRedis) -> None:
+    fake_store.heartbeat(beat(task="t1"), ttl=30)
+    (w,) = fake_store.workers(late_after=2)
+    assert (w.id, w.host, w.pid, w.status, w.current_task, w.done, w.failed) == \
+        ("host-a-42", "host-a", 42, WorkerStatus.ALIVE, "t1", 7, 2)
+    assert 29 < w.uptime() < 32
+    (w,) = fake_store.workers(late_after=2, now=time.time() + 5)
+    assert w.status is WorkerStatus.LATE
+    fake_redis.delete(fake_store.keys.worker("host-a-42"))
+    (w,) = fake_store.workers(late_after=2)
+    assert (w.status, w.host, w.pid) == (WorkerStatus.DEAD, "host-a", 42)
+    assert fake_store.workers(late_after=2, now=time.time() + DEAD_WORKER_KEEP_SECONDS + 1) == []
+    assert fake_store.workers(late_after=2) == []  # pruned for good
+
+
+def test_heartbeat_key_expires(fake_store: RedisStore) -> None:
+    fake_store.heartbeat(beat("w-1"), ttl=0.05)
+    assert fake_store.workers(late_after=5)[0].status is WorkerStatus.ALIVE
+    time.sleep(0.12)
+    (w,) = fake_store.workers(late_after=5)
+    assert (w.status, w.current_task, w.pid) == (WorkerStatus.DEAD, None, 1)
+
+
+def test_remove_worker_forgets_it_at_once(fake_store: RedisStore) -> None:
+    fake_store.heartbeat(beat("a-1"), ttl=30)
+    fake_store.heartbeat(beat("b-2"), ttl=30)
+    fake_store.remove_worker("a-1")
+    assert [w.id for w in fake_store.workers(late_after=2)] == ["b-2"]
+
+
+def test_published_specs_skip_garbage(fake_store: RedisStore, fake_redis: fakeredis.FakeRedis) -> None:
+    fake_store.publish_specs([{"name": "X", "params": [["a", "int"]]}])
+    fake_store.publish_specs([])
+    fake_redis.hset(fake_store.keys.registry, mapping={"bad": "not json", "s": '"str"', "n": "{}"})
+    assert fake_store.published_specs() == [{"name": "X", "params": [["a", "int"]]}]
+
+
+def test_redis_errors_become_service_unavailable_without_the_password() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    store = RedisStore(Settings(redis_url="redis://:hunter2@h:1/0"),
+                       fakeredis.FakeRedis(server=server, decode_responses=True))
+    for call in (store.ping, store.counts, lambda: store.create([env()]), store.reset,
+                 lambda: store.workers(late_after=1)):
+        with pytest.raises(ServiceUnavailable) as info:
+            call()
+        assert "Redis unreachable at redis://:***@h:1/0" in str(info.value)
+        assert "hunter2" not in str(info.value)
