@@ -17,7 +17,8 @@ case "${1:-}" in
     [ -f "$RUN/workers.pids" ] || exit 0
     pids=$(cat "$RUN/workers.pids")
     kill -TERM $pids 2>/dev/null || true
-    for _ in $(seq 1 100); do
+    echo "stopping the workers: each finishes its current task (up to 30 s)" >&2
+    for _ in $(seq 1 300); do
       alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
       [ $alive = 0 ] && break; sleep 0.1
     done

@@ -46,8 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="import MODULE so its task names are known locally (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("submit", help="submit a task: yadtq submit ADD 2 3")
-    p.add_argument("words", nargs="+", metavar="WORD", help="task name then its arguments")
+    p = sub.add_parser("submit", help="submit a task: yadtq submit ADD 2 3",
+                       description="Submit a task: yadtq submit ADD 2 3 [--wait SECONDS]. Every "
+                       "word after the task name is an argument, even one starting with '-' "
+                       "(SUB 5 -3, ADD -Infinity 1 is then refused as not a number).")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="WORD",
+                   help="task name then its arguments")
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help="wait for the task to finish and print its result (exit 5 if it failed)")
 
@@ -113,7 +117,12 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
 def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -> int:
     cmd = args.command
     if cmd == "submit":
-        text = " ".join(_quote(w) for w in args.words)
+        words, wait = _split_wait(args.words)
+        if wait is not None:
+            args.wait = wait
+        if not words:
+            raise CliError("submit needs a task: yadtq submit ADD 2 3", EXIT_INVALID)
+        text = " ".join(_quote(w) for w in words)
         task_id = client.submit_text(text)
         if args.wait is None:
             print(task_id, file=out)
@@ -176,6 +185,19 @@ def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -
             print(f"kafka: {'ok' if health.kafka_ok else literal(health.kafka_error or '')}", file=out)
         return 0
     raise CliError(f"unknown command {cmd}", EXIT_INVALID)  # pragma: no cover
+
+
+def _split_wait(words: list[str]) -> tuple[list[str], float | None]:
+    """Take a trailing ``--wait SECONDS`` out of the task's words (they are otherwise literal)."""
+    if len(words) >= 2 and words[-2] == "--wait":
+        try:
+            return words[:-2], float(words[-1])
+        except ValueError:
+            raise CliError(f"--wait needs a number of seconds, got {words[-1][:40]!r}",
+                           EXIT_INVALID) from None
+    if words and words[0] == "--":
+        return words[1:], None
+    return words, None
 
 
 def _quote(word: str) -> str:
