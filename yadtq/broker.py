@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -220,16 +221,29 @@ class TaskConsumer:
         self._c.close(autocommit=False)
 
 
+_probes: dict[tuple[str, str], Any] = {}
+_probe_lock = threading.Lock()
+
+
 def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
-    """Raise ``ServiceUnavailable`` unless the broker answers a metadata request."""
-    try:
-        cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
-        admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
-    except Exception as exc:  # noqa: BLE001
-        raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
-    try:
-        admin.list_topics()
-    except Exception as exc:  # noqa: BLE001
-        raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
-    finally:
-        admin.close()
+    """Raise ``ServiceUnavailable`` unless the broker answers a metadata request.
+
+    The admin connection is kept between calls (a health check every few seconds costs one
+    request on an open connection, not a new client); it is dropped after a failure."""
+    key = (settings.kafka_bootstrap, settings.kafka_security_protocol)
+    with _probe_lock:
+        admin = _probes.get(key)
+        try:
+            if admin is None:
+                cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
+                admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
+                _probes[key] = admin
+            admin.list_topics()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable now"
+            _probes.pop(key, None)
+            if admin is not None:
+                try:
+                    admin.close()
+                except Exception:  # noqa: BLE001, S110
+                    pass
+            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None

@@ -76,6 +76,7 @@ class Client:
         self._registry = (registry or default_registry).copy()
         self._unconfirmed_errors: list[tuple[str, Exception]] = []
         self._errors_lock = threading.Lock()
+        self._producer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ tasks names
     def registry(self, refresh: bool = True) -> Registry:
@@ -144,9 +145,10 @@ class Client:
         self.store.create(envelopes)
         if not wait:
             try:
-                if self._async_producer is None:
-                    self._async_producer = self._producer_factory(self.settings,
-                                                                  linger_ms=ASYNC_LINGER_MS)
+                with self._producer_lock:
+                    if self._async_producer is None:
+                        self._async_producer = self._producer_factory(self.settings,
+                                                                      linger_ms=ASYNC_LINGER_MS)
                 self._async_producer.send_async(envelopes, self._on_async_error)
             except Exception as exc:  # noqa: BLE001 - no producer: report like a refused send
                 for env in envelopes:
@@ -165,9 +167,10 @@ class Client:
         return [e.id for e in envelopes]
 
     def _get_producer(self) -> Producer:
-        if self._producer is None:
-            self._producer = self._producer_factory(self.settings)
-        return self._producer
+        with self._producer_lock:  # the dashboard submits from worker threads
+            if self._producer is None:
+                self._producer = self._producer_factory(self.settings)
+            return self._producer
 
     def _on_async_error(self, env: Envelope, err: Exception) -> None:
         self._not_enqueued(env.id, err)

@@ -13,6 +13,7 @@ Layout::
     <p>:rate:<epoch second>  string completions (and failures) finished in that second, expires in 2 min
     <p>:workers              zset   worker id -> last heartbeat (ms): known workers, alive or dead
     <p>:worker:<id>          hash   one worker's heartbeat, written with a TTL: gone = dead
+    <p>:workers:last         hash   worker id -> JSON of its last heartbeat (what a dead one did)
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
 """
@@ -74,6 +75,11 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers_last(self) -> str:
+        """Each known worker's last heartbeat, kept after its TTL key expired (dead workers)."""
+        return f"{self.prefix}:workers:last"
 
     @property
     def reset_marker(self) -> str:

@@ -212,16 +212,19 @@ class RedisStore:
         now = time.time()
         key = self.keys.worker(beat.worker_id)
 
+        fields = {
+            "id": beat.worker_id, "host": beat.host, "pid": beat.pid,
+            "started_at": repr(beat.started_at), "last_beat": repr(now),
+            "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
+            "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
+        }
+
         def run() -> None:
             pipe = self.r.pipeline(transaction=True)
-            pipe.hset(key, mapping={
-                "id": beat.worker_id, "host": beat.host, "pid": beat.pid,
-                "started_at": repr(beat.started_at), "last_beat": repr(now),
-                "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
-                "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
-            })
+            pipe.hset(key, mapping=fields)
             pipe.pexpire(key, int(ttl * 1000))
             pipe.zadd(self.keys.workers, {beat.worker_id: now})
+            pipe.hset(self.keys.workers_last, beat.worker_id, _dump(fields))
             pipe.execute()
         self._call(run)
 
@@ -231,6 +234,7 @@ class RedisStore:
             pipe = self.r.pipeline(transaction=True)
             pipe.delete(self.keys.worker(worker_id))
             pipe.zrem(self.keys.workers, worker_id)
+            pipe.hdel(self.keys.workers_last, worker_id)
             pipe.execute()
         self._call(run)
 
@@ -239,31 +243,31 @@ class RedisStore:
         t = time.time() if now is None else now
 
         def run() -> builtins.list[WorkerInfo]:
-            self.r.zremrangebyscore(self.keys.workers, "-inf", t - DEAD_WORKER_KEEP_SECONDS)
+            old = self.r.zrangebyscore(self.keys.workers, "-inf", t - DEAD_WORKER_KEEP_SECONDS)
+            if old:
+                self.r.zrem(self.keys.workers, *old)
+                self.r.hdel(self.keys.workers_last, *old)
             known = self.r.zrange(self.keys.workers, 0, -1, withscores=True)
+            if not known:
+                return []
+            ids = [worker_id for worker_id, _ in known]
             pipe = self.r.pipeline(transaction=False)
-            for worker_id, _ in known:
+            for worker_id in ids:
                 pipe.hgetall(self.keys.worker(worker_id))
-            beats = pipe.execute() if known else []
+            pipe.hmget(self.keys.workers_last, ids)
+            *beats, lasts = pipe.execute()
             out = []
-            for (worker_id, last_seen), data in zip(known, beats, strict=True):
+            for (worker_id, last_seen), data, last in zip(known, beats, lasts, strict=True):
                 if data:
-                    last = float(data.get("last_beat", last_seen))
-                    status = WorkerStatus.LATE if t - last > late_after else WorkerStatus.ALIVE
-                    out.append(WorkerInfo(
-                        id=worker_id, host=data.get("host", "?"), pid=int(data.get("pid", 0)),
-                        status=status, last_beat=last,
-                        started_at=float(data.get("started_at", last)),
-                        current_task=data.get("current_task") or None,
-                        done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
-                        partitions=tuple(int(x) for x in data.get("partitions", "").split(",")
-                                         if x.isdigit())))
-                else:
-                    host, _, pid = worker_id.rpartition("-")
-                    out.append(WorkerInfo(id=worker_id, host=host or worker_id,
-                                          pid=int(pid) if pid.isdigit() else 0,
-                                          status=WorkerStatus.DEAD, last_beat=float(last_seen),
-                                          started_at=float(last_seen)))
+                    age = t - float(data.get("last_beat", last_seen))
+                    status = WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE
+                else:  # the TTL key expired: dead; show what its last heartbeat said
+                    data = _load(last) if last else None
+                    if not isinstance(data, dict):
+                        host, _, pid = worker_id.rpartition("-")
+                        data = {"host": host or worker_id, "pid": pid if pid.isdigit() else 0}
+                    status = WorkerStatus.DEAD
+                out.append(_worker(worker_id, data, status, float(last_seen)))
             return out
         return self._call(run)
 
@@ -297,6 +301,17 @@ def _load(raw: str | None) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def _worker(worker_id: str, data: dict[str, Any], status: WorkerStatus, last_seen: float) -> WorkerInfo:
+    last = float(data.get("last_beat", last_seen))
+    return WorkerInfo(
+        id=worker_id, host=str(data.get("host", "?")), pid=int(data.get("pid", 0) or 0),
+        status=status, last_beat=last, started_at=float(data.get("started_at", last)),
+        current_task=data.get("current_task") or None,  # for a dead worker: what it was running
+        done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
+        partitions=() if status is WorkerStatus.DEAD
+        else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isdigit()))
 
 
 def _task(d: dict[str, str]) -> Task:

@@ -13,20 +13,40 @@ import json
 import re
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f"  # C0 controls (ESC, BEL, CR, LF, TAB...), DEL and C1 controls (CSI...)
+    "\u061c\u200e\u200f\u2028\u2029"  # bidi marks, line and paragraph separators
+    "\u202a-\u202e\u2066-\u2069"  # bidi embeddings, overrides and isolates ("trojan source")
+    "\ufeff\ud800-\udfff]"  # byte order mark, lone surrogates (cannot even be encoded)
+)
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+ELLIPSIS = "…"
 
 
 def _escape(match: re.Match[str]) -> str:
     ch = match.group()
+    if "\ud800" <= ch <= "\udfff":
+        return "\ufffd"
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
     code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def literal(text: str, limit: int | None = None) -> str:
-    """``text`` with control and bidi-override characters made visible; cut to ``limit``."""
-    out = _CONTROL.sub(_escape, text)
+def literal(text: object, limit: int | None = None, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control, bidi and surrogate character made visible (``\\x1b``,
+    ``\\n``); cut to ``limit`` characters (the last one becomes ``…``). ``keep_newlines`` keeps
+    line feeds as real line breaks (multi-line detail text)."""
+    value = text if isinstance(text, str) else str(text)
+    if limit is not None and len(value) > limit * 4:
+        value = value[: limit * 4]  # an escape is at most 6 characters; never escape megabytes
+    if keep_newlines:
+        out = "\n".join(_UNSAFE.sub(_escape, line) for line in value.split("\n"))
+    else:
+        out = _UNSAFE.sub(_escape, value)
     if limit is not None and len(out) > limit:
-        out = out[: max(0, limit - 1)] + "…"
+        out = out[: max(0, limit - 1)] + ELLIPSIS
     return out
 
 

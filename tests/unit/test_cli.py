@@ -241,6 +241,6 @@ def test_hostile_results_and_errors_never_reach_the_terminal_raw(client: Client)
         for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
             assert raw not in text, (argv, raw)
     view_text = outputs[2][2]
-    assert "[red]x[/red] \\x1b[2J \\x1b]52;c;aGVsbG8=\\x07 \\x9b31m \\u202eevil\\x0a" in view_text
+    assert "[red]x[/red] \\x1b[2J \\x1b]52;c;aGVsbG8=\\x07 \\x9b31m \\u202eevil\\n" in view_text
     assert json.loads(outputs[4][2])["result"] == HOSTILE
     assert json.loads(outputs[5][2])["error"] == HOSTILE

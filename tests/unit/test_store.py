@@ -306,7 +306,7 @@ def test_heartbeat_key_expires(fake_store: RedisStore) -> None:
     assert fake_store.workers(late_after=5)[0].status is WorkerStatus.ALIVE
     time.sleep(0.12)
     (w,) = fake_store.workers(late_after=5)
-    assert (w.status, w.current_task, w.pid) == (WorkerStatus.DEAD, None, 1)
+    assert (w.status, w.current_task, w.pid) == (WorkerStatus.DEAD, None, 42)
 
 
 def test_remove_worker_forgets_it_at_once(fake_store: RedisStore) -> None:

@@ -17,7 +17,9 @@ BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\
 
 @pytest.mark.parametrize("ch", CONTROLS)
 def test_literal_escapes_c0_del_and_c1(ch: str) -> None:
-    assert literal(f"a{ch}b") == f"a\\x{ord(ch):02x}b"
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    escaped = named.get(ch, "\\x%02x" % ord(ch))
+    assert literal(f"a{ch}b") == f"a{escaped}b"
 
 
 @pytest.mark.parametrize("ch", BIDI)
@@ -28,8 +30,13 @@ def test_literal_escapes_bidi_overrides_and_line_separators(ch: str) -> None:
 def test_literal_known_attacks() -> None:
     assert literal("\x1b[2J") == "\\x1b[2J"
     assert literal("\x1b]52;c;aGVsbG8=\x07") == "\\x1b]52;c;aGVsbG8=\\x07"
-    assert literal("ok\r\nFAKE LOG LINE") == "ok\\x0d\\x0aFAKE LOG LINE"
+    assert literal("ok\r\nFAKE LOG LINE") == "ok\\r\\nFAKE LOG LINE"
     assert literal("\x9b31m") == "\\x9b31m"
+
+
+def test_literal_neutralises_surrogates_bom_and_bidi_marks() -> None:
+    assert literal("a\ud800b\ufeffc\u200fd") == "a\ufffdb\\ufeffc\\u200fd"
+    assert literal("line1\nline2", keep_newlines=True) == "line1\nline2"
 
 
 def test_literal_keeps_ordinary_text() -> None:
@@ -49,7 +56,8 @@ def test_literal_limit() -> None:
 def test_literal_output_never_contains_a_dangerous_character(text: str) -> None:
     out = literal(text)
     assert not any(c in out for c in CONTROLS + BIDI)
-    if not any(c in text for c in CONTROLS + BIDI):
+    if not any(c in text for c in CONTROLS + BIDI) and not any(
+            "\ud800" <= c <= "\udfff" or c in "\u061c\u200e\u200f\ufeff" for c in text):
         assert out == text
 
 

@@ -1,0 +1,106 @@
+"""The headless parts of the dashboard: the sanitiser, formatting, data helpers, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from yadtq.models import TaskState
+from yadtq_tui.__main__ import build_parser
+from yadtq_tui.data import FILTER_CYCLE, next_filter, rate, resolve_id
+from yadtq_tui.text import (
+    clean,
+    format_args,
+    format_duration,
+    format_rate,
+    format_value,
+    literal,
+)
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("\x1b[2J", "\\x1b[2J"),
+    ("a\x07b", "a\\x07b"),
+    ("line1\nline2\ttab\r", "line1\\nline2\\ttab\\r"),
+    ("\x9b31m", "\\x9b31m"),  # C1 CSI
+    ("\x7f", "\\x7f"),
+    ("safe\u202eevil", "safe\\u202eevil"),  # bidi override
+    ("\ud800", "\ufffd"),  # lone surrogate: cannot be encoded at all
+    ("[red]x[/red]", "[red]x[/red]"),
+    ("héllo ✔ 漢字", "héllo ✔ 漢字"),
+])
+def test_clean_makes_controls_visible(raw: str, shown: str) -> None:
+    assert clean(raw) == shown
+
+
+def test_clean_limits_length_and_keeps_newlines_on_request() -> None:
+    assert clean("x" * 100, 10) == "x" * 9 + "…"
+    assert clean("\x1b" * 100, 10) == "\\x1b\\x1b\\…"
+    assert clean("a\nb\x1b", keep_newlines=True) == "a\nb\\x1b"
+    assert len(clean("y" * 10_000_000, 50)) == 50
+
+
+def test_literal_is_never_markup() -> None:
+    text = literal("[bold red]alert[/]")
+    console = Console(width=40, record=True, force_terminal=True)
+    console.print(text)
+    assert "[bold red]alert[/]" in console.export_text()
+    assert literal("\x1b[31m").plain == "\\x1b[31m"
+
+
+def test_formatting() -> None:
+    assert format_args((2, 3.5, "a b", "x", None, True)) == '2 3.5 "a b" x null true'
+    assert format_args(('q"uote',)) == '"q\\"uote"'
+    assert format_value({"a": [1, 2]}) == '{"a": [1, 2]}'
+    assert format_value(None) == "" and format_value("s") == "s"
+    assert [format_duration(s) for s in (0, 59, 61, 3725, 90000)] == [
+        "0s", "59s", "1m01s", "1h02m", "1d01h"]
+    assert format_rate(0) == "0/s" and format_rate(4.25) == "4.2/s" and format_rate(1234) == "1,234/s"
+
+
+def test_filter_cycle_and_helpers() -> None:
+    seen = [None]
+    for _ in FILTER_CYCLE:
+        seen.append(next_filter(seen[-1]))
+    assert seen == [None, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
+                    TaskState.FAILED, None]
+    assert rate([0] * 50 + [2] * 10) == 2.0
+    known = ["abcdef0123456789abcdef0123456789", "abcdff0123456789abcdef0123456789"]
+    assert resolve_id("ABCDEF01", known) == known[0]
+    assert resolve_id("abcd", known) == "abcd"  # ambiguous: left for Client.get to refuse
+    assert resolve_id(" " + known[1] + " ", known) == known[1]
+
+
+def test_headless_modules_do_not_import_textual() -> None:
+    code = ("import sys, yadtq_tui.data, yadtq_tui.text; "
+            "sys.exit(1 if 'textual' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_help_documents_flags_and_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--redis-url", "YADTQ_REDIS_URL", "--kafka-bootstrap", "YADTQ_KAFKA_BOOTSTRAP",
+                 "--key-prefix", "--refresh", "--page-size", "--redis-password-file"):
+        assert flag in out
+    assert "--kafka-sasl-password " not in out  # secrets never on a command line
+
+
+def test_help_never_prints_secrets() -> None:
+    env = {"YADTQ_REDIS_URL": "redis://user:hunter2@127.0.0.1:6379/0",
+           "YADTQ_KAFKA_SASL_PASSWORD": "s3cret", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "yadtq_tui", "--help"], env=env,
+                         capture_output=True, text=True, check=True)
+    assert "hunter2" not in out.stdout + out.stderr
+    assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_bad_arguments_are_refused() -> None:
+    out = subprocess.run([sys.executable, "-m", "yadtq_tui", "--page-size", "0"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and "--page-size" in out.stderr

@@ -1,0 +1,109 @@
+"""The dashboard application. Build it with ``make_app(client)`` (the CLI and the tests do).
+
+The App is given one service object (``yadtq.Client``) and never imports Redis or Kafka itself; all
+blocking calls run in thread workers of the screens, which post typed messages back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import tzinfo
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from yadtq_tui.data import Clock, Context, DashboardService
+from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen
+from yadtq_tui.screens.help import HelpSection
+from yadtq_tui.widgets import TaskTable
+
+
+class YadtqApp(App[None]):
+    """The YADTQ dashboard: submit tasks, watch them and the workers, retry, reset."""
+
+    CSS_PATH = "styles.tcss"
+    TITLE = "YADTQ"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", tooltip="Exit the dashboard (Ctrl+C also while typing)",
+                id="quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True,
+                tooltip="Exit the dashboard, even while typing", id="quit-now"),
+        Binding("f1,question_mark", "help", "Help", key_display="?",
+                tooltip="Show every key (F1 works while typing)", id="help"),
+    ]
+
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self.context = context
+        """The injected service and settings every screen uses."""
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        """The main screen."""
+        screen = self.screen_stack[0]
+        if not isinstance(screen, DashboardScreen):
+            raise RuntimeError("the dashboard is not mounted")
+        return screen
+
+    def get_default_screen(self) -> Screen[None]:
+        """The dashboard is the first screen."""
+        return DashboardScreen(self.context)
+
+    def action_help(self) -> None:
+        """Open the help screen (once)."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+    def help_sections(self) -> list[HelpSection]:
+        """Every binding, grouped by where it works, from the BINDINGS lists themselves."""
+        return [
+            ("Everywhere", self._describe(self.BINDINGS)),
+            ("Dashboard (task table focused)",
+             self._describe([*DashboardScreen.BINDINGS, *TaskTable.BINDINGS])),
+            ("Detail view", self._describe(DetailScreen.BINDINGS)),
+            ("Dialogs and mouse", [
+                ("⏎", "Press the focused button (the reset dialog starts on Cancel)"),
+                ("←, →, tab", "Move between buttons"),
+                ("esc", "Cancel and close"),
+                ("click", "Highlight a row (click again to view it), press a button"),
+            ]),
+        ]
+
+    def _describe(self, bindings: Sequence[BindingType]) -> list[tuple[str, str]]:
+        by_action: dict[str, tuple[list[str], str]] = {}
+        for binding in Binding.make_bindings(bindings):
+            keys, text = by_action.setdefault(binding.action, ([], ""))
+            display = self.get_key_display(Binding(binding.key, binding.action))
+            if display not in keys:
+                keys.append(display)
+            by_action[binding.action] = (keys, text or binding.tooltip or binding.description)
+        return [(", ".join(keys), text) for keys, text in by_action.values()]
+
+
+def make_app(service: DashboardService, *, clock: Clock = time.time, tz: tzinfo | None = None,
+             poll_interval: float = 0.5, health_interval: float = 2.0, page_size: int = 100,
+             target: str | None = None) -> YadtqApp:
+    """Build the dashboard around ``service`` (a ``yadtq.Client``).
+
+    ``clock`` and ``tz`` fix the time shown (tests); ``poll_interval`` is the pause between the
+    end of one refresh and the next; ``page_size`` is how many of the newest tasks the table shows.
+    """
+    if target is None:
+        settings = getattr(service, "settings", None)
+        target = _describe_target(settings) if settings is not None else ""
+    context = Context(service=service, clock=clock, tz=tz, poll_interval=poll_interval,
+                      health_interval=health_interval, page_size=page_size, target=target)
+    return YadtqApp(context)
+
+
+def _describe_target(settings: object) -> str:
+    from yadtq.settings import redact_url
+
+    prefix = getattr(settings, "key_prefix", "yadtq")
+    url = getattr(settings, "redis_url", "")
+    return f"{prefix} on {redact_url(url)}" if url else str(prefix)

@@ -1,0 +1,333 @@
+"""The main screen: submit form, live task table, worker panel, status bar and banner.
+
+The refresh and health loops come from ``LiveScreen``; this screen lays the widgets out, applies
+each snapshot to them in place, and runs the user's actions (submit, view, retry, reset) in thread
+workers that report back with typed messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.reactive import reactive
+from textual.widgets import DataTable, Footer, Input, Static
+
+from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
+from yadtq.models import Task, TaskState
+from yadtq.registry import TaskSpec
+from yadtq_tui.data import Context, Snapshot, next_filter
+from yadtq_tui.messages import ActionFinished, SubmitFinished
+from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
+from yadtq_tui.screens.detail import DetailScreen
+from yadtq_tui.screens.live import LiveScreen
+from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
+from yadtq_tui.text import clean, format_args, format_count
+from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, WorkerPanel
+
+
+class DashboardScreen(LiveScreen):
+    """Everything on one screen; the App only adds quit and help."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("t", "focus_tasks", "Tasks", tooltip="Move the keyboard to the task table",
+                id="tasks"),
+        Binding("f", "cycle_filter", "Filter",
+                tooltip="Show all → queued → in-progress → completed → failed tasks", id="filter"),
+        Binding("v", "view", "View", tooltip="Details and history of the highlighted task",
+                id="view"),
+        Binding("i", "view_by_id", "View id", tooltip="View a task by its (short) id",
+                id="view-id"),
+        Binding("y", "retry", "Retry", tooltip="Retry the highlighted failed task (new attempt)",
+                id="retry"),
+        Binding("R", "retry", "Retry", show=False, id="retry-shift"),
+        Binding("r", "reset", "Reset", tooltip="Delete every task (asks first)", id="reset"),
+        Binding("s", "focus_form", "Submit", tooltip="Move the keyboard to the submit form",
+                id="submit"),
+        Binding("escape", "leave_form", "Table", tooltip="Leave the form: keys work in the table",
+                id="leave-form"),
+    ]
+
+    state_filter: reactive[TaskState | None] = reactive(None, init=False)
+    """The state the task table shows (None = all)."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__(context, id="dashboard")
+        self.last: Snapshot | None = None
+        """The data on screen (kept while Redis is unreachable)."""
+        self.apply_seconds = 0.0
+        """How long the last snapshot took to apply to the widgets (UI thread)."""
+        self._tasks: dict[str, Task] = {}
+        self._send_lock = threading.Lock()
+        """One submit or retry at a time: the client creates its Kafka producer lazily."""
+
+    def compose(self) -> ComposeResult:
+        """Status bar, banner, form, tasks, workers, footer."""
+        yield StatusBar(id="status-bar")
+        yield Banner(id="banner")
+        yield SubmitForm(id="submit-form")
+        yield Static(Text("Tasks"), id="tasks-title", classes="section-title")
+        yield Static(Text("No tasks yet: type one above, e.g. ADD 2 3, and press Enter."),
+                     id="tasks-empty", classes="empty")
+        yield TaskTable(id="tasks")
+        yield Static(Text("Workers"), id="workers-title", classes="section-title")
+        yield Static(Text("No workers: start one with yadtq-worker."), id="workers-empty",
+                     classes="empty")
+        yield WorkerPanel(id="workers")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Focus the form and start polling."""
+        self.query_one(SubmitForm).input.focus()
+        self._update_titles()
+        self.poll_now()
+        self.check_health_now()
+
+    # ------------------------------------------------------------------ widgets
+    @property
+    def table(self) -> TaskTable:
+        """The task table."""
+        return self.query_one("#tasks", TaskTable)
+
+    @property
+    def form(self) -> SubmitForm:
+        """The submit form."""
+        return self.query_one(SubmitForm)
+
+    def highlighted_task(self) -> Task | None:
+        """The task under the table's cursor (as of the last refresh)."""
+        key = self.table.highlighted_key
+        return self._tasks.get(key) if key else None
+
+    def _update_titles(self) -> None:
+        snap = self.last
+        which = self.state_filter.value if self.state_filter else "all states"
+        text = f"Tasks · {which}"
+        if snap is not None and snap.matching:
+            text += f" · newest {len(snap.tasks)} of {format_count(snap.matching)}"
+        self.query_one("#tasks-title", Static).update(Text(text + "   (f: filter)"))
+        if snap is not None:
+            c = snap.worker_counts()
+            self.query_one("#workers-title", Static).update(Text(
+                "Workers · " + " · ".join(f"{n} {s.value}" for s, n in c.items())))
+
+    # ------------------------------------------------------------------ refresh
+    @property
+    def state_filter_now(self) -> TaskState | None:
+        """The filter the next refresh lists."""
+        return self.state_filter
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """Update every widget in place from ``snap`` (UI thread)."""
+        started = time.perf_counter()
+        now = self.context.clock()
+        self.last = snap
+        self._tasks = {t.id: t for t in snap.tasks}
+        self.table.show_tasks(snap.tasks, now)
+        empty = self.query_one("#tasks-empty", Static)
+        if not snap.tasks:
+            empty.update(Text(self._empty_text(snap)))
+        empty.set_class(not snap.tasks, "-visible")
+        self.query_one(WorkerPanel).show_workers(snap.workers, now, self._tasks)
+        self.query_one("#workers-empty").set_class(not snap.workers, "-visible")
+        bar = self.query_one(StatusBar)
+        bar.show_counts(snap.counts)
+        bar.show_throughput(snap.throughput)
+        if snap.specs is not None:
+            self.show_specs(snap.specs)
+        self._update_titles()
+        self.apply_seconds = time.perf_counter() - started
+
+    def show_specs(self, specs: tuple[TaskSpec, ...]) -> None:
+        """Known task names and usages, under the form."""
+        self.form.set_specs(specs)
+
+    def show_services(self) -> None:
+        """The lights in the status bar and the banner."""
+        self.query_one(StatusBar).show_services(self.redis_up, self.kafka_up)
+        self.query_one(Banner).show_problems(self.redis_error, self.kafka_error,
+                                             have_data=self.polls > 0)
+
+    @staticmethod
+    def _empty_text(snap: Snapshot) -> str:
+        if snap.state_filter is None:
+            return "No tasks yet: type one above, e.g. ADD 2 3, and press Enter."
+        return (f"No {snap.state_filter.value} tasks (of {format_count(snap.total)} in all). "
+                "Press f for the next filter.")
+
+    # ------------------------------------------------------------------ submit
+    @on(SubmitForm.Submitted)
+    def _submit_requested(self, message: SubmitForm.Submitted) -> None:
+        refuse = None
+        if self.redis_error is not None:
+            refuse = "Redis is unreachable"
+        elif self.kafka_error is not None:
+            refuse = "Kafka is unreachable"
+        self._submit(message.text, refuse)
+
+    @work(thread=True, group="submit", exit_on_error=False, description="submit")
+    def _submit(self, text: str, refuse: str | None) -> None:
+        try:
+            name, args = self.service.parse(text)
+        except InvalidTask as exc:
+            self.post_message(SubmitFinished(text, error=str(exc), invalid=True))
+            return
+        label = f"{name} {format_args(args)}".strip()
+        if refuse is not None:
+            self.post_message(SubmitFinished(
+                text, label=label, error=f"{refuse}: {label} was not submitted; try again when "
+                                         "the banner is gone"))
+            return
+        try:
+            with self._send_lock:
+                task_id = self.service.submit(name, args)
+        except InvalidTask as exc:
+            self.post_message(SubmitFinished(text, label=label, error=str(exc), invalid=True))
+        except ServiceUnavailable as exc:
+            self.post_message(SubmitFinished(text, label=label, error=f"not submitted: {exc}"))
+        else:
+            self.post_message(SubmitFinished(text, task_id=task_id, label=label))
+
+    def on_submit_finished(self, message: SubmitFinished) -> None:
+        """Clear the form on success; otherwise keep the text and say why."""
+        if message.task_id is not None:
+            self.form.show_ok(f"Submitted {message.label} as task {message.task_id[:8]}")
+            self.poll_now()
+            return
+        self.form.show_error(message.error or "not submitted")
+        if not message.invalid:
+            self.check_health_now()
+            self.poll_now()
+
+    # ------------------------------------------------------------------ actions
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Esc ("back to the table") is offered only while the form has the keyboard.
+
+        Letter keys need no such care: Textual hides them (and the Input receives them) while the
+        form is focused, so typing ``ADD 2 3`` never triggers a binding.
+        """
+        if action == "leave_form":
+            return isinstance(self.focused, Input)
+        return True
+
+    def on_descendant_focus(self) -> None:
+        """The footer shows different keys in the form and in the table."""
+        self.refresh_bindings()
+
+    def action_leave_form(self) -> None:
+        """Move the keyboard from the form to the task table."""
+        self.table.focus()
+
+    def action_focus_tasks(self) -> None:
+        """Move the keyboard to the task table."""
+        self.table.focus()
+
+    def action_focus_form(self) -> None:
+        """Move the keyboard to the submit form."""
+        self.form.input.focus()
+
+    def action_cycle_filter(self) -> None:
+        """all → queued → in-progress → completed → failed → all."""
+        self.state_filter = next_filter(self.state_filter)
+
+    def watch_state_filter(self) -> None:
+        """A different list: replace the rows, then read it at once."""
+        self.table.clear_rows()
+        self.last = None
+        self._update_titles()
+        self.poll_now()
+
+    def action_view(self) -> None:
+        """Open the highlighted task's detail view."""
+        task = self.highlighted_task()
+        if task is None:
+            self.notify("No task is highlighted.", severity="warning", markup=False)
+            return
+        self.open_detail(task)
+
+    @on(DataTable.RowSelected, "#tasks")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        task = self._tasks.get(event.row_key.value or "")
+        if task is not None:
+            self.open_detail(task)
+
+    def open_detail(self, task: Task) -> None:
+        """Push the detail view of ``task``; it can hand the task back to be retried."""
+        self.app.push_screen(DetailScreen(task, self.context), self._detail_closed)
+
+    def _detail_closed(self, retry: Task | None) -> None:
+        if retry is not None:
+            self.start_retry(retry)
+
+    def action_view_by_id(self) -> None:
+        """Ask for a task id (full or the 8-character short id) and view that task."""
+        self.app.push_screen(TaskIdPrompt(self.context, tuple(self._tasks)),
+                             self._id_prompt_closed)
+
+    def _id_prompt_closed(self, task: Task | None) -> None:
+        if task is not None:
+            self.open_detail(task)
+
+    def action_retry(self) -> None:
+        """Retry the highlighted failed task."""
+        task = self.highlighted_task()
+        if task is None:
+            self.notify("No task is highlighted.", severity="warning", markup=False)
+            return
+        self.start_retry(task)
+
+    def start_retry(self, task: Task) -> None:
+        """Re-queue a failed task as a new attempt of the same task (same id)."""
+        if task.state is not TaskState.FAILED:
+            self.notify(f"Only failed tasks can be retried; task {task.short_id} is "
+                        f"{task.state.value}.", severity="warning", markup=False)
+            return
+        if self.kafka_error is not None or self.redis_error is not None:
+            which = "Redis" if self.redis_error is not None else "Kafka"
+            self.notify(f"{which} is unreachable: task {task.short_id} was not retried.",
+                        severity="error", markup=False)
+            return
+        self._retry(task)
+
+    @work(thread=True, group="retry", exit_on_error=False, description="retry")
+    def _retry(self, task: Task) -> None:
+        label = clean(f"{task.name} {format_args(task.args)}".strip(), 60)
+        try:
+            with self._send_lock:
+                self.service.retry(task.id)
+        except (InvalidTask, TaskNotFound, ServiceUnavailable) as exc:
+            self.post_message(ActionFinished("retry", f"Not retried: {exc}", ok=False))
+            return
+        self.post_message(ActionFinished(
+            "retry", f"Retrying {label} (task {task.short_id}): queued again as attempt "
+                     f"{task.attempt + 1} of the same task, same id."))
+
+    def action_reset(self) -> None:
+        """Ask, then delete every task."""
+        total = self.last.total if self.last is not None else None
+        self.app.push_screen(ConfirmResetScreen(total, self.context.target), self._reset_closed)
+
+    def _reset_closed(self, confirmed: bool | None) -> None:
+        if confirmed:
+            self._reset()
+
+    @work(thread=True, group="reset", exit_on_error=False, description="reset")
+    def _reset(self) -> None:
+        try:
+            deleted = self.service.reset()
+        except ServiceUnavailable as exc:
+            self.post_message(ActionFinished("reset", f"Not reset: {exc}", ok=False))
+            return
+        self.post_message(ActionFinished("reset", f"Reset: deleted {format_count(deleted)} "
+                                                  f"task{'s' if deleted != 1 else ''}."))
+
+    def on_action_finished(self, message: ActionFinished) -> None:
+        """Tell the user, and show the change at once."""
+        self.notify(message.message, title=message.action.capitalize(), markup=False,
+                    severity="information" if message.ok else "error")
+        self.poll_now()

@@ -1,0 +1,72 @@
+"""The top bar: service connections, tasks per state and throughput."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from yadtq.models import TaskState
+from yadtq_tui.data import STATES, rate
+from yadtq_tui.text import format_count, format_rate
+
+
+class ServiceLight(Static):
+    """``Redis ●`` coloured by class: ``-up``, ``-down`` or ``-unknown``."""
+
+    def __init__(self, service: str, *, id: str | None = None) -> None:
+        super().__init__(Text(f"{service} ?"), id=id, classes="service -unknown")
+        self.service = service
+
+    def set_up(self, up: bool | None) -> None:
+        """Show the service as reachable (True), unreachable (False) or not yet known (None)."""
+        word = "?" if up is None else ("up" if up else "DOWN")
+        self.update(Text(f"{self.service} {'●' if up else '○'} {word}"))
+        self.set_class(up is True, "-up")
+        self.set_class(up is False, "-down")
+        self.set_class(up is None, "-unknown")
+
+
+class StatusBar(Vertical):
+    """Redis and Kafka state and throughput (a sparkline of the last minute and a rate) on the
+    first line, tasks per state on the second."""
+
+    def compose(self) -> ComposeResult:
+        """The parts of the bar."""
+        with Horizontal(id="status-services"):
+            yield Static(Text("YADTQ"), id="app-title")
+            yield ServiceLight("Redis", id="redis-light")
+            yield ServiceLight("Kafka", id="kafka-light")
+            yield Static(Text(""), id="status-fill")
+            yield Static(Text("finished per second, last minute"), id="throughput-label")
+            yield Sparkline([0] * 60, id="throughput")
+            yield Static(Text("0/s"), id="rate")
+        with Horizontal(id="status-counts"):
+            for state in STATES:
+                yield Static(Text(f"{state.value} -"), id=f"count-{state.value}",
+                             classes=f"count state-{state.value}")
+            yield Static(Text("total -"), id="count-total", classes="count")
+
+    def show_counts(self, counts: Mapping[TaskState, int]) -> None:
+        """Tasks per state (from the counters)."""
+        for state in STATES:
+            self.query_one(f"#count-{state.value}", Static).update(
+                Text(f"{state.value} {format_count(counts.get(state, 0))}"))
+        total = sum(counts.values())
+        self.query_one("#count-total", Static).update(Text(f"total {format_count(total)}"))
+
+    def show_throughput(self, per_second: Sequence[int]) -> None:
+        """Tasks finished per second over the last minute (oldest first)."""
+        sparkline = self.query_one("#throughput", Sparkline)
+        data = [float(v) for v in per_second] or [0.0]
+        if list(sparkline.data or []) != data:
+            sparkline.data = data
+        self.query_one("#rate", Static).update(Text(format_rate(rate(per_second))))
+
+    def show_services(self, redis_up: bool | None, kafka_up: bool | None) -> None:
+        """Connection state of each service."""
+        self.query_one("#redis-light", ServiceLight).set_up(redis_up)
+        self.query_one("#kafka-light", ServiceLight).set_up(kafka_up)

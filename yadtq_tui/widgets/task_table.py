@@ -1,0 +1,96 @@
+"""The live task table: one row per task of the newest page, updated in place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+
+from yadtq.models import Task, TaskState
+from yadtq_tui.text import format_args, format_duration, format_value, literal
+from yadtq_tui.widgets.live_table import LiveTable, Row
+
+STATE_ICONS = {
+    TaskState.QUEUED: "○",
+    TaskState.IN_PROGRESS: "▶",
+    TaskState.COMPLETED: "✔",
+    TaskState.FAILED: "✘",
+}
+"""A symbol per state, so states differ even without colour."""
+
+COLUMNS = (
+    ("id", "ID"),
+    ("task", "Task"),
+    ("args", "Arguments"),
+    ("state", "State"),
+    ("outcome", "Result / error"),
+    ("worker", "Worker"),
+    ("attempt", "Att"),
+    ("age", "Age"),
+)
+
+ARGS_WIDTH = 24
+OUTCOME_WIDTH = 36
+WORKER_WIDTH = 18
+
+
+def state_label(state: TaskState) -> str:
+    """``✔ completed``."""
+    return f"{STATE_ICONS.get(state, '?')} {state.value}"
+
+
+class TaskTable(LiveTable):
+    """Tasks newest first; each state has its own component class (styled in ``styles.tcss``)."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "task-table--queued",
+        "task-table--in-progress",
+        "task-table--completed",
+        "task-table--failed",
+        "task-table--error",
+        "task-table--muted",
+        "task-table--name",
+    }
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "View", show=False,
+                tooltip="Open the highlighted task's detail view"),
+    ]
+
+    def on_mount(self) -> None:
+        """Add the columns."""
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def state_style(self, state: TaskState) -> str:
+        """The component class name for ``state``."""
+        return f"task-table--{state.value}"
+
+    def task_row(self, task: Task, now: float) -> Row:
+        """The cells of one task."""
+        muted = self.style_of("task-table--muted")
+        if task.state is TaskState.FAILED:
+            outcome = literal(task.error or "", self.style_of("task-table--error"), OUTCOME_WIDTH)
+        elif task.state is TaskState.COMPLETED:
+            outcome = literal(format_value(task.result), "", OUTCOME_WIDTH)
+        else:
+            outcome = Text("")
+        cells = (
+            literal(task.short_id, muted),
+            literal(task.name, self.style_of("task-table--name"), 16),
+            literal(format_args(task.args), "", ARGS_WIDTH),
+            literal(state_label(task.state), self.style_of(self.state_style(task.state))),
+            outcome,
+            # a queued task (new, or retried) has no worker yet; the last one is in the detail view
+            literal("" if task.state is TaskState.QUEUED else task.worker or "", muted,
+                    WORKER_WIDTH),
+            literal(str(task.attempt)),
+            literal(format_duration(task.age(now)), muted),
+        )
+        return task.id, cells
+
+    def show_tasks(self, tasks: Sequence[Task], now: float) -> None:
+        """Show ``tasks`` (newest first) as of ``now``."""
+        self.sync_rows([self.task_row(t, now) for t in tasks])
