@@ -18,7 +18,7 @@ BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\
 @pytest.mark.parametrize("ch", CONTROLS)
 def test_literal_escapes_c0_del_and_c1(ch: str) -> None:
     named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    escaped = named.get(ch, "\\x%02x" % ord(ch))
+    escaped = named.get(ch, "\\x" + format(ord(ch), "02x"))
     assert literal(f"a{ch}b") == f"a{escaped}b"
 
 
