@@ -25,7 +25,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers, comma-separated."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis URL; ``rediss://`` for TLS, ``redis://:password@host`` or user:password for ACLs."""
+    """Redis URL: rediss:// for TLS; redis://user@host with the password in a file for ACLs."""
     redis_password_file: str | None = None
     """Read the Redis password from this file (instead of putting it in the URL)."""
     topic: str = DEFAULT_TOPIC
