@@ -7,9 +7,9 @@ commits the offsets and resumes. It also enforces time limits.
 
 Runner thread: for each message, decode and validate it, mark it ``in-progress`` in Redis (new attempt,
 compare-and-set), run the registered function, retry it with exponential backoff, write the outcome
-(compare-and-set on the attempt). Tasks are started in chunks that grow while tasks are fast, so a
-batch of quick tasks costs a few Redis round trips and a slow task is marked in-progress only when it
-really starts.
+(compare-and-set on the attempt). Consecutive tasks whose names are known to run fast are started
+and finished in chunks (one Redis round trip each per chunk of up to 256), and any other task runs
+in a chunk of its own, so a task is marked in-progress only when it really starts.
 
 Offsets are committed only after the final state of every message up to them is written to Redis
 (at-least-once). Heartbeats come from a third thread.
@@ -118,6 +118,8 @@ class Worker:
         self._assigned: set[int] = set()
         self._revoked_during_batch: set[int] = set()
         self._pending: list[Record] = []
+        self._seconds: dict[str, float] = {}
+        """Average run time per task name: decides which tasks may share a chunk."""
         self._batch: Batch | None = None
         self._consumer: Consumer | None = None
 
@@ -265,32 +267,37 @@ class Worker:
                 batch.done.set()
 
     def _run_batch(self, batch: Batch) -> None:
-        chunk_size = 1
+        """Validate the batch, then run it in chunks: consecutive tasks known to be fast share one
+        start and one finish round trip; a task not known to be fast runs in a chunk of its own,
+        so no task shows in-progress while it waits behind a slow one."""
+        items = [(rec, self._validate(rec)) for rec in batch.records]
         i = 0
-        records = batch.records
-        while i < len(records):
+        while i < len(items):
             if self.stopping.is_set():
                 return  # the rest is not committed: redelivered after we leave the group
-            chunk = records[i:i + chunk_size]
-            slow = self._run_chunk(chunk, batch)
-            if slow is None:
+            j = i
+            while j < len(items) and j - i < MAX_CHUNK and self._known_fast(items[j][1]):
+                j += 1
+            j = max(j, i + 1)
+            if self._run_chunk(items[i:j], batch) is None:
                 return
-            i += len(chunk)
-            chunk_size = 1 if slow else min(MAX_CHUNK, chunk_size * 2)
+            i = j
 
-    def _run_chunk(self, chunk: list[Record], batch: Batch) -> bool | None:
-        """Run a chunk; True if a task was slow, None if stopped before the chunk was finished."""
-        jobs: list[tuple[Envelope, TaskSpec]] = []
-        for rec in chunk:
-            job = self._validate(rec)
-            if job is not None:
-                jobs.append(job)
+    def _known_fast(self, job: tuple[Envelope, TaskSpec] | None) -> bool:
+        if job is None or job[1].fn is None:
+            return True  # dead-lettered or failed at once: no time to wait behind
+        seconds = self._seconds.get(job[1].name)
+        return seconds is not None and seconds < FAST_TASK_SECONDS
+
+    def _run_chunk(self, chunk: list[tuple[Record, tuple[Envelope, TaskSpec] | None]],
+                   batch: Batch) -> bool | None:
+        """Run a chunk; True when done, None if stopped before the chunk was finished."""
+        jobs = [job for _, job in chunk if job is not None]
         envs = [env for env, _ in jobs]
         attempts = self._with_redis(lambda: self.store.start(self.id, envs), "mark in-progress")
         if attempts is None:
             return None
         outcomes: list[Outcome] = []
-        slow = False
         stopped_at: int | None = None
         for idx, ((env, spec), attempt) in enumerate(zip(jobs, attempts, strict=True)):
             if attempt <= 0:
@@ -301,7 +308,8 @@ class Worker:
                 stopped_at = idx
                 break
             outcome, seconds = self._execute(env, spec, attempt)
-            slow = slow or seconds > FAST_TASK_SECONDS
+            previous = self._seconds.get(spec.name)
+            self._seconds[spec.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
             if outcome is None:
                 if self.stopping.is_set():  # stopped during a retry backoff: queued, hand back
                     stopped_at = idx + 1
@@ -324,9 +332,9 @@ class Worker:
                             outcome.task_id, outcome.attempt)
         if stopped_at is not None:
             return None
-        for rec in chunk:
+        for rec, _ in chunk:
             batch.processed[rec.partition] = rec.offset + 1
-        return slow
+        return True
 
     def _validate(self, rec: Record) -> tuple[Envelope, TaskSpec] | None:
         try:

@@ -285,20 +285,17 @@ def test_a_warm_stop_finishes_the_current_task_and_loses_nothing(fake_settings: 
     long_task = h.get(long_id)
     assert (long_task.state, long_task.result, h.calls["L"]) == (C, "done L", 1)
     assert [h.get(i).state for i in fast] == [C, C, C]
-    # chunks grow 1, 2, 4 while tasks are fast: [long, r3, r4, r5] were started together
-    handed_back = [h.get(i) for i in rest[:3]]
-    assert [(t.state, t.attempt, t.history[-1].note) for t in handed_back] == \
-        [(Q, 1, "handed back at shutdown")] * 3
-    assert [(h.get(i).state, h.get(i).attempt) for i in rest[3:]] == [(Q, 0), (Q, 0)]
+    # a task not known to be fast runs in a chunk of its own: nothing after it was started
+    assert [(h.get(i).state, h.get(i).attempt) for i in rest] == [(Q, 0)] * 5
     assert h.store.counts() == {Q: 5, P: 0, C: 4, F: 0}
-    assert h.committed() == {0: 3}
+    assert h.committed() == {0: 4}
     assert h.store.workers(late_after=5) == []
 
     h.run("w2")
     assert h.store.counts() == {Q: 0, P: 0, C: 9, F: 0}
-    assert h.calls["L"] == 1  # redelivered, seen as final, not run again
+    assert h.calls["L"] == 1
     assert [h.get(i).result for i in rest] == [103, 104, 105, 106, 107]
-    assert [h.get(i).attempt for i in rest] == [2, 2, 2, 1, 1]
+    assert [h.get(i).attempt for i in rest] == [1, 1, 1, 1, 1]
     assert h.get(long_id).worker == "w1"
     assert h.committed() == {0: 9}
 
@@ -388,3 +385,27 @@ def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
         if w._batch is not None:
             w._batch.done.set()  # release a worker whose runner died
         t.join(5)
+
+
+def test_a_task_never_shows_in_progress_while_it_waits_behind_a_slow_one(
+        fake_settings: Settings, fake_store: RedisStore) -> None:
+    """Fast tasks share chunks; one not known to be fast (COUNT, first seen) runs alone, so the
+    tasks queued behind it stay 'queued' until they really start."""
+    h = Harness(fake_settings, fake_store, FakeBroker(partitions=1))
+    first = [h.submit("ADD", i, 0) for i in range(3)]
+    long_id = h.submit("COUNT", "L", 0.5)
+    after = [h.submit("ADD", i, 1) for i in range(3)]
+    w = h.worker("w1")
+    seen: list[Any] = []
+
+    def watch() -> None:
+        assert h.started.wait(5)
+        seen.append([h.get(i).state for i in after])
+        w.request_stop()
+
+    t = threading.Thread(target=watch)
+    t.start()
+    w.run(idle_exit=5)
+    t.join(5)
+    assert seen == [[Q, Q, Q]]
+    assert h.get(long_id).state is C and [h.get(i).state for i in first] == [C, C, C]
