@@ -10,7 +10,7 @@ WORKERS ?= 3
 export YADTQ_KAFKA_PORT ?= 9092
 export YADTQ_REDIS_PORT ?= 6379
 
-.PHONY: help venv services stop run workers test test-unit lint bench bench-tui chaos clean
+.PHONY: help venv services stop run workers test test-unit lint bench bench-peers bench-tui chaos clean
 
 help:
 	@echo "make run        start Kafka + Redis, $(WORKERS) workers and the dashboard"
@@ -18,6 +18,7 @@ help:
 	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
 	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
 	@echo "make bench      pipeline benchmark (writes bench/results/)"
+	@echo "make bench-peers  YADTQ side by side with Celery, RQ, Dramatiq, Huey, kq (ARGS=--quick)"
 	@echo "make chaos      the large fault-injection run (stops/starts the make-services Kafka and Redis)"
 	@echo "make lint       ruff + mypy"
 
@@ -58,6 +59,10 @@ bench: services
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos
+
+bench-peers: services
+	$(PY) -m pip install -q -e '.[peers]'
+	$(PY) bench/bench_peers.py $(ARGS)
 
 bench-tui: services
 	$(PY) bench/bench_tui.py

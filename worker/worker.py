@@ -5,11 +5,8 @@ assigned partitions, hands the batch to the runner thread and keeps polling (pau
 runs, so the worker stays in its consumer group however long a task takes. When the batch is done it
 commits the offsets and resumes. It also enforces time limits.
 
-Runner thread: for each message, decode and validate it, mark it ``in-progress`` in Redis (new attempt,
-compare-and-set), run the registered function, retry it with exponential backoff, write the outcome
-(compare-and-set on the attempt). Consecutive tasks whose names are known to run fast are started
-and finished in chunks (one Redis round trip each per chunk of up to 256), and any other task runs
-in a chunk of its own, so a task is marked in-progress only when it really starts.
+Runner thread: runs each batch (``worker.runner.TaskRunner``: validate, mark in-progress, run,
+retry, write the outcome, all compare-and-set on the attempt).
 
 Offsets are committed only after the final state of every message up to them is written to Redis
 (at-least-once). Heartbeats come from a third thread.
@@ -17,81 +14,33 @@ Offsets are committed only after the final state of every message up to them is 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-from worker.execute import Result, TimeLimitExceeded, interrupt_thread, run_task
+from worker.execute import TimeLimitExceeded, interrupt_thread
+from worker.interfaces import (
+    Consumer,
+    ConsumerFactory,
+    Producer,
+    ProducerFactory,
+    kafka_consumer,
+    kafka_producer,
+)
+from worker.runner import Batch, Running, TaskRunner
 from yadtq.broker_types import Record
-from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable
-from yadtq.models import TaskState
-from yadtq.registry import Registry, TaskSpec
+from yadtq.errors import ServiceUnavailable
+from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Beat, Outcome, RedisStore
-from yadtq.wire import Envelope, decode
+from yadtq.store import Beat, RedisStore
 
 log = logging.getLogger("yadtq.worker")
 
-FAST_TASK_SECONDS = 0.005
-MAX_CHUNK = 256
-RETRY_BASE_SECONDS = 0.5
-RETRY_MAX_SECONDS = 30.0
 
-
-class Consumer(Protocol):
-    def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]: ...
-    def assignment(self) -> set[int]: ...
-    def pause(self, partitions: set[int]) -> None: ...
-    def resume(self, partitions: set[int]) -> None: ...
-    def commit(self, offsets: dict[int, int]) -> None: ...
-    def close(self) -> None: ...
-
-
-class Producer(Protocol):
-    def dead_letter(self, record: Record, reason: str, worker_id: str) -> None: ...
-    def close(self) -> None: ...
-
-
-ConsumerFactory = Callable[[Settings, str, Callable[[set[int]], None], Callable[[set[int]], None]],
-                           Consumer]
-ProducerFactory = Callable[[Settings], Producer]
-
-
-@dataclass
-class Batch:
-    records: list[Record]
-    done: threading.Event = field(default_factory=threading.Event)
-    processed: dict[int, int] = field(default_factory=dict)
-    """partition -> next offset to commit (every record before it has its final state written)."""
-
-
-@dataclass
-class Running:
-    """The task the runner is executing right now (read by the watchdog and the heartbeat)."""
-
-    task_id: str
-    deadline: float
-    interrupted: bool = False
-
-
-def backoff(attempt: int) -> float:
-    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)))
-
-
-def escape(text: str, limit: int = 300) -> str:
-    """One log-safe line: newlines and control characters escaped, so task data cannot forge lines."""
-    out = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return out if len(out) <= limit else out[:limit] + "..."
-
-
-class Worker:
+class Worker(TaskRunner):
     """One worker process's consumer loop. ``run()`` returns when stopped (or in finite mode)."""
 
     def __init__(self, settings: Settings, registry: Registry, *, store: RedisStore | None = None,
@@ -104,8 +53,8 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.host = socket.gethostname()
         self.started_at = time.time()
-        self._consumer_factory = consumer_factory or _kafka_consumer
-        self._producer_factory = producer_factory or _kafka_producer
+        self._consumer_factory = consumer_factory or kafka_consumer
+        self._producer_factory = producer_factory or kafka_producer
         self._producer: Producer | None = None
         self.stopping = threading.Event()
         self.done = 0
@@ -266,173 +215,6 @@ class Worker:
             finally:
                 batch.done.set()
 
-    def _run_batch(self, batch: Batch) -> None:
-        """Validate the batch, then run it in chunks: consecutive tasks known to be fast share one
-        start and one finish round trip; a task not known to be fast runs in a chunk of its own,
-        so no task shows in-progress while it waits behind a slow one."""
-        items = [(rec, self._validate(rec)) for rec in batch.records]
-        i = 0
-        while i < len(items):
-            if self.stopping.is_set():
-                return  # the rest is not committed: redelivered after we leave the group
-            j = i
-            while j < len(items) and j - i < MAX_CHUNK and self._known_fast(items[j][1]):
-                j += 1
-            j = max(j, i + 1)
-            if self._run_chunk(items[i:j], batch) is None:
-                return
-            i = j
-
-    def _known_fast(self, job: tuple[Envelope, TaskSpec] | None) -> bool:
-        if job is None or job[1].fn is None:
-            return True  # dead-lettered or failed at once: no time to wait behind
-        seconds = self._seconds.get(job[1].name)
-        return seconds is not None and seconds < FAST_TASK_SECONDS
-
-    def _run_chunk(self, chunk: list[tuple[Record, tuple[Envelope, TaskSpec] | None]],
-                   batch: Batch) -> bool | None:
-        """Run a chunk; True when done, None if stopped before the chunk was finished."""
-        jobs = [job for _, job in chunk if job is not None]
-        envs = [env for env, _ in jobs]
-        attempts = self._with_redis(lambda: self.store.start(self.id, envs), "mark in-progress")
-        if attempts is None:
-            return None
-        outcomes: list[Outcome] = []
-        stopped_at: int | None = None
-        for idx, ((env, spec), attempt) in enumerate(zip(jobs, attempts, strict=True)):
-            if attempt <= 0:
-                log.info("task %s skipped: %s", env.id,
-                         "already final (duplicate delivery)" if attempt == 0 else "cleared by reset")
-                continue
-            if self.stopping.is_set() and idx > 0:
-                stopped_at = idx
-                break
-            outcome, seconds = self._execute(env, spec, attempt)
-            previous = self._seconds.get(spec.name)
-            self._seconds[spec.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
-            if outcome is None:
-                if self.stopping.is_set():  # stopped during a retry backoff: queued, hand back
-                    stopped_at = idx + 1
-                    break
-                continue  # the retry was taken by another worker or cleared: nothing to write
-            outcomes.append(outcome)
-        if stopped_at is not None:
-            # started but not run: hand them back (queued) so the next owner starts them cleanly
-            for (env, _spec), attempt in zip(jobs[stopped_at:], attempts[stopped_at:], strict=True):
-                if attempt > 0:
-                    outcomes.append(Outcome(env.id, attempt, TaskState.QUEUED,
-                                            note="handed back at shutdown"))
-        written = self._with_redis(lambda: self.store.finish(self.id, outcomes), "write results")
-        if written is None:
-            return None
-        for outcome, ok in zip(outcomes, written, strict=True):
-            if not ok:
-                self.fenced += 1
-                log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
-                            outcome.task_id, outcome.attempt)
-        if stopped_at is not None:
-            return None
-        for rec, _ in chunk:
-            batch.processed[rec.partition] = rec.offset + 1
-        return True
-
-    def _validate(self, rec: Record) -> tuple[Envelope, TaskSpec] | None:
-        try:
-            env = decode(rec.value)
-        except DecodeError as exc:
-            self._dead_letter(rec, str(exc))
-            return None
-        try:
-            spec, args = self.registry.validate(env.name, env.args)
-        except InvalidTask as exc:
-            reason = str(exc)
-            if reason.startswith("unknown task"):
-                reason = f"unknown task {env.name!r} on worker {self.id}"
-            self._dead_letter(rec, reason)
-            return (env, TaskSpec(env.name, None, (), description=reason))
-        return (Envelope(env.id, spec.name, args, env.created_at), spec)
-
-    def _dead_letter(self, rec: Record, reason: str) -> None:
-        log.warning("dead-lettering message %s/%d: %s", rec.partition, rec.offset, escape(reason))
-        try:
-            if self._producer is None:
-                self._producer = self._producer_factory(self.settings)
-            self._producer.dead_letter(rec, reason, self.id)
-        except Exception as exc:  # noqa: BLE001 - never block the partition on the dead-letter topic
-            log.error("could not write to the dead-letter topic: %s", exc)
-
-    def _execute(self, env: Envelope, spec: TaskSpec, attempt: int) -> tuple[Outcome | None, float]:
-        max_attempts = spec.max_attempts or self.settings.default_max_attempts
-        limit = spec.time_limit or self.settings.default_time_limit
-        total = 0.0
-        while True:
-            if spec.fn is None:
-                self.failed += 1
-                return Outcome(env.id, attempt, TaskState.FAILED,
-                               error=spec.description or f"unknown task {env.name!r}"), 0.0
-            with self._running_lock:
-                self.running = Running(env.id, time.monotonic() + limit)
-            try:
-                try:
-                    result = run_task(spec, env.args)
-                finally:
-                    with self._running_lock:
-                        self.running = None
-            except TimeLimitExceeded:
-                self.running = None
-                result = Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
-                                seconds=limit)
-            total += result.seconds
-            self._log_result(env, attempt, result)
-            if result.ok:
-                self.done += 1
-                return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value), total
-            if not result.retryable or attempt >= max_attempts:
-                self.failed += 1
-                note = f"after {attempt} attempts" if attempt > 1 else None
-                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error,
-                               note=note), total
-            delay = backoff(attempt)
-            retry = Outcome(env.id, attempt, TaskState.QUEUED, error=result.error,
-                            note=f"retry in {delay:g} s")
-            if self._with_redis(functools.partial(self.store.finish, self.id, [retry]), "retry") is None:
-                return None, total
-            if self.stopping.wait(delay):
-                return None, total  # queued again; redelivered to whoever owns the partition next
-            started = self._with_redis(lambda: self.store.start(self.id, [env]), "restart")
-            if not started or started[0] <= 0:
-                return None, total
-            attempt = started[0]
-
-    def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
-        args = f" args={escape(repr(env.args))}" if self.settings.log_args else ""
-        if result.ok:
-            log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
-                      result.seconds, args)
-        else:
-            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt,
-                     escape(result.error or ""), args)
-
-    def _with_redis(self, fn: Callable[[], Any], what: str) -> Any:
-        """Call ``fn`` until Redis answers; None if the worker is stopping meanwhile."""
-        delay = 0.1
-        warned = False
-        while True:
-            try:
-                result = fn()
-                if warned:
-                    log.warning("Redis is back (%s)", what)
-                return result
-            except ServiceUnavailable as exc:
-                if not warned:
-                    log.warning("Redis unavailable (%s), retrying: %s", what, exc)
-                    warned = True
-                if self.stopping.wait(delay):
-                    log.warning("stopping while Redis is down: %s not written", what)
-                    return None
-                delay = min(2.0, delay * 2)
-
-    # ------------------------------------------------------------------ heartbeat thread
     def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_interval
         while True:
@@ -446,17 +228,3 @@ class Worker:
                 log.debug("heartbeat failed: %s", exc)
             if self.stopping.wait(interval):
                 return
-
-
-def _kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set[int]], None],
-                    on_assigned: Callable[[set[int]], None]) -> Consumer:
-    from yadtq.broker import TaskConsumer, ensure_topics
-
-    ensure_topics(settings)
-    return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
-
-
-def _kafka_producer(settings: Settings) -> Producer:
-    from yadtq.broker import TaskProducer
-
-    return TaskProducer(settings)

@@ -250,7 +250,7 @@ class Client:
         return task.id
 
     def reset(self) -> int:
-        """Delete every YADTQ task (this key prefix only; never FLUSHALL). Returns how many."""
+        """Delete every YADTQ task (this key prefix only, never the whole database). Returns how many."""
         return self.store.reset()
 
     # ------------------------------------------------------------------ health

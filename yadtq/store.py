@@ -153,7 +153,7 @@ class RedisStore:
         return int(self._call(lambda: self._transition(keys=keys, args=args)))
 
     def reset(self) -> int:
-        """Delete every task of this prefix (and the counters); never FLUSHALL. Returns how many."""
+        """Delete every task of this prefix (and the counters), never the whole database. Returns how many."""
         def run() -> int:
             self.r.set(self.keys.reset_marker, repr(time.time()))
             deleted = 0

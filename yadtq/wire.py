@@ -1,4 +1,4 @@
-"""The JSON wire format of a task message on Kafka. Never pickle.
+"""The JSON wire format of a task message on Kafka (JSON only: no code objects, ever).
 
 An envelope is a JSON object::
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+import worker.runner as runner_module
 import worker.worker as worker_module
-from worker.worker import Worker, backoff, escape
+from worker.runner import backoff
+from worker.worker import Worker
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
 from yadtq.errors import PermanentTaskError
@@ -20,6 +22,7 @@ from yadtq.registry import Registry
 from yadtq.settings import Settings
 from yadtq.store import Outcome, RedisStore
 from yadtq.testing import FakeBroker
+from yadtq.text import literal
 from yadtq.wire import Envelope, decode, encode
 
 Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
@@ -103,7 +106,7 @@ def h(fake_settings: Settings, fake_store: RedisStore, fake_broker: FakeBroker) 
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_module, "RETRY_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(runner_module, "RETRY_BASE_SECONDS", 0.01)
 
 
 def history(task: Task) -> list[tuple[str, int, str | None]]:
@@ -316,14 +319,15 @@ def test_a_duplicate_delivery_of_a_finished_task_is_skipped(h: Harness) -> None:
 
 # ---------------------------------------------------------------- small pieces
 def test_backoff_doubles_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_module, "RETRY_BASE_SECONDS", 0.5)
+    monkeypatch.setattr(runner_module, "RETRY_BASE_SECONDS", 0.5)
     assert [backoff(a) for a in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
-    assert backoff(30) == worker_module.RETRY_MAX_SECONDS
+    assert backoff(30) == runner_module.RETRY_MAX_SECONDS
 
 
 def test_escape_keeps_log_lines_single() -> None:
-    assert escape("a\nb\x1b[2J") == "a\\nb\\x1b[2J"
-    assert escape("x" * 500, limit=10) == "x" * 10 + "..."
+    # the worker escapes task data in log lines with the core's literal()
+    assert literal("a\nb\x1b[2J", 300) == "a\\nb\\x1b[2J"
+    assert literal("x" * 500, 10) == "x" * 9 + "…"
 
 
 # ---------------------------------------------------------------- races (bug demonstrations)

@@ -1,0 +1,252 @@
+"""YADTQ side by side with other task queues on this machine (``make``-free: run it directly).
+
+    .venv/bin/pip install -e '.[peers]'
+    .venv/bin/python bench/bench_peers.py --quick          # a few minutes, 1 repeat
+    .venv/bin/python bench/bench_peers.py                  # 3 repeats, medians
+
+Every system runs the same task (a + b, recording its completion in Redis, result stored by the
+system), on the same Redis (each its own database: Celery 5, RQ 6, Dramatiq 7, Huey 8, records 9;
+YADTQ its usual one under a ``yadtq:bench-...`` prefix) and Kafka (YADTQ, kq), with 2 worker
+processes. Systems run in a random order in each repeat; every phase is bounded in time; each
+worker is stopped at the end, on errors and on SIGINT/SIGTERM/SIGHUP (process groups).
+Phases and their exact definitions: ``bench/peers/phases.py``. Configurations: each module of
+``bench/peers/``. Results: ``bench/results/peers[-quick].json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+RUN = os.environ.setdefault("PEERS_RUN", uuid.uuid4().hex[:6])  # before the peer modules load
+
+from bench.common import RESULTS, machine, service_pids, write_result  # noqa: E402
+from bench.peers import phases, procs, report  # noqa: E402
+from bench.peers.base import Peer, Recorder  # noqa: E402
+
+SYSTEMS = {"yadtq": "yadtq_peer.YadtqPeer", "yadtq-async": "yadtq_peer.YadtqAsyncPeer",
+           "celery": "celery_peer.CeleryPeer", "celery-solo": "celery_peer.CelerySoloPeer",
+           "rq": "rq_peer.RqPeer", "rq-simple": "rq_peer.RqSimplePeer",
+           "dramatiq": "dramatiq_peer.DramatiqPeer", "huey": "huey_peer.HueyPeer",
+           "kq": "kq_peer.KqPeer"}
+
+
+def load(name: str) -> Peer:
+    module, cls = SYSTEMS[name].split(".")
+    return getattr(importlib.import_module(f"bench.peers.{module}"), cls)(RUN)
+
+
+def warm_up(peer: Peer, sz: phases.Sizes) -> dict[str, Any]:
+    try:
+        return phases.start_ready(peer, Recorder(peer.ns), "warmup", sz)
+    except phases.PhaseError as exc:
+        return {"error": str(exc), "check": exc.check}
+    finally:
+        peer.stop()
+
+
+def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
+    """One repeat of every phase; workers are stopped on entry and on exit."""
+    rec = Recorder(peer.ns)
+    out: dict[str, Any] = {"started": time.strftime("%H:%M:%S"), "loadavg_1min": os.getloadavg()[0]}
+    try:
+        try:
+            out["drain"] = phases.drain(peer, rec, f"r{rep}drain", sz)
+        except phases.PhaseError as exc:
+            out["drain"] = {"error": str(exc), "check": exc.check}
+            peer.stop()
+        steps: list[tuple[str, Any]] = [
+            ("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz, start=not peer.alive())),
+            ("burst", lambda: phases.burst(peer, rec, f"r{rep}burst", sz))]
+        steps += [(f"rate_{r}", lambda r=r: phases.offered(peer, rec, f"r{rep}rate{r}", r, sz))
+                  for r in sz.rates]
+        for name, step in steps:
+            if name.startswith("rate_"):
+                capacity = max(out.get("drain", {}).get("drain_per_s", 0),
+                               out.get("burst", {}).get("tasks_per_s", 0))
+                if int(name[5:]) > 1.5 * capacity:
+                    out[name] = {"skipped": f"saturated: capacity {capacity:.0f}/s in this repeat"}
+                    continue
+            try:
+                out[name] = step()
+            except phases.PhaseError as exc:
+                out[name] = {"error": str(exc), "check": exc.check}
+                if name == "ready" or not peer.alive():
+                    break
+    except Exception as exc:  # noqa: BLE001 - one system's failure must not end the run
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        peer.stop()
+    return out
+
+
+def tables(systems: dict[str, Any], rates: list[int]) -> str:
+    return "\n\n".join([report.table(systems, report.THROUGHPUT, "Throughput (tasks/s)"),
+                        report.table(systems, report.latency_columns(rates),
+                                     "Latency at offered rates (submit -> task done)"),
+                        report.table(systems, report.CPU, "CPU seconds per 1,000 tasks"),
+                        report.exactly_table(systems)])
+
+
+def sweep() -> None:
+    """Delete every key and topic any run of this benchmark may have left (its own names only)."""
+    import redis
+    from kafka.admin import KafkaAdminClient
+
+    from bench.peers.base import RECORD_DB, REDIS
+    from yadtq import Settings
+    patterns = {0: ["yadtq:bench-peers-*"], 5: ["pb-*"], 6: ["rq:*pb*"], 7: ["pb-*"], 8: ["huey.*pb*"],
+                RECORD_DB: ["pb:*"]}
+    for db, pats in patterns.items():
+        r = redis.Redis.from_url(Settings.from_env().redis_url if db == 0 else f"{REDIS}/{db}")
+        n = sum(r.unlink(k) for p in pats for k in r.scan_iter(match=p, count=1000))
+        for name in ("rq:queues", "rq:workers") if db == 6 else ():
+            members = [m for m in r.smembers(name) if b"pb-" in m]
+            if members:
+                r.srem(name, *members)
+        print(f"db {db}: {n} keys deleted")
+    admin = KafkaAdminClient(bootstrap_servers=os.environ.get("YADTQ_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    try:
+        topics = [t for t in admin.list_topics() if t.startswith(("yadtq.bench-peers-", "pb-"))]
+        if topics:
+            admin.delete_topics(topics)
+        print(f"Kafka: {len(topics)} topics deleted")
+    finally:
+        admin.close()
+
+
+def machine_info() -> dict[str, Any]:
+    info = machine()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                                 if line.startswith("model name"))
+        info["mem_total"] = Path("/proc/meminfo").read_text().splitlines()[0].split(":")[1].strip()
+    except (OSError, StopIteration):
+        pass
+    info["loadavg_start"] = os.getloadavg()
+    info["processor"] = platform.processor()
+    try:
+        import redis
+        info["redis_server"] = redis.Redis.from_url(os.environ.get("PEERS_REDIS", "redis://127.0.0.1:6379")
+                                                    ).info("server")["redis_version"]
+    except Exception as exc:  # noqa: BLE001
+        info["redis_server"] = f"unknown ({exc})"
+    root = Path(__file__).resolve().parent.parent
+    state = Path(os.environ.get("YADTQ_STATE_DIR", root / ".local" / "services"))
+    info["kafka_server"] = ", ".join(p.name for p in state.glob("kafka-*")) or "unknown"
+    info["services_pids"] = service_pids()
+    return info
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few tasks, 1 repeat: a few minutes")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated, of: " + ", ".join(SYSTEMS))
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--burst", type=int)
+    parser.add_argument("--drain", type=int)
+    parser.add_argument("--rates", default="100,200,1000")
+    parser.add_argument("--rate-seconds", type=float)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw the table and plot from the saved results of this mode")
+    parser.add_argument("--sweep", action="store_true",
+                        help="only delete what earlier (interrupted) runs of this benchmark left")
+    args = parser.parse_args()
+    if args.sweep:
+        sweep()
+        return 0
+    stem = "peers-quick" if args.quick else "peers"
+    if args.replot:
+        saved = json.loads((RESULTS / f"{stem}.json").read_text())
+        saved["table"] = tables(saved["systems"], list(saved["sizes"]["rates"]))
+        write_result(stem, saved)
+        print(saved["table"], "\n", report.plot(saved["systems"], list(saved["sizes"]["rates"]),
+                                                RESULTS / f"{stem}.png"))
+        return 0
+    q = args.quick
+    sz = phases.Sizes(burst=args.burst or (1000 if q else 3000), drain=args.drain or (2000 if q else 6000),
+                      rates=tuple(int(r) for r in args.rates.split(",")),
+                      rate_seconds=args.rate_seconds or (3.0 if q else 6.0), warm=200 if q else 500,
+                      wait=90.0 if q else 300.0)
+    repeats = args.repeats or (1 if q else 3)
+    procs.install_handlers()
+    results: dict[str, Any] = {"machine": machine_info(), "run": RUN, "seed": args.seed, "quick": q,
+                               "repeats": repeats, "sizes": sz.__dict__, "definitions": phases.__doc__,
+                               "order": [], "failed": {}, "systems": {}}
+    peers: dict[str, Peer] = {}
+    for name in args.systems.split(","):
+        try:
+            peers[name] = load(name)
+            peers[name].prepare()
+        except Exception as exc:  # noqa: BLE001 - record it and run the others
+            results["failed"][name] = f"{type(exc).__name__}: {exc}"
+            print(f"{name}: not run: {results['failed'][name]}", flush=True)
+            peers.pop(name, None)
+    rng = random.Random(args.seed)
+    reps: dict[str, list[dict[str, Any]]] = {n: [] for n in peers}
+    warm: dict[str, Any] = {}
+    try:
+        for name in rng.sample(list(peers), len(peers)):
+            print(f"[warm-up] {name} ...", end=" ", flush=True)
+            warm[name] = warm_up(peers[name], sz)
+            print(warm[name].get("error", f"ready in {warm[name].get('ready_s')} s"), flush=True)
+        for rep in range(repeats):
+            order = list(peers)
+            rng.shuffle(order)
+            results["order"].append(order)
+            for name in order:
+                t0 = time.time()
+                print(f"[repeat {rep + 1}/{repeats}] {name} ...", end=" ", flush=True)
+                reps[name].append(run_rep(peers[name], rep, sz))
+                errs = {k: v["error"] for k, v in reps[name][-1].items()
+                        if isinstance(v, dict) and "error" in v}
+                print(f"{time.time() - t0:.0f} s" + (f"  errors: {errs}" if errs else ""), flush=True)
+    finally:
+        for name, peer in peers.items():
+            peer.stop()
+            for attempt in range(6):  # the shared services may be restarting: retry for ~30 s
+                try:
+                    peer.cleanup()
+                    Recorder(peer.ns).cleanup()
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    print(f"{name}: cleanup failed ({exc}); " + ("retrying" if attempt < 5 else
+                          "run `bench/bench_peers.py --sweep` later"), file=sys.stderr)
+                    time.sleep(5)
+    cols = report.THROUGHPUT + report.latency_columns(list(sz.rates)) + report.CPU
+    for name, peer in peers.items():
+        results["systems"][name] = {"config": peer.config, "bulk_api": peer.bulk_api,
+                                    "versions": peer.versions(), "warm_up": warm.get(name),
+                                    "repeats": reps[name],
+                                    "median": report.medians(reps[name], cols),
+                                    "exactly": report.exactly([*reps[name], {"warm": warm.get(name) or {}}])}
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    systems = results["systems"]
+    text = results["table"] = tables(systems, list(sz.rates))
+    path = write_result(stem, results)
+    png = report.plot(systems, list(sz.rates), RESULTS / f"{stem}.png")
+    print("\n" + text)
+    if results["failed"]:
+        print("\nnot run: " + "; ".join(f"{k}: {v}" for k, v in results["failed"].items()))
+    print(f"\nwritten: {path}" + (f", {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
