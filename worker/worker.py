@@ -67,6 +67,7 @@ class Worker(TaskRunner):
         self._assigned: set[int] = set()
         self._revoked_during_batch: set[int] = set()
         self._pending: list[Record] = []
+        self._committed: dict[int, int] = {}
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
         self._batch: Batch | None = None
@@ -106,6 +107,13 @@ class Worker(TaskRunner):
                     break
         finally:
             self._batches.put(None)
+            final = {p: o for p, o in self._committed.items() if p in self._assigned}
+            if final:  # make the last asynchronous commits durable before leaving the group
+                try:
+                    consumer.commit(final, wait=True)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("final commit failed (done tasks will be skipped on redelivery): %s",
+                                exc)
             try:
                 consumer.close()
             except Exception as exc:  # noqa: BLE001
@@ -149,6 +157,18 @@ class Worker(TaskRunner):
         return len(records)
 
     def _commit(self, consumer: Consumer, offsets: dict[int, int]) -> None:
+        """Commit after the batch's outcomes are in Redis. While running, asynchronously: a lost
+        commit only means a redelivery, which Redis shows as already done and skips. At shutdown
+        (and if sending fails), synchronously with retries."""
+        if not offsets:
+            return
+        self._committed.update(offsets)
+        if not self.stopping.is_set():
+            try:
+                consumer.commit(offsets, wait=False)
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.warning("asynchronous commit not sent, committing synchronously: %s", exc)
         for attempt in range(1, 6):
             try:
                 consumer.commit(offsets)
@@ -176,6 +196,8 @@ class Worker(TaskRunner):
                     log.warning("commit on revoke failed: %s", exc)
         self._revoked_during_batch |= partitions
         self._assigned -= partitions
+        for p in partitions:
+            self._committed.pop(p, None)
         self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 

@@ -160,6 +160,12 @@ class TaskProducer:
         self._p.close(timeout=2)
 
 
+def _log_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("asynchronous commit failed (the tasks are done; a redelivery skips them): %s",
+                    response)
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
@@ -211,11 +217,17 @@ class TaskConsumer:
     def resume(self, partitions: set[int]) -> None:
         self._c.resume(*(TopicPartition(self.settings.topic, p) for p in partitions))
 
-    def commit(self, offsets: dict[int, int]) -> None:
-        """Commit ``partition -> next offset to read``; raises on failure (e.g. partition lost)."""
-        if offsets:
-            self._c.commit({TopicPartition(self.settings.topic, p): OffsetAndMetadata(o, "", -1)
-                            for p, o in offsets.items()})
+    def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
+        """Commit ``partition -> next offset to read``. ``wait=True`` raises on failure (e.g. a
+        partition lost); ``wait=False`` sends the commit and logs a failure later."""
+        if not offsets:
+            return
+        data = {TopicPartition(self.settings.topic, p): OffsetAndMetadata(o, "", -1)
+                for p, o in offsets.items()}
+        if wait:
+            self._c.commit(data)
+        else:
+            self._c.commit_async(data, callback=_log_commit)
 
     def close(self) -> None:
         self._c.close(autocommit=False)

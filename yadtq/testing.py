@@ -172,7 +172,7 @@ class FakeConsumer:
     def resume(self, partitions: set[int]) -> None:
         self._paused -= partitions
 
-    def commit(self, offsets: dict[int, int]) -> None:
+    def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         self.broker.check()
         with self.broker.lock:
             lost = set(offsets) - self._assigned
