@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from yadtq.batcher import BackgroundSubmitter
 from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
 from yadtq.models import Health, Task, TaskState, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
@@ -73,6 +74,7 @@ class Client:
         self._kafka_ping = kafka_ping or _kafka_ping
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None
+        self._submitter: BackgroundSubmitter | None = None
         self._registry = (registry or default_registry).copy()
         self._unconfirmed_errors: list[tuple[str, Exception]] = []
         self._errors_lock = threading.Lock()
@@ -114,9 +116,11 @@ class Client:
         """Validate, record and enqueue one task; return its id.
 
         ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
-        ``ServiceUnavailable`` if it did not. ``wait=False`` returns as soon as the task is recorded
-        and handed to the producer (much faster for many single submits); a task Kafka then refuses
-        is marked failed ("not enqueued") and ``flush()`` raises for it.
+        ``ServiceUnavailable`` if it did not. ``wait=False`` returns at once with the id; the task
+        is recorded and sent in the background within milliseconds, in batches (much faster for
+        many single submits). A task Redis or Kafka then refuses is not enqueued (marked failed
+        where Redis could be reached) and ``flush()`` raises for it; call ``flush()`` (or
+        ``close()``) before relying on the tasks, e.g. before reading one back with ``get``.
         """
         return self.submit_many([(name, args)], wait=wait)[0]
 
@@ -142,18 +146,10 @@ class Client:
                 raise InvalidTask(str(exc)) from None
         if not envelopes:
             return []
-        self.store.create(envelopes)
         if not wait:
-            try:
-                with self._producer_lock:
-                    if self._async_producer is None:
-                        self._async_producer = self._producer_factory(self.settings,
-                                                                      linger_ms=ASYNC_LINGER_MS)
-                self._async_producer.send_async(envelopes, self._on_async_error)
-            except Exception as exc:  # noqa: BLE001 - no producer: report like a refused send
-                for env in envelopes:
-                    self._on_async_error(env, ServiceUnavailable(f"Kafka: {exc}"))
+            self._background().add(envelopes)
             return [e.id for e in envelopes]
+        self.store.create(envelopes)
         errors = self._send(envelopes)
         failed = [(e, err) for e, err in zip(envelopes, errors, strict=True) if err is not None]
         for env, err in failed:
@@ -172,6 +168,25 @@ class Client:
                 self._producer = self._producer_factory(self.settings)
             return self._producer
 
+    def _background(self) -> BackgroundSubmitter:
+        with self._producer_lock:
+            if self._submitter is None:
+                self._submitter = BackgroundSubmitter(
+                    self.store.create, self._send_unconfirmed, self._flush_unconfirmed,
+                    self._on_async_error)
+            return self._submitter
+
+    def _send_unconfirmed(self, envelopes: Sequence[Envelope]) -> None:
+        with self._producer_lock:
+            if self._async_producer is None:
+                self._async_producer = self._producer_factory(self.settings,
+                                                              linger_ms=ASYNC_LINGER_MS)
+        self._async_producer.send_async(envelopes, self._on_async_error)
+
+    def _flush_unconfirmed(self, timeout: float) -> None:
+        if self._async_producer is not None:
+            self._async_producer.flush(timeout)
+
     def _on_async_error(self, env: Envelope, err: Exception) -> None:
         self._not_enqueued(env.id, err)
         with self._errors_lock:
@@ -180,12 +195,12 @@ class Client:
     def flush(self, timeout: float = 10.0) -> None:
         """Wait for every ``wait=False`` submit to be acknowledged; raise if any was not
         (those tasks are marked failed, "not enqueued")."""
-        if self._async_producer is not None:
-            self._async_producer.flush(timeout)
+        if self._submitter is not None:
+            self._submitter.flush(timeout)
         with self._errors_lock:
             errors, self._unconfirmed_errors = self._unconfirmed_errors, []
         if errors:
-            raise ServiceUnavailable(f"{len(errors)} tasks not enqueued (marked failed): "
+            raise ServiceUnavailable(f"{len(errors)} tasks not enqueued (marked failed where recorded): "
                                      f"{errors[0][1]}")
 
     def _send(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
@@ -269,8 +284,11 @@ class Client:
     def close(self) -> None:
         """Flush unconfirmed submits (raising if some failed) and close the producers."""
         try:
+            if self._submitter is not None:
+                self._submitter.close()
             self.flush()
         finally:
+            self._submitter = None
             for producer in (self._producer, self._async_producer):
                 if producer is not None:
                     producer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from yadtq import Client
-from yadtq.errors import ServiceUnavailable
+from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import TaskState
 from yadtq.testing import FakeBroker
 
@@ -33,3 +33,27 @@ def test_close_flushes_and_reports(fake_client: Client, fake_broker: FakeBroker)
     fake_client.submit("ADD", [1, 2], wait=False)
     with pytest.raises(ServiceUnavailable):
         fake_client.close()
+
+
+def test_many_unconfirmed_submits_are_recorded_and_sent_in_batches(
+        fake_client: Client, fake_broker: FakeBroker) -> None:
+    ids = [fake_client.submit("ADD", [i, i], wait=False) for i in range(1500)]
+    fake_client.flush()
+    assert len(set(ids)) == 1500
+    assert len(fake_broker.messages(fake_client.settings.topic)) == 1500
+    assert fake_client.counts()[TaskState.QUEUED] == 1500
+
+
+def test_unconfirmed_submits_while_redis_is_down_are_neither_recorded_nor_sent(
+        fake_client: Client, fake_broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(_envelopes: object) -> None:
+        raise ServiceUnavailable("Redis unreachable (test)")
+
+    monkeypatch.setattr(fake_client.store, "create", down)
+    task_id = fake_client.submit("ADD", [1, 2], wait=False)
+    with pytest.raises(ServiceUnavailable, match="not enqueued"):
+        fake_client.flush()
+    monkeypatch.undo()
+    assert fake_broker.messages(fake_client.settings.topic) == []
+    with pytest.raises(TaskNotFound):
+        fake_client.get(task_id)

@@ -1,0 +1,106 @@
+"""Unconfirmed submits (``Client.submit(..., wait=False)``), recorded and sent in the background.
+
+``add`` only appends to a buffer, so a program submitting one task at a time pays microseconds per
+call instead of a Redis and a Kafka round trip. A flusher thread takes everything buffered, records
+it in Redis (``queued``) in one script call, then hands it to a lingering Kafka producer; a task
+Kafka refuses is marked ``failed`` ("not enqueued"). The order is the same as a confirmed submit:
+Redis first, then Kafka, so a worker never sees a task whose record is missing, and a crash loses a
+buffered task whole (no record and no message) rather than leaving it ``queued`` forever.
+``flush()`` waits for everything so far and raises if any task was not enqueued.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from yadtq.errors import ServiceUnavailable
+from yadtq.wire import Envelope
+
+MAX_BATCH = 1000
+
+
+class BackgroundSubmitter:
+    """One buffer, one flusher thread; see the module docstring."""
+
+    def __init__(self, create: Callable[[Sequence[Envelope]], Any],
+                 send_async: Callable[[Sequence[Envelope]], None],
+                 flush_producer: Callable[[float], None],
+                 on_error: Callable[[Envelope, Exception], None]) -> None:
+        self._create, self._send_async = create, send_async
+        self._flush_producer, self._on_error = flush_producer, on_error
+        self._buffer: list[Envelope] = []
+        self._in_flight = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="yadtq-submitter", daemon=True)
+        self._thread.start()
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def add(self, envelopes: Sequence[Envelope]) -> None:
+        with self._cv:
+            if self._closed:
+                raise ServiceUnavailable("the client is closed")
+            self._buffer.extend(envelopes)
+            self._cv.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Until every task added so far is recorded and handed to Kafka, then Kafka's acks."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._buffer or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ServiceUnavailable(f"{len(self._buffer) + self._in_flight} tasks still "
+                                             f"being submitted after {timeout:g} s")
+                self._cv.wait(left)
+        self._flush_producer(max(0.1, deadline - time.monotonic()))
+
+    def close(self, timeout: float = 10.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            with self._cv:
+                self._closed = True
+                self._cv.notify_all()
+            self._thread.join(timeout=2)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._buffer and not self._closed:
+                    self._cv.wait()
+                if not self._buffer:
+                    return
+                batch, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+                self._in_flight = len(batch)
+            try:
+                self._create(batch)
+            except Exception as exc:  # noqa: BLE001 - Redis down: nothing recorded, nothing sent
+                err = exc if isinstance(exc, ServiceUnavailable) else ServiceUnavailable(str(exc))
+                for env in batch:
+                    self._on_error(env, err)
+            else:
+                try:
+                    self._send_async(batch)
+                except Exception as exc:  # noqa: BLE001 - no producer: refused like a failed send
+                    for env in batch:
+                        self._on_error(env, ServiceUnavailable(f"Kafka: {exc}"))
+            finally:
+                with self._cv:
+                    self._in_flight = 0
+                    self._cv.notify_all()
+
+
+def _close_at_exit(ref: weakref.ref[BackgroundSubmitter]) -> None:
+    """A program that forgets ``close()`` still gets its buffered tasks sent before it exits."""
+    submitter = ref()
+    if submitter is not None:
+        try:
+            submitter.close()
+        except ServiceUnavailable:
+            pass  # the tasks are marked failed ("not enqueued") where Redis could be reached
