@@ -104,3 +104,11 @@ def test_bad_arguments_are_refused() -> None:
     out = subprocess.run([sys.executable, "-m", "yadtq_tui", "--page-size", "0"],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 2 and "--page-size" in out.stderr
+
+
+def test_the_dashboard_never_shows_the_redis_password() -> None:
+    from yadtq import Settings
+    from yadtq_tui.app import _describe_target
+
+    shown = _describe_target(Settings(redis_url="rediss://ops:hunter2@redis.internal:6380/0"))
+    assert "hunter2" not in shown and "rediss://ops:***@redis.internal:6380/0" in shown
