@@ -64,7 +64,8 @@ class Worker(TaskRunner):
         self._running_lock = threading.Lock()
         self._batches: queue.Queue[Batch | None] = queue.Queue()
         self._runner: threading.Thread | None = None
-        self._assigned: set[int] = set()
+        self._assigned: frozenset[int] = frozenset()
+        """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
         self._revoked_during_batch: set[int] = set()
         self._pending: list[Record] = []
         self._committed: dict[int, int] = {}
@@ -82,7 +83,9 @@ class Worker(TaskRunner):
         """Consume until stopped; ``max_tasks``/``idle_exit`` give a finite mode for tests."""
         self._with_redis(lambda: self.store.publish_specs(
             [s.to_public() for s in self.registry.specs()]), "publish task names")
-        consumer = self._consumer_factory(self.settings, self.id, self._on_revoked, self._on_assigned)
+        consumer = self._connect()
+        if consumer is None:
+            return 0
         self._consumer = consumer
         heart = threading.Thread(target=self._heartbeat_loop, name="yadtq-heartbeat", daemon=True)
         heart.start()
@@ -129,6 +132,20 @@ class Worker(TaskRunner):
             log.info("worker %s stopped after %d tasks (%d failed)", self.id, self.done + self.failed,
                      self.failed)
         return handled
+
+    def _connect(self) -> Consumer | None:
+        """The consumer, once Kafka answers: a worker started before (or during a restart of) the
+        broker waits for it instead of exiting. None if stopped meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                return self._consumer_factory(self.settings, self.id, self._on_revoked,
+                                              self._on_assigned)
+            except ServiceUnavailable as exc:
+                log.warning("Kafka not ready, retrying in %.1f s: %s", delay, exc)
+            if self.stopping.wait(delay):
+                return None
+            delay = min(5.0, delay * 2)
 
     # ------------------------------------------------------------------ main thread
     def _process(self, consumer: Consumer, records: list[Record]) -> int:
@@ -195,14 +212,14 @@ class Worker(TaskRunner):
                 except Exception as exc:  # noqa: BLE001
                     log.warning("commit on revoke failed: %s", exc)
         self._revoked_during_batch |= partitions
-        self._assigned -= partitions
+        self._assigned = self._assigned - partitions
         for p in partitions:
             self._committed.pop(p, None)
         self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_assigned(self, partitions: set[int]) -> None:
-        self._assigned |= partitions
+        self._assigned = self._assigned | partitions
         log.info("partitions assigned: %s", sorted(partitions))
 
     def _watchdog(self) -> None:
@@ -241,12 +258,14 @@ class Worker(TaskRunner):
         interval = self.settings.heartbeat_interval
         while True:
             running = self.running
-            beat = Beat(self.id, self.host, os.getpid(), self.started_at,
-                        running.task_id if running else None, self.done, self.failed,
-                        tuple(self._assigned))
             try:
+                beat = Beat(self.id, self.host, os.getpid(), self.started_at,
+                            running.task_id if running else None, self.done, self.failed,
+                            tuple(self._assigned))
                 self.store.heartbeat(beat, self.settings.heartbeat_ttl)
             except ServiceUnavailable as exc:
                 log.debug("heartbeat failed: %s", exc)
+            except Exception:  # noqa: BLE001 - a heartbeat thread that dies makes a live worker "dead"
+                log.exception("heartbeat failed")
             if self.stopping.wait(interval):
                 return

@@ -18,14 +18,19 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def wait_balanced(client: Client, n_workers: int, partitions: int, timeout: float = 40.0) -> None:
+def wait_balanced(client: Client, n_workers: int, partitions: int, timeout: float = 60.0,
+                  logs: Callable[[], str] | None = None) -> None:
     """Until ``n_workers`` alive workers each own partitions and together own all of them."""
     def balanced() -> bool:
         alive = [w for w in client.workers() if w.status.value == "alive"]
         owned = [p for w in alive for p in w.partitions]
         return (len(alive) == n_workers and all(w.partitions for w in alive)
                 and sorted(owned) == list(range(partitions)))
-    wait_until(balanced, timeout, f"{n_workers} workers to share {partitions} partitions")
+    try:
+        wait_until(balanced, timeout, f"{n_workers} workers to share {partitions} partitions")
+    except AssertionError as exc:
+        seen = [(w.id, w.status.value, w.partitions) for w in client.workers()]
+        raise AssertionError(f"{exc}; workers: {seen}\n{logs() if logs else ''}") from None
 
 
 def wait_all_final(client: Client, total: int, timeout: float) -> None:

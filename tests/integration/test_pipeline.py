@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_thousand_tasks_three_workers(real_client: Client, workers: WorkerProcs) -> None:
     """1,000 tasks through 3 real workers: all completed, right results, every worker worked."""
     workers.start(3)
-    wait_balanced(real_client, 3, real_client.settings.partitions)
+    wait_balanced(real_client, 3, real_client.settings.partitions, logs=workers.logs)
     expected: dict[str, int] = {}
     for i in range(100):  # one at a time, like a program would
         expected[real_client.submit("ADD", [i, 7])] = i + 7
@@ -153,7 +153,7 @@ def test_task_longer_than_max_poll_interval_runs_once(settings_factory, tmp_path
     pool = WorkerProcs(settings, tmp_path)
     try:
         pool.start(2)
-        wait_balanced(client, 2, settings.partitions)
+        wait_balanced(client, 2, settings.partitions, logs=pool.logs)
         long_id = client.submit("NAP", [8])
         short = [client.submit("ADD", [i, i]) for i in range(20)]
         wait_until(lambda: client.get(long_id).state is TaskState.COMPLETED, 40, "the long task")
