@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import Health, Task
 from yadtq.registry import TaskSpec
-from yadtq_tui.data import Snapshot
+from yadtq_tui.data import DashboardService, Snapshot
 
 
 @dataclass
@@ -82,3 +83,13 @@ class TaskLoaded(Message):
     def can_replace(self, message: Message) -> bool:
         """Only the newest read of a task matters."""
         return isinstance(message, TaskLoaded)
+
+    @classmethod
+    def fetch(cls, service: DashboardService, task_id: str) -> TaskLoaded:
+        """Read one task (blocking: call it from a thread worker) into a message."""
+        try:
+            return cls(service.get(task_id))
+        except TaskNotFound as exc:
+            return cls(None, str(exc), not_found=True)
+        except ServiceUnavailable as exc:
+            return cls(None, str(exc))

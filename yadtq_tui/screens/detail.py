@@ -14,7 +14,6 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import Task, TaskState
 from yadtq_tui.data import Context
 from yadtq_tui.messages import TaskLoaded
@@ -79,12 +78,7 @@ class DetailScreen(ModalScreen[Task | None]):
           description="task refresh")
     def _load(self, task_id: str) -> None:
         worker = get_current_worker()
-        try:
-            message = TaskLoaded(self.context.service.get(task_id))
-        except TaskNotFound as exc:
-            message = TaskLoaded(None, str(exc), not_found=True)
-        except ServiceUnavailable as exc:
-            message = TaskLoaded(None, str(exc))
+        message = TaskLoaded.fetch(self.context.service, task_id)
         if not worker.is_cancelled:
             self.post_message(message)
 

@@ -13,7 +13,6 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
-from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import Task
 from yadtq_tui.data import Context, resolve_id
 from yadtq_tui.messages import TaskLoaded
@@ -54,13 +53,7 @@ class TaskIdPrompt(ModalScreen[Task | None]):
     @work(thread=True, exclusive=True, group="lookup", exit_on_error=False,
           description="task lookup")
     def _lookup(self, task_id: str) -> None:
-        try:
-            message = TaskLoaded(self.context.service.get(task_id))
-        except TaskNotFound as exc:
-            message = TaskLoaded(None, str(exc), not_found=True)
-        except ServiceUnavailable as exc:
-            message = TaskLoaded(None, str(exc))
-        self.post_message(message)
+        self.post_message(TaskLoaded.fetch(self.context.service, task_id))
 
     def on_task_loaded(self, message: TaskLoaded) -> None:
         """Open the task, or say why not and keep the typed text."""
