@@ -29,10 +29,7 @@ def fresh_settings(tag: str, partitions: int = 12) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in settings.__dict__.items():
-        if value is not None and key != "kafka_sasl_password":
-            env["YADTQ_" + key.upper()] = str(value)
+    env = {**os.environ, **settings.to_env()}
     env["PYTHONPATH"] = str(ROOT)
     return env
 

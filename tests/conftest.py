@@ -104,10 +104,7 @@ class WorkerProcs:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for key, value in self.settings.__dict__.items():
-            if value is not None and key != "kafka_sasl_password":
-                env["YADTQ_" + key.upper()] = str(value)
+        env = {**os.environ, **self.settings.to_env()}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 

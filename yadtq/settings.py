@@ -81,6 +81,12 @@ class Settings:
         overrides = {f.name: getattr(ns, f.name, None) for f in fields(cls)}
         return cls.from_env(environ, **overrides)
 
+    def to_env(self) -> dict[str, str]:
+        """The ``YADTQ_*`` variables that ``from_env`` reads back as these settings (for starting
+        worker processes). The SASL password is left out: pass it through a file."""
+        return {"YADTQ_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) is not None and f.name != "kafka_sasl_password"}
+
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes).validated()
 

@@ -63,3 +63,10 @@ def test_help_never_prints_secrets_from_the_environment(monkeypatch: pytest.Monk
     assert "--redis-url" in text
     assert "envsecret" not in text
     assert "--kafka-sasl-password " not in text  # passwords only from the environment or a file
+
+
+def test_to_env_round_trips_and_leaves_the_sasl_password_out() -> None:
+    settings = Settings(key_prefix="yadtq:x", partitions=7, log_args=True, kafka_sasl_password="pw")
+    env = settings.to_env()
+    assert "YADTQ_KAFKA_SASL_PASSWORD" not in env
+    assert Settings.from_env(env) == settings.with_(kafka_sasl_password=None)
