@@ -8,22 +8,59 @@ cannot overwrite the newer attempt's outcome.
 
 # Shared prelude. KEYS[1] = counts hash, KEYS[2..5] = state sets (queued, in-progress, completed,
 # failed). Task keys follow at the offset each script states.
+# Set and counter changes are collected per call and written at the end (``flush``): one ZADD / ZREM
+# per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
+# added and removed again within the batch nets out, so the order of the moves is kept.
+# History is a JSON array; ``append`` adds an entry to its text without decoding it.
 _PRELUDE = """
 local counts = KEYS[1]
 local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
+local adds, rems, deltas = {}, {}, {}
+local function zadd(set, id, score)
+  if not adds[set] then adds[set] = {} end
+  if rems[set] then rems[set][id] = nil end
+  adds[set][id] = score
+end
+local function zrem(set, id)
+  if not rems[set] then rems[set] = {} end
+  if adds[set] then adds[set][id] = nil end
+  rems[set][id] = true
+end
 local function move(id, from, to, score)
   if from == to then return end
   if from then
-    redis.call('ZREM', sets[from], id)
-    redis.call('HINCRBY', counts, from, -1)
+    zrem(sets[from], id)
+    deltas[from] = (deltas[from] or 0) - 1
   end
-  redis.call('ZADD', sets[to], score, id)
-  redis.call('HINCRBY', counts, to, 1)
+  zadd(sets[to], id, score)
+  deltas[to] = (deltas[to] or 0) + 1
+end
+local function flush()
+  for set, members in pairs(rems) do
+    local args = {}
+    for id in pairs(members) do
+      args[#args + 1] = id
+      if #args >= 1000 then redis.call('ZREM', set, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('ZREM', set, unpack(args)) end
+  end
+  for set, members in pairs(adds) do
+    local args = {}
+    for id, score in pairs(members) do
+      args[#args + 1] = score
+      args[#args + 1] = id
+      if #args >= 1000 then redis.call('ZADD', set, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('ZADD', set, unpack(args)) end
+  end
+  for state, delta in pairs(deltas) do
+    if delta ~= 0 then redis.call('HINCRBY', counts, state, delta) end
+  end
 end
 local function append(history, entry)
-  local h = cjson.decode(history or '[]')
-  h[#h + 1] = entry
-  return cjson.encode(h)
+  local item = cjson.encode(entry)
+  if not history or history == '' or history == '[]' then return '[' .. item .. ']' end
+  return string.sub(history, 1, -2) .. ',' .. item .. ']'
 end
 """
 
@@ -42,11 +79,12 @@ for i = 7, #KEYS do
     redis.call('HSET', KEYS[i], 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
       'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
       'history', cjson.encode({{'queued', created, false, 0, false}}))
-    redis.call('ZADD', KEYS[6], created, id)
+    zadd(KEYS[6], id, created)
     move(id, nil, 'queued', created)
     out[#out + 1] = 1
   end
 end
+flush()
 return out
 """
 
@@ -72,7 +110,7 @@ for i = 8, #KEYS do
       history = cjson.encode({{'queued', created, false, 0, 'record recreated by worker'}})
       redis.call('HSET', key, 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
         'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'history', history)
-      redis.call('ZADD', KEYS[6], created, id)
+      zadd(KEYS[6], id, created)
       move(id, nil, 'queued', created)
       state, attempt = 'queued', 0
     end
@@ -90,6 +128,7 @@ for i = 8, #KEYS do
     out[#out + 1] = attempt
   end
 end
+flush()
 return out
 """
 
@@ -110,11 +149,14 @@ for i = 7, #KEYS do
     local err = ARGV[j + 4]
     local note = ARGV[j + 5]
     if note == '' then note = false end
-    redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
-      'updated_at', now, 'history', append(cur[3], {new, now, worker, attempt, note}))
+    local history = append(cur[3], {new, now, worker, attempt, note})
     if new ~= 'queued' then
-      redis.call('HSET', key, 'finished_at', now)
+      redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
+        'updated_at', now, 'history', history, 'finished_at', now)
       finished = finished + 1
+    else
+      redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
+        'updated_at', now, 'history', history)
     end
     move(id, 'in-progress', new, tonumber(cur[4]))
     out[#out + 1] = 1
@@ -122,6 +164,7 @@ for i = 7, #KEYS do
     out[#out + 1] = 0
   end
 end
+flush()
 if finished > 0 then
   redis.call('INCRBY', KEYS[6], finished)
   redis.call('EXPIRE', KEYS[6], 120)
@@ -143,5 +186,6 @@ redis.call('HSET', key, 'state', ARGV[3], 'updated_at', now, 'error', ARGV[5],
   'history', append(cur[3], {ARGV[3], now, false, tonumber(cur[2]), ARGV[4]}))
 if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
 move(cur[5], cur[1], ARGV[3], tonumber(cur[4]))
+flush()
 return 1
 """

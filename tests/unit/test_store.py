@@ -34,8 +34,13 @@ def states(store: RedisStore, task_id: str) -> list[tuple[str, str | None, int, 
 def check_counters(store: RedisStore, expected: dict[TaskState, int] | None = None) -> None:
     """Counters, per-state sets and the task hashes all agree (and with ``expected``)."""
     real = {s: 0 for s in STATES}
+    members: dict[TaskState, set[str]] = {s: set() for s in STATES}
     for key in store.r.scan_iter(match=store.keys.task_pattern):
-        real[TaskState(store.r.hget(key, "state"))] += 1
+        state = TaskState(store.r.hget(key, "state"))
+        real[state] += 1
+        members[state].add(store.r.hget(key, "id"))
+    for s in STATES:  # every id is in the set of its own state and in no other
+        assert set(store.r.zrange(store.keys.state_index(s), 0, -1)) == members[s]
     raw = {s: int(store.r.hget(store.keys.counts, s.value) or 0) for s in STATES}
     assert raw == real
     assert store.counts() == real
@@ -202,7 +207,8 @@ def _random_walk(store: RedisStore, rng: random.Random, steps: int) -> None:
             envs.append(env(created=1000.0 + len(envs)))
             store.create([envs[-1]])
             continue
-        picked = rng.sample(envs, k=min(len(envs), rng.randint(1, 3)))
+        # with replacement: the same task twice in one batch (a duplicate delivery in one poll)
+        picked = rng.choices(envs, k=rng.randint(1, 4))
         if op == "dup":
             store.create(picked)
         elif op == "start":
