@@ -68,12 +68,14 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
             peer.stop()
         steps: list[tuple[str, Any]] = [
             ("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz, start=not peer.alive())),
+            ("warm_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}wdrain", sz)),
             ("burst", lambda: phases.burst(peer, rec, f"r{rep}burst", sz))]
         steps += [(f"rate_{r}", lambda r=r: phases.offered(peer, rec, f"r{rep}rate{r}", r, sz))
                   for r in sz.rates]
         for name, step in steps:
             if name.startswith("rate_"):
                 capacity = max(out.get("drain", {}).get("drain_per_s", 0),
+                               out.get("warm_drain", {}).get("drain_per_s", 0),
                                out.get("burst", {}).get("tasks_per_s", 0))
                 if int(name[5:]) > 1.5 * capacity:
                     out[name] = {"skipped": f"saturated: capacity {capacity:.0f}/s in this repeat"}
@@ -94,6 +96,7 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
 
 def tables(systems: dict[str, Any], rates: list[int]) -> str:
     return "\n\n".join([report.table(systems, report.THROUGHPUT, "Throughput (tasks/s)"),
+                        report.ratio_table(systems),
                         report.table(systems, report.latency_columns(rates),
                                      "Latency at offered rates (submit -> task done)"),
                         report.table(systems, report.CPU, "CPU seconds per 1,000 tasks"),
@@ -159,7 +162,8 @@ def main() -> int:
                         help="comma-separated, of: " + ", ".join(SYSTEMS))
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--burst", type=int)
-    parser.add_argument("--drain", type=int)
+    parser.add_argument("--drain", type=int, help="tasks in the cold drain")
+    parser.add_argument("--warm-drain", type=int, help="tasks in the warm drain (the headline)")
     parser.add_argument("--rates", default="100,200,1000")
     parser.add_argument("--rate-seconds", type=float)
     parser.add_argument("--seed", type=int, default=int(time.time()))
@@ -183,7 +187,8 @@ def main() -> int:
     sz = phases.Sizes(burst=args.burst or (1000 if q else 3000), drain=args.drain or (2000 if q else 6000),
                       rates=tuple(int(r) for r in args.rates.split(",")),
                       rate_seconds=args.rate_seconds or (3.0 if q else 6.0), warm=200 if q else 500,
-                      wait=90.0 if q else 300.0)
+                      wait=90.0 if q else 300.0,
+                      warm_drain=args.warm_drain or (5000 if q else 20_000))
     repeats = args.repeats or (1 if q else 3)
     procs.install_handlers()
     results: dict[str, Any] = {"machine": machine_info(), "run": RUN, "seed": args.seed, "quick": q,

@@ -2,10 +2,14 @@
 
 Per system: once, a warm-up (start 2 workers, submit tasks until both workers ran some, then
 ``warm`` more; stop). Then in each repeat, in this order:
-- drain: workers stopped; N tasks enqueued (the system's bulk API if it has one) -> enqueue/s;
-  then 2 workers start; drain tasks/s = N / (first completion -> last completion)
+- cold drain: workers stopped; N tasks enqueued (the system's bulk API if it has one) -> enqueue/s;
+  then 2 workers start; tasks/s = N / (first completion -> last completion)
   (and N / (worker start -> last completion), startup included).
 - ready: the same workers keep running; warm-up tasks until both ran some, then ``warm`` more.
+- drain (warm): every process of the running, warm workers is stopped (SIGSTOP); M tasks are
+  enqueued with the bulk API (for at most ``freeze_max`` seconds, under every system's group or
+  heartbeat timeout); the workers continue (SIGCONT); drain tasks/s = M / (first completion ->
+  last completion). The issue's definition: tasks already queued, workers warm.
 - burst: N tasks, one submit call per task from this process, while the warm workers run;
   tasks/s = N / (first submit -> last completion); submit/s = N / submit loop time.
 - offered rate R: R tasks/s for S seconds, one submit per task on a fixed schedule;
@@ -26,7 +30,7 @@ from typing import Any
 
 from bench.common import percentile, self_cpu
 from bench.peers.base import Item, Peer, Recorder
-from bench.peers.procs import tree_cpu
+from bench.peers.procs import frozen, tree_cpu
 
 
 class PhaseError(RuntimeError):
@@ -43,6 +47,8 @@ class Sizes:
     rate_seconds: float
     warm: int
     wait: float  # longest wait for a phase's completions (s)
+    warm_drain: int = 20_000
+    freeze_max: float = 5.0  # longest SIGSTOP of warm workers while the warm drain is enqueued (s)
 
 
 def _items(phase: str, n: int) -> list[Item]:
@@ -186,4 +192,32 @@ def drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
             "drain_from_start_per_s": round(n / (last - t_start), 1),
             "first_completion_after_start_s": round(first - t_start, 2),
             "cpu_workers_per_1000": round((w_last - w_first) / max(1, n - c_first) * 1000, 3),
+            "check": check(peer, rec, items, handles)}
+
+
+def warm_drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
+    """Workers running and warm (after ``start_ready``)."""
+    items = _items(phase, sz.warm_drain)
+    roots = peer.worker_pids()
+    handles: list[Any] = []
+    with frozen(roots):
+        s0, t0 = self_cpu(), time.time()
+        for i in range(0, len(items), 500):
+            handles += peer.submit_bulk(items[i:i + 500])
+            if time.time() - t0 > sz.freeze_max:
+                break
+        peer.flush()
+        t_enq, s1 = time.time(), self_cpu()
+        w0 = tree_cpu(roots)
+    n = len(handles)
+    items = items[:n]
+    _wait(peer, rec, phase, n, sz.wait, (items, handles))
+    w1 = tree_cpu(roots)
+    done = [d for d in rec.done([k for _, _, k in items]) if d is not None]
+    first, last = min(done), max(done)
+    return {"tasks": n, "enqueue_per_s": round(n / (t_enq - t0), 1), "frozen_s": round(t_enq - t0, 2),
+            "cpu_enqueue_per_1000": round((s1 - s0) / n * 1000, 3),
+            "drain_per_s": round(n / max(last - first, 1e-6), 1),
+            "first_completion_after_thaw_s": round(first - t_enq, 3),
+            "cpu_workers_per_1000": round((w1 - w0) / n * 1000, 3),
             "check": check(peer, rec, items, handles)}

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.common import CLK_TCK
@@ -87,8 +88,8 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), sum(int(f) for f in fields[11:15]) / CLK_TCK
 
 
-def tree_cpu(roots: list[int]) -> float:
-    """CPU seconds of the roots and every live descendant (reaped children are in cutime/cstime)."""
+def _tree(roots: list[int]) -> dict[int, float]:
+    """pid -> CPU seconds, for the roots and every live descendant."""
     stats: dict[int, tuple[int, float]] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -98,12 +99,33 @@ def tree_cpu(roots: list[int]) -> float:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0.0, [r for r in roots if r in stats], set()
+    out: dict[int, float] = {}
+    todo = [r for r in roots if r in stats]
     while todo:
         pid = todo.pop()
-        if pid in seen:
+        if pid in out:
             continue
-        seen.add(pid)
-        total += stats[pid][1]
+        out[pid] = stats[pid][1]
         todo.extend(children.get(pid, []))
-    return total
+    return out
+
+
+def tree_cpu(roots: list[int]) -> float:
+    """CPU seconds of the roots and every live descendant (reaped children are in cutime/cstime)."""
+    return sum(_tree(roots).values())
+
+
+@contextlib.contextmanager
+def frozen(roots: list[int]) -> Iterator[None]:
+    """Every process of the trees stopped (SIGSTOP) inside the block, continued (SIGCONT) after,
+    even on errors: tasks can be queued while warm workers take nothing."""
+    pids = list(_tree(roots))
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)

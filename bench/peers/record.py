@@ -1,6 +1,6 @@
 """What every system's task does besides returning a + b: record its completion in Redis.
 
-One pipelined round trip per task, identical for every system (db ``PEERS_RECORD_DB``, default 9):
+One round trip per task (one Lua call), identical for every system (db ``PEERS_RECORD_DB``, default 9):
 ``<ns>:cnt`` key -> completions (lost / duplicated check), ``<ns>:done`` key -> completion time,
 ``<ns>:pc`` phase -> completions, ``<ns>:who:<phase>`` the "pid:ppid" that ran it (readiness).
 ``<ns>`` comes from ``PEERS_NS`` in the worker's environment (one per system and run).
@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import redis
 
 _client: redis.Redis | None = None
+_script: Any = None
+RECORD = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+redis.call('SADD', KEYS[4], ARGV[4])
+"""
 
 
 def client() -> redis.Redis:
@@ -25,14 +33,13 @@ def client() -> redis.Redis:
 
 
 def record(key: str) -> None:
+    global _script
+    if _script is None:
+        _script = client().register_script(RECORD)
     ns = os.environ["PEERS_NS"]
     phase = key.split(":", 1)[0]
-    pipe = client().pipeline(transaction=False)
-    pipe.hincrby(ns + ":cnt", key, 1)
-    pipe.hset(ns + ":done", key, repr(time.time()))
-    pipe.hincrby(ns + ":pc", phase, 1)
-    pipe.sadd(f"{ns}:who:{phase}", f"{os.getpid()}:{os.getppid()}")
-    pipe.execute()
+    _script(keys=[ns + ":cnt", ns + ":done", ns + ":pc", f"{ns}:who:{phase}"],
+            args=[key, repr(time.time()), phase, f"{os.getpid()}:{os.getppid()}"])
 
 
 def add(a: int, b: int, key: str) -> int:

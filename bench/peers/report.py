@@ -22,16 +22,17 @@ def _get(path: str) -> Getter:
 
 
 # (column, path in a repeat, True if higher is better)
-THROUGHPUT = [("enqueue bulk/s", "drain.enqueue_per_s", True),
+THROUGHPUT = [("drain/s (warm)", "warm_drain.drain_per_s", True),
+              ("enqueue bulk/s", "warm_drain.enqueue_per_s", True),
               ("submit 1-by-1/s", "burst.submit_per_s", True),
-              ("drain/s", "drain.drain_per_s", True),
-              ("drain incl. start/s", "drain.drain_from_start_per_s", True),
-              ("burst/s", "burst.tasks_per_s", True)]
+              ("burst/s", "burst.tasks_per_s", True),
+              ("cold drain/s", "drain.drain_per_s", True),
+              ("cold drain incl. start/s", "drain.drain_from_start_per_s", True)]
 CPU = [("CPU s/1k burst (workers+submitter)", "burst.cpu_per_1000", False),
        ("workers", "burst.cpu_workers_per_1000", False),
        ("submitter", "burst.cpu_submitter_per_1000", False),
-       ("drain workers", "drain.cpu_workers_per_1000", False),
-       ("bulk enqueue (submitter)", "drain.cpu_enqueue_per_1000", False)]
+       ("drain workers", "warm_drain.cpu_workers_per_1000", False),
+       ("bulk enqueue (submitter)", "warm_drain.cpu_enqueue_per_1000", False)]
 
 
 def latency_columns(rates: list[int]) -> list[tuple[str, str, bool]]:
@@ -96,6 +97,27 @@ def table(systems: dict[str, dict[str, Any]], columns: list[tuple[str, str, bool
     return "\n".join(lines)
 
 
+HEADLINE = [("drain/s (warm)", "warm_drain.drain_per_s"), ("burst/s", "burst.tasks_per_s"),
+            ("enqueue bulk/s", "warm_drain.enqueue_per_s"), ("submit 1-by-1/s", "burst.submit_per_s")]
+
+
+def ratio_table(systems: dict[str, dict[str, Any]]) -> str:
+    """How many times each YADTQ variant's median is each peer's (higher = YADTQ faster)."""
+    ours = [n for n in systems if n.startswith("yadtq") and systems[n].get("median")]
+    peers = [n for n in systems if not n.startswith("yadtq") and systems[n].get("median")]
+    lines = ["**YADTQ ÷ peer** (median ÷ median; > 1 = YADTQ faster)", "",
+             "| | " + " | ".join(t for t, _ in HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+    for o in ours:
+        for p in peers:
+            cells = []
+            for _, path in HEADLINE:
+                a, b = systems[o]["median"].get(path), systems[p]["median"].get(path)
+                ok = isinstance(a, int | float) and isinstance(b, int | float) and b
+                cells.append(f"{a / b:.2f}×" if ok else "–")
+            lines.append(f"| {o} ÷ {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def exactly_table(systems: dict[str, dict[str, Any]]) -> str:
     lines = ["**Exactly-N** (every phase of every repeat: completions counted per task, stored "
              "results read back)", "",
@@ -117,8 +139,8 @@ def plot(systems: dict[str, dict[str, Any]], rates: list[int], path: Path) -> Pa
     except ImportError:
         return None
     low, mid = (rates[0], rates[min(1, len(rates) - 1)]) if rates else (100, 200)
-    panels = [("bulk enqueue (tasks/s)", "drain.enqueue_per_s"),
-              ("drain (tasks/s, first->last completion)", "drain.drain_per_s"),
+    panels = [("bulk enqueue (tasks/s)", "warm_drain.enqueue_per_s"),
+              ("drain, warm workers (tasks/s, first->last completion)", "warm_drain.drain_per_s"),
               ("burst, 1-by-1 submits (tasks/s)", "burst.tasks_per_s"),
               (f"p50 latency at {low}/s offered (ms)", f"rate_{low}.p50_ms"),
               (f"p99 latency at {mid}/s offered (ms)", f"rate_{mid}.p99_ms"),
