@@ -290,8 +290,11 @@ class RedisStore:
         return out
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per call
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def _load(raw: str | None) -> Any:

@@ -59,14 +59,17 @@ def encode(env: Envelope) -> bytes:
         check_args(env.args)
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
-    data = json.dumps(
+    data = _ENCODER.encode(
         {"v": WIRE_VERSION, "id": env.id, "name": env.name, "args": list(env.args),
-         "created_at": env.created_at},
-        separators=(",", ":"), allow_nan=False, ensure_ascii=False,
-    ).encode("utf-8")
+         "created_at": env.created_at}).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"task message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     return data
+
+
+# built once: json.dumps / json.loads with options build a new encoder / decoder on every call
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+_DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
 
 
 def decode(raw: bytes | None) -> Envelope:
@@ -76,7 +79,7 @@ def decode(raw: bytes | None) -> Envelope:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"message is {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        obj = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise DecodeError(f"message is not UTF-8 JSON: {str(exc)[:120]}") from None
     if not isinstance(obj, dict):
