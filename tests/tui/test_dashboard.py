@@ -142,6 +142,29 @@ async def test_table_shows_one_page_only(fake_client: Client) -> None:
         assert all(limit == 10 for _, limit in calls)
 
 
+async def test_a_mostly_new_page_is_rebuilt_and_keeps_the_cursor(fake_client: Client) -> None:
+    """A busy queue replaces most of the page between refreshes: the table is cleared and filled
+    in order (fast) instead of removing row by row, and the highlighted task stays highlighted."""
+    now = time.time()
+    ids = [create(fake_client, i, "ADD", (i, i), now - 100 + i) for i in range(10)]
+    app = fast_app(fake_client, page_size=10)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_refreshed(pilot)
+        await focus_table(pilot)
+        table = app.dashboard.table
+        await pilot.press("down")
+        chosen = ids[8]  # the second newest: still on the page after 8 newer tasks arrive
+        assert table.highlighted_key == chosen
+        cleared: list[bool] = []
+        original_clear = table.clear
+        table.clear = lambda *a, **k: cleared.append(True) or original_clear(*a, **k)  # type: ignore[method-assign]
+        new = [create(fake_client, 10 + i, "MUL", (i, 2), now - 50 + i) for i in range(8)]
+        await wait_for(pilot, lambda: table_text(app)[0][0] == new[-1][:8], 1.5, "the new page")
+        assert [r[0] for r in table_text(app)] == [t[:8] for t in [*new[::-1], ids[9], ids[8]]]
+        assert cleared  # the rebuild path, not 8 row removals
+        assert table.highlighted_key == chosen
+
+
 # ---------------------------------------------------------------------- submit form
 async def test_submit_enqueues_and_clears_the_form(fake_client: Client,
                                                    fake_broker: FakeBroker) -> None:

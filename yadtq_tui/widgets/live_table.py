@@ -13,6 +13,11 @@ Row = tuple[str, Sequence[Text]]
 """A row to show: its key (a task or worker id) and one ``Text`` per column."""
 
 
+def _signature(cells: Sequence[Text]) -> tuple[tuple[str, str], ...]:
+    """What a row shows: a changed signature means cells to update."""
+    return tuple((c.plain, str(c.style)) for c in cells)
+
+
 class KeyedText(Text):
     """A ``Text`` cell that also knows its row's key, so rows can be put in a given order."""
 
@@ -54,13 +59,16 @@ class LiveTable(DataTable[Text]):
         follow_top = not self.has_focus and self.cursor_row == 0
         keep = None if follow_top else self.highlighted_key
         wanted = {key for key, _ in rows}
-        for row_key in list(self.rows):
-            if row_key.value not in wanted:
-                self.remove_row(row_key)
-                self._shown.pop(row_key.value or "", None)
+        gone = [row_key for row_key in self.rows if row_key.value not in wanted]
+        if gone and 2 * len(gone) > len(self.rows):
+            self._rebuild(rows, keep)  # mostly a new page (a busy queue): one clear, not n removals
+            return
+        for row_key in gone:
+            self.remove_row(row_key)
+            self._shown.pop(row_key.value or "", None)
         columns = [c.key for c in self.ordered_columns]
         for key, cells in rows:
-            signature = tuple((c.plain, str(c.style)) for c in cells)
+            signature = _signature(cells)
             old = self._shown.get(key)
             if old is None:
                 first = KeyedText(cells[0].plain, key, cells[0].style)
@@ -79,6 +87,20 @@ class LiveTable(DataTable[Text]):
             index = self.get_row_index(keep)
             if index != self.cursor_row:
                 self.move_cursor(row=index, scroll=False)
+
+    def _rebuild(self, rows: Sequence[Row], keep: str | None) -> None:
+        """Show ``rows`` from scratch, keeping the scroll position and the highlighted key.
+        ``DataTable.remove_row`` renumbers every row, so removing most of a page row by row costs
+        O(rows²); a page that is mostly new is cleared and added in order instead."""
+        scroll = self.scroll_y
+        self.clear()
+        self._shown.clear()
+        for key, cells in rows:
+            self.add_row(KeyedText(cells[0].plain, key, cells[0].style), *cells[1:], key=key)
+            self._shown[key] = _signature(cells)
+        self.scroll_to(y=scroll, animate=False, immediate=True)
+        if keep is not None and keep in self._shown:
+            self.move_cursor(row=self.get_row_index(keep), scroll=False)
 
     def _reorder(self, order: list[str]) -> None:
         if [row.key.value for row in self.ordered_rows] == order:
