@@ -228,9 +228,10 @@ class Client:
             raise TaskNotFound(f"no task with id {task_id}")
         return task
 
-    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0) -> list[Task]:
-        """Newest first, one page."""
-        return self.store.list(state, limit, offset)
+    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
+             history: bool = True) -> list[Task]:
+        """Newest first, one page (``history=False``: without each task's history, cheaper)."""
+        return self.store.list(state, limit, offset, history=history)
 
     def counts(self) -> dict[TaskState, int]:
         return self.store.counts()

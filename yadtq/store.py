@@ -175,8 +175,11 @@ class RedisStore:
         data = self._call(lambda: self.r.hgetall(self.keys.task(task_id)))
         return _task(data) if data else None
 
-    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0) -> list[Task]:
-        """Newest first, one page: reads ``limit`` hashes, never the whole keyspace."""
+    def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
+             history: bool = True) -> list[Task]:
+        """Newest first, one page: reads ``limit`` hashes, never the whole keyspace. With
+        ``history=False`` the tasks come without their history (read and parsed for nothing by a
+        table that does not show it: the dashboard's refresh)."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
         if limit <= 0:
@@ -188,8 +191,13 @@ class RedisStore:
                 return []
             pipe = self.r.pipeline(transaction=False)
             for task_id in ids:
-                pipe.hgetall(self.keys.task(task_id))
-            return [_task(d) for d in pipe.execute() if d]
+                if history:
+                    pipe.hgetall(self.keys.task(task_id))
+                else:
+                    pipe.hmget(self.keys.task(task_id), _BRIEF)
+            if history:
+                return [_task(d) for d in pipe.execute() if d]
+            return [_task(dict(zip(_BRIEF, v, strict=True))) for v in pipe.execute() if v[0]]
         return self._call(run)
 
     def counts(self) -> dict[TaskState, int]:
@@ -315,6 +323,11 @@ def _worker(worker_id: str, data: dict[str, Any], status: WorkerStatus, last_see
         done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
         partitions=() if status is WorkerStatus.DEAD
         else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isdigit()))
+
+
+_BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",
+          "updated_at")
+"""The fields of a task without its history (``list(history=False)``)."""
 
 
 def _task(d: dict[str, str]) -> Task:

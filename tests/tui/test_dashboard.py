@@ -128,9 +128,9 @@ async def test_table_shows_one_page_only(fake_client: Client) -> None:
     calls: list[tuple[Any, int]] = []
     real_list = fake_client.list
 
-    def spy(state: Any = None, limit: int = 50, offset: int = 0) -> Any:
+    def spy(state: Any = None, limit: int = 50, offset: int = 0, **kw: Any) -> Any:
         calls.append((state, limit))
-        return real_list(state, limit, offset)
+        return real_list(state, limit, offset, **kw)
 
     fake_client.list = spy  # type: ignore[method-assign]
     app = fast_app(fake_client, page_size=10)

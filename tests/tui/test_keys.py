@@ -82,7 +82,7 @@ async def test_v_and_enter_open_the_detail_view(fake_client: Client, clock: Froz
         assert ids["divzero"] in screen_text(app)
         detail = app.screen.shown
         assert detail.id == ids["divzero"]
-        assert len(detail.history) == 3
+        await wait_for(pilot, lambda: len(app.screen.shown.history) == 3, what="the full task")
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
         await pilot.press("enter")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -191,6 +192,17 @@ def test_list_is_newest_first_with_filter_and_paging(fake_store: RedisStore) -> 
     assert [t.id for t in fake_store.list(P)] == [es[1].id, es[0].id]
     assert [t.id for t in fake_store.list(Q, limit=3, offset=2)] == newest_first[2:4]
     assert fake_store.list(C) == [] and fake_store.list(offset=50) == []
+
+
+def test_list_without_history_has_every_other_field(fake_store: RedisStore) -> None:
+    e1, e2 = env(created=1000.0, args=(1, "a")), env(created=1001.0)
+    fake_store.create([e1, e2])
+    fake_store.start("w1", [e1])
+    fake_store.finish("w1", [Outcome(e1.id, 1, C, result={"x": [1, 2]})])
+    full, brief = fake_store.list(), fake_store.list(history=False)
+    assert [t.history for t in brief] == [(), ()] and all(t.history for t in full)
+    assert [dataclasses.replace(t, history=()) for t in full] == brief
+    assert fake_store.list(C, history=False)[0].result == {"x": [1, 2]}
 
 
 def test_list_with_limit_0_returns_nothing(fake_store: RedisStore) -> None:

@@ -55,10 +55,11 @@ class DetailScreen(ModalScreen[Task | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Show the task, then keep it fresh."""
+        """Show the task (the table's copy, without history), read it whole at once, then keep it
+        fresh."""
         self.query_one("#detail-scroll").focus()
         self.show(self.shown)
-        self._schedule()
+        self._load(self.shown.id)
 
     def show(self, task: Task) -> None:
         """Render ``task``."""

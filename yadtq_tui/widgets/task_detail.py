@@ -65,7 +65,9 @@ class TaskDetail(Static):
         for name, value in rows:
             fields.add_row(Text(name), value)
         n = len(task.history)
-        history = Table(title=Text(f"History ({n} entr{'y' if n == 1 else 'ies'})", style=label),
+        # every stored task has at least one entry: none means the table's brief copy, still loading
+        title = f"History ({n} entr{'y' if n == 1 else 'ies'})" if n else "History (loading…)"
+        history = Table(title=Text(title, style=label),
                         title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
                         pad_edge=False)
         for column in ("When", "State", "Attempt", "Worker", "Note"):
