@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from yadtq.batcher import BackgroundSubmitter
 from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
-from yadtq.models import Health, Task, TaskState, WorkerInfo
+from yadtq.models import Health, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
@@ -244,6 +244,11 @@ class Client:
 
     def workers(self) -> builtins.list[WorkerInfo]:
         return self.store.workers(late_after=self.settings.heartbeat_interval * 2)
+
+    def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View:
+        """A dashboard's refresh in two round trips: the newest ``limit`` tasks (without history),
+        the counts, tasks finished per second over ``seconds``, and the workers."""
+        return self.store.view(state, limit, seconds, late_after=self.settings.heartbeat_interval * 2)
 
     # ------------------------------------------------------------------ change
     def retry(self, task_id: str) -> str:

@@ -96,3 +96,14 @@ class Health:
     kafka_ok: bool
     redis_error: str | None = None
     kafka_error: str | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """One dashboard refresh's data (``RedisStore.view``)."""
+
+    tasks: list[Task]
+    counts: dict[TaskState, int]
+    throughput: list[int]
+    """Tasks finished in each of the last seconds, oldest first."""
+    workers: list[WorkerInfo]

@@ -21,7 +21,7 @@ from redis.retry import Retry
 from yadtq import lua
 from yadtq.errors import ServiceUnavailable
 from yadtq.keys import Keys
-from yadtq.models import HistoryEntry, Task, TaskState, WorkerInfo, WorkerStatus
+from yadtq.models import HistoryEntry, Task, TaskState, View, WorkerInfo, WorkerStatus
 from yadtq.settings import Settings, redact_url
 from yadtq.wire import Envelope
 
@@ -197,12 +197,11 @@ class RedisStore:
                     pipe.hmget(self.keys.task(task_id), _BRIEF)
             if history:
                 return [_task(d) for d in pipe.execute() if d]
-            return [_task(dict(zip(_BRIEF, v, strict=True))) for v in pipe.execute() if v[0]]
+            return _brief_tasks(pipe.execute())
         return self._call(run)
 
     def counts(self) -> dict[TaskState, int]:
-        raw = self._call(lambda: self.r.hgetall(self.keys.counts))
-        return {s: max(0, int(raw.get(s.value, 0))) for s in STATES}
+        return _counts(self._call(lambda: self.r.hgetall(self.keys.counts)))
 
     def total(self, state: TaskState | None = None) -> int:
         index = self.keys.index if state is None else self.keys.state_index(state)
@@ -264,19 +263,42 @@ class RedisStore:
                 pipe.hgetall(self.keys.worker(worker_id))
             pipe.hmget(self.keys.workers_last, ids)
             *beats, lasts = pipe.execute()
-            out = []
-            for (worker_id, last_seen), data, last in zip(known, beats, lasts, strict=True):
-                if data:
-                    age = t - float(data.get("last_beat", last_seen))
-                    status = WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE
-                else:  # the TTL key expired: dead; show what its last heartbeat said
-                    data = _load(last) if last else None
-                    if not isinstance(data, dict):
-                        host, _, pid = worker_id.rpartition("-")
-                        data = {"host": host or worker_id, "pid": pid if pid.isdigit() else 0}
-                    status = WorkerStatus.DEAD
-                out.append(_worker(worker_id, data, status, float(last_seen)))
-            return out
+            return _workers(known, beats, lasts, t, late_after)
+        return self._call(run)
+
+    def view(self, state: TaskState | None, limit: int, seconds: int, late_after: float,
+             now: float | None = None) -> View:
+        """What a dashboard refresh shows, in two round trips (``list(history=False)``, ``counts``,
+        ``finished_per_second`` and ``workers`` take seven): under load every round trip waits
+        behind the workers' scripts in Redis's queue."""
+        t = time.time() if now is None else now
+        index = self.keys.index if state is None else self.keys.state_index(state)
+        rate_keys = [self.keys.rate(s) for s in range(int(t) - seconds, int(t))]
+
+        def run() -> View:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrevrange(index, 0, max(0, limit - 1))
+            pipe.hgetall(self.keys.counts)
+            pipe.mget(rate_keys)
+            pipe.zrange(self.keys.workers, 0, -1, withscores=True)
+            ids, counts, rates, everyone = pipe.execute()
+            ids = ids if limit > 0 else []
+            known = [(w, s) for w, s in everyone if s > t - DEAD_WORKER_KEEP_SECONDS]
+            old = [w for w, s in everyone if s <= t - DEAD_WORKER_KEEP_SECONDS]
+            for task_id in ids:
+                pipe.hmget(self.keys.task(task_id), _BRIEF)
+            for worker_id, _ in known:
+                pipe.hgetall(self.keys.worker(worker_id))
+            if known:
+                pipe.hmget(self.keys.workers_last, [w for w, _ in known])
+            if old:
+                pipe.zrem(self.keys.workers, *old)
+                pipe.hdel(self.keys.workers_last, *old)
+            out = pipe.execute() if ids or known or old else []
+            beats = out[len(ids):len(ids) + len(known)]
+            lasts = out[len(ids) + len(known)] if known else []
+            return View(_brief_tasks(out[:len(ids)]), _counts(counts),
+                        [int(v or 0) for v in rates], _workers(known, beats, lasts, t, late_after))
         return self._call(run)
 
     # ------------------------------------------------------------------ registry
@@ -323,6 +345,31 @@ def _worker(worker_id: str, data: dict[str, Any], status: WorkerStatus, last_see
         done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
         partitions=() if status is WorkerStatus.DEAD
         else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isdigit()))
+
+
+def _counts(raw: dict[str, str]) -> dict[TaskState, int]:
+    return {s: max(0, int(raw.get(s.value, 0))) for s in STATES}
+
+
+def _brief_tasks(rows: Sequence[Sequence[str | None]]) -> list[Task]:
+    return [_task(dict(zip(_BRIEF, v, strict=True))) for v in rows if v[0]]  # type: ignore[arg-type]
+
+
+def _workers(known: Sequence[tuple[str, float]], beats: Sequence[dict[str, str]],
+             lasts: Sequence[str | None], now: float, late_after: float) -> list[WorkerInfo]:
+    out = []
+    for (worker_id, last_seen), data, last in zip(known, beats, lasts, strict=True):
+        if data:
+            age = now - float(data.get("last_beat", last_seen))
+            status = WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE
+        else:  # the TTL key expired: dead; show what its last heartbeat said
+            loaded = _load(last) if last else None
+            if not isinstance(loaded, dict):
+                host, _, pid = worker_id.rpartition("-")
+                loaded = {"host": host or worker_id, "pid": pid if pid.isdigit() else 0}
+            data, status = loaded, WorkerStatus.DEAD
+        out.append(_worker(worker_id, data, status, float(last_seen)))
+    return out
 
 
 _BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
-from yadtq.models import Health, Task, TaskState, WorkerInfo, WorkerStatus
+from yadtq.models import Health, Task, TaskState, View, WorkerInfo, WorkerStatus
 from yadtq.registry import TaskSpec
 
 Clock = Callable[[], float]
@@ -43,6 +43,7 @@ class DashboardService(Protocol):
     def counts(self) -> dict[TaskState, int]: ...
     def finished_per_second(self, seconds: int = 60) -> builtins.list[int]: ...
     def workers(self) -> builtins.list[WorkerInfo]: ...
+    def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View: ...
     def retry(self, task_id: str) -> str: ...
     def reset(self) -> int: ...
     def health(self) -> Health: ...
@@ -98,13 +99,10 @@ def fetch_snapshot(service: DashboardService, state_filter: TaskState | None, li
                    with_specs: bool = False) -> Snapshot:
     """Read one refresh's data (blocking; raises ``ServiceUnavailable``)."""
     started = time.perf_counter()
-    tasks = tuple(service.list(state_filter, limit=limit, history=False))  # the table shows none
-    counts = service.counts()
-    throughput = tuple(service.finished_per_second(THROUGHPUT_SECONDS))
-    workers = tuple(service.workers())
+    view = service.view(state_filter, limit=limit, seconds=THROUGHPUT_SECONDS)
     specs = tuple(service.task_specs()) if with_specs else None
-    return Snapshot(state_filter, tasks, counts, throughput, workers, specs,
-                    time.perf_counter() - started)
+    return Snapshot(state_filter, tuple(view.tasks), view.counts, tuple(view.throughput),
+                    tuple(view.workers), specs, time.perf_counter() - started)
 
 
 def next_filter(current: TaskState | None) -> TaskState | None:

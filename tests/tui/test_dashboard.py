@@ -126,13 +126,13 @@ async def test_table_shows_one_page_only(fake_client: Client) -> None:
     for i in range(30):
         create(fake_client, i, "ADD", (i, i), now - 100 + i)
     calls: list[tuple[Any, int]] = []
-    real_list = fake_client.list
+    real_view = fake_client.view
 
-    def spy(state: Any = None, limit: int = 50, offset: int = 0, **kw: Any) -> Any:
+    def spy(state: Any = None, limit: int = 50, seconds: int = 60) -> Any:
         calls.append((state, limit))
-        return real_list(state, limit, offset, **kw)
+        return real_view(state, limit, seconds)
 
-    fake_client.list = spy  # type: ignore[method-assign]
+    fake_client.view = spy  # type: ignore[method-assign]
     app = fast_app(fake_client, page_size=10)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)

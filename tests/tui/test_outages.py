@@ -104,9 +104,9 @@ async def test_polling_never_stacks_and_pauses_under_a_dialog(fake_client: Clien
     peak = 0
     calls = 0
     lock = threading.Lock()
-    real_list = fake_client.list
+    real_view = fake_client.view
 
-    def slow_list(*args: Any, **kwargs: Any) -> Any:
+    def slow_view(*args: Any, **kwargs: Any) -> Any:
         nonlocal active, peak, calls
         with lock:
             active += 1
@@ -115,9 +115,9 @@ async def test_polling_never_stacks_and_pauses_under_a_dialog(fake_client: Clien
         time.sleep(0.15)
         with lock:
             active -= 1
-        return real_list(*args, **kwargs)
+        return real_view(*args, **kwargs)
 
-    fake_client.list = slow_list  # type: ignore[method-assign]
+    fake_client.view = slow_view  # type: ignore[method-assign]
     app = fast_app(fake_client, poll_interval=0.01)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot, 3)
