@@ -2,7 +2,7 @@
 
 ``add`` only appends to a buffer, so a program submitting one task at a time pays microseconds per
 call instead of a Redis and a Kafka round trip. A flusher thread takes everything buffered, records
-it in Redis (``queued``) in one script call, then hands it to a lingering Kafka producer; a task
+it in Redis (``queued``) in one script call, then hands it to the Kafka producer; a task
 Kafka refuses is marked ``failed`` ("not enqueued"). The order is the same as a confirmed submit:
 Redis first, then Kafka, so a worker never sees a task whose record is missing, and a crash loses a
 buffered task whole (no record and no message) rather than leaving it ``queued`` forever.
@@ -22,6 +22,12 @@ from yadtq.errors import ServiceUnavailable
 from yadtq.wire import Envelope
 
 MAX_BATCH = 1000
+BUSY_BATCH = 2
+"""A batch at least this big means submits are arriving fast: the next one waits to grow."""
+BUSY_LINGER_SECONDS = 0.005
+"""How long it waits. Idle or light traffic goes out at once (the producer does not linger), so a
+task submitted alone reaches Kafka in one hop; a burst is sent in batches, one producer wake-up
+per batch instead of per task."""
 
 
 class BackgroundSubmitter:
@@ -94,6 +100,8 @@ class BackgroundSubmitter:
                 with self._cv:
                     self._in_flight = 0
                     self._cv.notify_all()
+            if len(batch) >= BUSY_BATCH and not self._closed:
+                time.sleep(BUSY_LINGER_SECONDS)
 
 
 def _close_at_exit(ref: weakref.ref[BackgroundSubmitter]) -> None:

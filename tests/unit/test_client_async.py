@@ -57,3 +57,38 @@ def test_unconfirmed_submits_while_redis_is_down_are_neither_recorded_nor_sent(
     assert fake_broker.messages(fake_client.settings.topic) == []
     with pytest.raises(TaskNotFound):
         fake_client.get(task_id)
+
+
+def test_a_lone_submit_goes_out_at_once_and_a_burst_waits_to_batch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The background submitter lingers only after a batch of several tasks (traffic is fast);
+    a task submitted alone is recorded and sent without waiting."""
+    import threading
+    import time
+
+    from yadtq import batcher
+    from yadtq.wire import Envelope
+
+    naps: list[float] = []
+    monkeypatch.setattr(batcher.time, "sleep", naps.append)
+    sent: list[int] = []
+    gate = threading.Event()
+
+    def create(envs: object) -> None:
+        gate.wait(5)  # hold the first batch so the burst queues up behind it
+
+    sub = batcher.BackgroundSubmitter(create, lambda envs: sent.append(len(envs)),
+                                      lambda timeout: None, lambda env, exc: None)
+    try:
+        env = Envelope("0" * 32, "ADD", (1, 2), time.time())
+        sub.add([env])          # alone: taken at once
+        while not sub._in_flight:  # noqa: SLF001 - until the flusher holds it (time.sleep is patched)
+            threading.Event().wait(0.001)
+        sub.add([env] * 5)      # arrives while the first is in flight: one batch of 5
+        gate.set()
+        sub.flush()
+        assert sent == [1, 5]
+        assert naps == [batcher.BUSY_LINGER_SECONDS]  # after the batch of 5 only
+    finally:
+        gate.set()
+        sub.close()
