@@ -6,6 +6,7 @@ blocking calls run in thread workers of the screens, which post typed messages b
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Sequence
 from datetime import tzinfo
@@ -41,6 +42,20 @@ class YadtqApp(App[None]):
         super().__init__()
         self.context = context
         """The injected service and settings every screen uses."""
+
+    def on_mount(self) -> None:
+        """Once the first screen is drawn, settle memory (below)."""
+        self.call_after_refresh(self.settle_memory)
+
+    @staticmethod
+    def settle_memory() -> None:
+        """Collect once, then move every object alive now (imports, Textual, the screens) out of
+        the collector's reach (``gc.freeze``): a full collection then only walks what was made
+        since. Measured under load (bench/bench_tui.py, one run each): full collections of 70-300 ms
+        stopped the UI and the poll thread (refresh p95 64 ms, max 372 ms); with it 25-95 ms
+        (p95 47 ms, max 71 ms)."""
+        gc.collect()
+        gc.freeze()
 
     @property
     def dashboard(self) -> DashboardScreen:
