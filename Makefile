@@ -10,7 +10,7 @@ WORKERS ?= 3
 export YADTQ_KAFKA_PORT ?= 9092
 export YADTQ_REDIS_PORT ?= 6379
 
-.PHONY: help venv services stop run workers test test-unit lint bench bench-peers bench-tui chaos clean
+.PHONY: help venv services stop run workers test test-unit lint bench bench-peers bench-tui bench-profile chaos clean
 
 help:
 	@echo "make run        start Kafka + Redis, $(WORKERS) workers and the dashboard"
@@ -19,6 +19,7 @@ help:
 	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
 	@echo "make bench      pipeline benchmark (writes bench/results/)"
 	@echo "make bench-peers  YADTQ side by side with Celery, RQ, Dramatiq, Huey, kq (ARGS=--quick)"
+	@echo "make bench-profile  per-task CPU by component (py-spy: Kafka client, Redis client, framework, servers)"
 	@echo "make chaos      the large fault-injection run (stops/starts the make-services Kafka and Redis)"
 	@echo "make lint       ruff + mypy"
 
@@ -66,6 +67,10 @@ bench-peers: services
 
 bench-tui: services
 	$(PY) bench/bench_tui.py
+
+bench-profile: services
+	$(PY) -m pip install -q -e '.[profile]'
+	$(PY) bench/breakdown.py $(ARGS)
 
 clean: stop
 	rm -rf .local scripts/kafka/target
