@@ -39,6 +39,11 @@ from yadtq.store import Beat, RedisStore
 
 log = logging.getLogger("yadtq.worker")
 
+REJOIN_AFTER_SECONDS = 30.0
+"""A member whose group join has not finished after this long leaves and joins again. Our
+workers keep polling, so a real rebalance takes seconds; kafka-python 3.0 members were seen
+stuck in a join for good (alive, no partitions) while the others shared the work."""
+
 
 class Worker(TaskRunner):
     """One worker process's consumer loop. ``run()`` returns when stopped (or in finite mode)."""
@@ -94,8 +99,19 @@ class Worker(TaskRunner):
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
         last_work = time.monotonic()
+        unjoined_since: float | None = None
         try:
             while not self.stopping.is_set():
+                if consumer.joined():
+                    unjoined_since = None
+                elif unjoined_since is None:
+                    unjoined_since = time.monotonic()
+                elif time.monotonic() - unjoined_since > REJOIN_AFTER_SECONDS:
+                    fresh = self._rejoin(consumer)
+                    if fresh is None:
+                        break  # stopped while reconnecting (the old consumer is closed again: harmless)
+                    consumer, unjoined_since = fresh, None
+                    continue
                 if self._pending:
                     records, self._pending = self._pending, []
                 else:
@@ -146,6 +162,21 @@ class Worker(TaskRunner):
             if self.stopping.wait(delay):
                 return None
             delay = min(5.0, delay * 2)
+
+    def _rejoin(self, consumer: Consumer) -> Consumer | None:
+        """Leave the group with a new consumer (see ``REJOIN_AFTER_SECONDS``); None if stopped."""
+        log.warning("worker %s: joining the consumer group has not finished after %.0f s; "
+                    "leaving and joining again", self.id, REJOIN_AFTER_SECONDS)
+        try:
+            consumer.close()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("closing the stuck consumer: %s", exc)
+        self._assigned = frozenset()
+        self._committed.clear()
+        self._pending = []
+        fresh = self._connect()
+        self._consumer = fresh
+        return fresh
 
     # ------------------------------------------------------------------ main thread
     def _process(self, consumer: Consumer, records: list[Record]) -> int:

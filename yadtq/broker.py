@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import MemberState
 
 from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable
@@ -210,6 +211,12 @@ class TaskConsumer:
 
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._c.assignment()}
+
+    def joined(self) -> bool:
+        """False while this member is still (re)joining its group. kafka-python keeps the state
+        on its coordinator (not public API: if that changes, this says True and nothing waits)."""
+        state = getattr(getattr(self._c, "_coordinator", None), "state", MemberState.STABLE)
+        return bool(state == MemberState.STABLE)
 
     def pause(self, partitions: set[int]) -> None:
         self._c.pause(*(TopicPartition(self.settings.topic, p) for p in partitions))

@@ -121,6 +121,9 @@ class FakeConsumer:
         self._position: dict[int, int] = {}
         self._pending_rebalance = True
         self.closed = False
+        self.stuck = False
+        """Tests: a member whose group join never finishes (polls return nothing, ``joined()`` is
+        False), as kafka-python 3.0 members sometimes are."""
         with broker.lock:
             group = broker.groups.setdefault(settings.group, _Group())
             group.members.append(self)
@@ -147,6 +150,8 @@ class FakeConsumer:
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         if self.closed:
             raise RuntimeError("consumer closed")
+        if self.stuck:
+            return []
         if self._pending_rebalance:
             self._do_rebalance()
         if not self.broker.available:
@@ -165,6 +170,9 @@ class FakeConsumer:
 
     def assignment(self) -> set[int]:
         return set(self._assigned)
+
+    def joined(self) -> bool:
+        return not self.stuck
 
     def pause(self, partitions: set[int]) -> None:
         self._paused |= partitions

@@ -265,6 +265,28 @@ def test_two_workers_share_the_partitions(h: Harness) -> None:
     assert h.committed() == h.all_offsets()
 
 
+def test_a_member_stuck_joining_its_group_leaves_and_joins_again(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-python 3.0 members were seen stuck in a group join for good (alive, no partitions):
+    after ``REJOIN_AFTER_SECONDS`` the worker closes that consumer and joins with a new one."""
+    import worker.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "REJOIN_AFTER_SECONDS", 0.3)
+    made: list[Any] = []
+
+    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
+        consumer = h.broker.consumer(settings, wid, revoked, assigned)
+        consumer.stuck = not made  # the first one never finishes joining
+        made.append(consumer)
+        return consumer
+
+    ids = [h.submit("ADD", i, 1) for i in range(5)]
+    w = h.worker(consumer_factory=factory)
+    assert w.run(idle_exit=1.0) == 5
+    assert len(made) == 2 and made[0].closed  # the stuck one left the group
+    assert [h.get(t).state for t in ids] == [C] * 5
+
+
 def test_a_warm_stop_finishes_the_current_task_and_loses_nothing(fake_settings: Settings,
                                                                  fake_store: RedisStore) -> None:
     h = Harness(fake_settings, fake_store, FakeBroker(partitions=1))  # one partition: known order
