@@ -189,3 +189,48 @@ move(cur[5], cur[1], ARGV[3], tonumber(cur[4]))
 flush()
 return 1
 """
+
+# One dashboard refresh in one round trip (read-only but for pruning long-dead workers).
+# KEYS[1] = task index (all or one state), KEYS[2] = counts, KEYS[3] = workers, KEYS[4] = workers' last
+# beats, KEYS[5..] = per-second rate keys. ARGV[1] = page size, ARGV[2] = task key prefix, ARGV[3] =
+# worker key prefix, ARGV[4] = forget workers last seen at or before this time, ARGV[5..] = the task
+# fields to read. The task and worker keys are built here from their prefixes: ids come from the
+# index, so they cannot be declared in advance (a single Redis, not a cluster).
+# Returns {tasks (field values each), counts (flat), rates, workers (flat: id, last seen, beat
+# (flat), last beat JSON)}.
+VIEW = """
+local limit = tonumber(ARGV[1])
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local tasks = {}
+if limit > 0 then
+  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, limit - 1)) do
+    tasks[#tasks + 1] = redis.call('HMGET', ARGV[2] .. id, unpack(fields))
+  end
+end
+local rates = {}
+if #KEYS > 4 then
+  local rate_keys = {}
+  for i = 5, #KEYS do rate_keys[#rate_keys + 1] = KEYS[i] end
+  rates = redis.call('MGET', unpack(rate_keys))
+end
+local cutoff = tonumber(ARGV[4])
+local known = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+local workers, old = {}, {}
+for i = 1, #known, 2 do
+  local id, seen = known[i], known[i + 1]
+  if tonumber(seen) <= cutoff then
+    old[#old + 1] = id
+  else
+    workers[#workers + 1] = id
+    workers[#workers + 1] = seen
+    workers[#workers + 1] = redis.call('HGETALL', ARGV[3] .. id)
+    workers[#workers + 1] = redis.call('HGET', KEYS[4], id)
+  end
+end
+if #old > 0 then
+  redis.call('ZREM', KEYS[3], unpack(old))
+  redis.call('HDEL', KEYS[4], unpack(old))
+end
+return {tasks, redis.call('HGETALL', KEYS[2]), rates, workers}
+"""

@@ -80,6 +80,7 @@ class RedisStore:
         self._start = self.r.register_script(lua.START)
         self._finish = self.r.register_script(lua.FINISH)
         self._transition = self.r.register_script(lua.TRANSITION)
+        self._view = self.r.register_script(lua.VIEW)
         self._state_keys = [self.keys.state_index(s) for s in STATES]
 
     def describe(self) -> str:
@@ -268,38 +269,21 @@ class RedisStore:
 
     def view(self, state: TaskState | None, limit: int, seconds: int, late_after: float,
              now: float | None = None) -> View:
-        """What a dashboard refresh shows, in two round trips (``list(history=False)``, ``counts``,
-        ``finished_per_second`` and ``workers`` take seven): under load every round trip waits
-        behind the workers' scripts in Redis's queue."""
+        """What a dashboard refresh shows, in one round trip (one read script; ``list(history=False)``,
+        ``counts``, ``finished_per_second`` and ``workers`` take seven): under load every round
+        trip waits behind the workers' scripts in Redis's queue."""
         t = time.time() if now is None else now
         index = self.keys.index if state is None else self.keys.state_index(state)
-        rate_keys = [self.keys.rate(s) for s in range(int(t) - seconds, int(t))]
-
-        def run() -> View:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.zrevrange(index, 0, max(0, limit - 1))
-            pipe.hgetall(self.keys.counts)
-            pipe.mget(rate_keys)
-            pipe.zrange(self.keys.workers, 0, -1, withscores=True)
-            ids, counts, rates, everyone = pipe.execute()
-            ids = ids if limit > 0 else []
-            known = [(w, s) for w, s in everyone if s > t - DEAD_WORKER_KEEP_SECONDS]
-            old = [w for w, s in everyone if s <= t - DEAD_WORKER_KEEP_SECONDS]
-            for task_id in ids:
-                pipe.hmget(self.keys.task(task_id), _BRIEF)
-            for worker_id, _ in known:
-                pipe.hgetall(self.keys.worker(worker_id))
-            if known:
-                pipe.hmget(self.keys.workers_last, [w for w, _ in known])
-            if old:
-                pipe.zrem(self.keys.workers, *old)
-                pipe.hdel(self.keys.workers_last, *old)
-            out = pipe.execute() if ids or known or old else []
-            beats = out[len(ids):len(ids) + len(known)]
-            lasts = out[len(ids) + len(known)] if known else []
-            return View(_brief_tasks(out[:len(ids)]), _counts(counts),
-                        [int(v or 0) for v in rates], _workers(known, beats, lasts, t, late_after))
-        return self._call(run)
+        keys = [index, self.keys.counts, self.keys.workers, self.keys.workers_last,
+                *(self.keys.rate(s) for s in range(int(t) - seconds, int(t)))]
+        args = [max(0, limit), self.keys.task(""), self.keys.worker(""),
+                repr(t - DEAD_WORKER_KEEP_SECONDS), *_BRIEF]
+        tasks, counts, rates, flat = self._call(lambda: self._view(keys=keys, args=args))
+        known = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 4)]
+        beats = [_pairs(flat[i + 2]) for i in range(0, len(flat), 4)]
+        lasts = [flat[i + 3] for i in range(0, len(flat), 4)]
+        return View(_brief_tasks(tasks), _counts(_pairs(counts)), [int(v or 0) for v in rates],
+                    _workers(known, beats, lasts, t, late_after))
 
     # ------------------------------------------------------------------ registry
     def publish_specs(self, specs: Sequence[dict[str, Any]]) -> None:
@@ -345,6 +329,11 @@ def _worker(worker_id: str, data: dict[str, Any], status: WorkerStatus, last_see
         done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
         partitions=() if status is WorkerStatus.DEAD
         else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isdigit()))
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
+    """A script's HGETALL (a flat list of field, value) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _counts(raw: dict[str, str]) -> dict[TaskState, int]:
