@@ -180,18 +180,22 @@ class Worker(TaskRunner):
 
     # ------------------------------------------------------------------ main thread
     def _process(self, consumer: Consumer, records: list[Record]) -> int:
-        partitions = consumer.assignment()
-        consumer.pause(partitions)
         self._revoked_during_batch = set()
         batch = Batch(records)
         self._batch = batch
         self._batches.put(batch)
         last_poll = time.monotonic()
+        paused = False
         while not batch.done.wait(0.05):
             self._watchdog()
             if time.monotonic() - last_poll > 0.5:
-                # Stay in the group while the task runs. Paused partitions return nothing; records of
-                # partitions assigned by a rebalance meanwhile are kept for the next batch.
+                # Stay in the group while the task runs: poll with every partition paused (paused
+                # only now: a batch that ends sooner never polls, and pausing would cost the
+                # consumer its prefetched records and a fetch round trip). Records of partitions
+                # assigned by a rebalance meanwhile are kept for the next batch.
+                if not paused:
+                    consumer.pause(consumer.assignment())
+                    paused = True
                 extra = consumer.poll(timeout_ms=0)
                 if extra:
                     consumer.pause(consumer.assignment())
@@ -201,7 +205,8 @@ class Worker(TaskRunner):
         offsets = {p: o for p, o in batch.processed.items()
                    if p not in self._revoked_during_batch and p in consumer.assignment()}
         self._commit(consumer, offsets)
-        consumer.resume(consumer.assignment())
+        if paused:
+            consumer.resume(consumer.assignment())
         return len(records)
 
     def _commit(self, consumer: Consumer, offsets: dict[int, int]) -> None:
