@@ -291,3 +291,8 @@ def test_reset_and_close(fake_client: Client) -> None:
     fake_client.close()
     fake_client.close()
     assert fake_client.submit("ADD", [1, 2])  # a new producer after close
+
+
+def test_a_batch_is_listed_newest_first_in_the_order_it_was_given(fake_client: Client) -> None:
+    ids = fake_client.submit_many([("ADD", (i, 1)) for i in range(50)])
+    assert [t.id for t in fake_client.list(limit=50)] == ids[::-1]
