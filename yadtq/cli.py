@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -
         if args.limit < 0 or args.offset < 0:
             raise CliError("--limit and --offset must not be negative", EXIT_INVALID)
         state = TaskState(args.state) if args.state else None
-        tasks = client.list(state, args.limit, args.offset)
+        tasks = client.list(state, args.limit, args.offset, history=args.json)  # the table shows none
         if args.json:
             _json([task_json(t) for t in tasks], out)
         else:

@@ -164,17 +164,27 @@ def offered(peer: Peer, rec: Recorder, phase: str, rate: int, sz: Sizes) -> dict
     return out
 
 
-def drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
-    """Workers must be stopped."""
-    items = _items(phase, sz.drain)
+def _enqueue(peer: Peer, items: list[Item], limit: float) -> tuple[list[Any], float, dict[str, float]]:
+    """Bulk-enqueue ``items`` 500 per call for at most ``limit`` seconds: the handles, the time
+    it ended, and its rate and CPU per 1,000 tasks."""
     s0, t0 = self_cpu(), time.time()
     handles: list[Any] = []
     for i in range(0, len(items), 500):
         handles += peer.submit_bulk(items[i:i + 500])
-        if time.time() - t0 > sz.wait:
+        if time.time() - t0 > limit:
             break
     peer.flush()
     t_enq, s1 = time.time(), self_cpu()
+    n = max(1, len(handles))
+    return handles, t_enq, {"enqueue_per_s": round(n / (t_enq - t0), 1),
+                            "enqueue_seconds": round(t_enq - t0, 2),
+                            "cpu_enqueue_per_1000": round((s1 - s0) / n * 1000, 3)}
+
+
+def drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
+    """Workers must be stopped."""
+    items = _items(phase, sz.drain)
+    handles, _, enq = _enqueue(peer, items, sz.wait)
     n = len(handles)
     items = items[:n]
     peer.start()
@@ -186,8 +196,7 @@ def drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
     w_last = tree_cpu(roots)
     done = [d for d in rec.done([k for _, _, k in items]) if d is not None]
     first, last = min(done), max(done)
-    return {"tasks": n, "enqueue_per_s": round(n / (t_enq - t0), 1),
-            "cpu_enqueue_per_1000": round((s1 - s0) / n * 1000, 3),
+    return {"tasks": n, **enq,
             "drain_per_s": round(n / max(last - first, 1e-6), 1),
             "drain_from_start_per_s": round(n / (last - t_start), 1),
             "first_completion_after_start_s": round(first - t_start, 2),
@@ -199,15 +208,8 @@ def warm_drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, An
     """Workers running and warm (after ``start_ready``)."""
     items = _items(phase, sz.warm_drain)
     roots = peer.worker_pids()
-    handles: list[Any] = []
     with frozen(roots):
-        s0, t0 = self_cpu(), time.time()
-        for i in range(0, len(items), 500):
-            handles += peer.submit_bulk(items[i:i + 500])
-            if time.time() - t0 > sz.freeze_max:
-                break
-        peer.flush()
-        t_enq, s1 = time.time(), self_cpu()
+        handles, t_enq, enq = _enqueue(peer, items, sz.freeze_max)
         w0 = tree_cpu(roots)
     n = len(handles)
     items = items[:n]
@@ -215,8 +217,7 @@ def warm_drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, An
     w1 = tree_cpu(roots)
     done = [d for d in rec.done([k for _, _, k in items]) if d is not None]
     first, last = min(done), max(done)
-    return {"tasks": n, "enqueue_per_s": round(n / (t_enq - t0), 1), "frozen_s": round(t_enq - t0, 2),
-            "cpu_enqueue_per_1000": round((s1 - s0) / n * 1000, 3),
+    return {"tasks": n, **enq, "frozen_s": enq["enqueue_seconds"],
             "drain_per_s": round(n / max(last - first, 1e-6), 1),
             "first_completion_after_thaw_s": round(first - t_enq, 3),
             "cpu_workers_per_1000": round((w1 - w0) / n * 1000, 3),
