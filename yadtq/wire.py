@@ -29,6 +29,9 @@ MAX_STRING_CHARS = 4096
 MAX_INT_DIGITS = 100
 """Largest integer argument, in decimal digits (keeps MUL and friends cheap)."""
 
+MAX_TIMESTAMP = 1e11
+"""Largest ``created_at`` (epoch seconds; the year 5138): anything larger is not a time."""
+
 _INT_LIMIT = 10**MAX_INT_DIGITS
 _ID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}", re.ASCII)
@@ -53,8 +56,8 @@ def encode(env: Envelope) -> bytes:
         raise DecodeError("task id must be 32 lowercase hex characters")
     if not NAME_RE.fullmatch(env.name):
         raise DecodeError(f"invalid task name {env.name[:70]!r}")
-    if not math.isfinite(env.created_at) or env.created_at < 0:
-        raise DecodeError("created_at must be a non-negative number")
+    if not math.isfinite(env.created_at) or not 0 <= env.created_at <= MAX_TIMESTAMP:
+        raise DecodeError("created_at must be a non-negative number of epoch seconds")
     try:
         check_args(env.args)
     except ValueError as exc:
@@ -73,7 +76,19 @@ _DECODER = json.JSONDecoder(parse_constant=lambda name: _reject_constant(name))
 
 
 def decode(raw: bytes | None) -> Envelope:
-    """Parse and validate one message; raise ``DecodeError`` saying what is wrong."""
+    """Parse and validate one message; raise ``DecodeError`` saying what is wrong.
+
+    Total: any input yields an ``Envelope`` or ``DecodeError``, never another exception (a check
+    that trips over an input nobody foresaw is reported as a malformed message)."""
+    try:
+        return _decode(raw)
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - totality: one error type for every bad input
+        raise DecodeError(f"malformed message ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _decode(raw: bytes | None) -> Envelope:
     if raw is None:
         raise DecodeError("empty message (no value)")
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -101,9 +116,11 @@ def decode(raw: bytes | None) -> Envelope:
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
     created = obj.get("created_at")
+    if type(created) is int and abs(created) >= _INT_LIMIT:
+        raise DecodeError("field 'created_at' is not a time (too large)")
     if not isinstance(created, int | float) or isinstance(created, bool) \
-            or not math.isfinite(created) or created < 0:
-        raise DecodeError("field 'created_at' must be a non-negative number")
+            or not math.isfinite(created) or created < 0 or created > MAX_TIMESTAMP:
+        raise DecodeError("field 'created_at' must be a non-negative number of epoch seconds")
     extra = set(obj) - {"v", "id", "name", "args", "created_at"}
     if extra:
         raise DecodeError(f"unknown fields: {', '.join(sorted(extra))[:120]}")

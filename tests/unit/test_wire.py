@@ -191,7 +191,7 @@ def test_decode_rejects_unknown_extra_fields() -> None:
 
 @pytest.mark.parametrize("created", [-1, -0.001, "1732800000", True, None, [1]])
 def test_decode_rejects_a_bad_created_at(created: Any) -> None:
-    assert reason(with_(created_at=created)) == "field 'created_at' must be a non-negative number"
+    assert reason(with_(created_at=created)) == "field 'created_at' must be a non-negative number of epoch seconds"
 
 
 def test_decode_rejects_a_missing_created_at() -> None:
@@ -266,3 +266,41 @@ def test_what_decode_accepts_can_be_encoded_again() -> None:
     data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
     env = decode(data)
     assert same(decode(encode(env)), env)
+
+
+# ---------------------------------------------------------------- totality: DecodeError or Envelope
+@pytest.mark.parametrize("created", [10**400, -(10**400), 10**20, 1e300, 2**63])
+def test_decode_refuses_a_created_at_that_is_not_a_time(created: int | float) -> None:
+    """A JSON integer too large for a float used to raise OverflowError (and drop a whole batch)."""
+    data = raw(valid()).replace(b"1732800000.5", str(created).encode())
+    assert "created_at" in reason(data)
+
+
+def test_decode_turns_an_unforeseen_exception_into_decode_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_args: Any) -> None:
+        raise KeyError("nobody expected this")
+
+    monkeypatch.setattr(wire, "check_args", broken)
+    assert "malformed message (KeyError" in reason(with_())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**450), max_value=10**450)
+    | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children,
+                                                                       max_size=4),
+    max_leaves=12)
+
+
+@given(st.dictionaries(st.sampled_from(["v", "id", "name", "args", "created_at", "x"]), json_values,
+                       max_size=6))
+@settings(max_examples=400, deadline=None)
+@example({"v": 1, "id": TASK_ID, "name": "ADD", "args": [], "created_at": 10**400})
+def test_decode_is_total_over_json_objects(obj: dict[str, Any]) -> None:
+    """Any JSON object (merged over a valid envelope) gives an Envelope or DecodeError, nothing else."""
+    data = json.dumps({**valid(), **obj}).encode()
+    try:
+        env = decode(data)
+    except DecodeError:
+        return
+    assert decode(encode(env)) == env
