@@ -1,4 +1,10 @@
-"""Running one task function: time limit, error classification, JSON-safe results."""
+"""Running one task function: its result or its error, always as safe JSON and text.
+
+``run_task`` never raises because of what a task does: any exception (``SystemExit``,
+``KeyboardInterrupt`` and other ``BaseException`` included), an exception whose ``str`` raises, a
+result that is not JSON or nested too deep, an error text that is not valid Unicode: each is one
+failed attempt with a readable error. Only the worker's own ``TimeLimitExceeded`` passes through.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ class Result:
 
 MAX_RESULT_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 2000
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
 def run_task(spec: TaskSpec, args: tuple[Any, ...]) -> Result:
@@ -45,32 +52,74 @@ def run_task(spec: TaskSpec, args: tuple[Any, ...]) -> Result:
     except TimeLimitExceeded:
         raise
     except (PermanentTaskError, InvalidTask, TypeError) as exc:
-        return Result(False, error=_error(exc), retryable=False, seconds=time.perf_counter() - t0)
-    except Exception as exc:  # noqa: BLE001 - any error of user code is a failed attempt
-        return Result(False, error=_error(exc), retryable=True, seconds=time.perf_counter() - t0)
+        return Result(False, error=describe_error(exc), retryable=False,
+                      seconds=time.perf_counter() - t0)
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
+        # the task tried to end the process or the thread: that ends only this attempt
+        return Result(False, error=describe_error(exc), retryable=False,
+                      seconds=time.perf_counter() - t0)
+    except BaseException as exc:  # noqa: BLE001 - any error of user code is a failed attempt
+        return Result(False, error=describe_error(exc), retryable=True,
+                      seconds=time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
+    return check_result(value, seconds)
+
+
+def check_result(value: Any, seconds: float = 0.0) -> Result:
+    """``value`` as a successful result if it is small, finite JSON; otherwise a failed attempt."""
     try:
-        encoded = json.dumps(value, allow_nan=False)
+        encoded = _ENCODER.encode(value)
+    except RecursionError:
+        return Result(False, error="result is not JSON-serialisable: nested too deep", seconds=seconds)
     except (TypeError, ValueError) as exc:
         if isinstance(value, float) and not math.isfinite(value):
             return Result(False, error=f"result is not a finite number: {value}", seconds=seconds)
-        return Result(False, error=f"result is not JSON-serialisable: {exc}", seconds=seconds)
+        return Result(False, error=f"result is not JSON-serialisable: {safe_text(exc)}",
+                      seconds=seconds)
+    except Exception as exc:  # noqa: BLE001 - a __float__/__iter__ that raises inside the encoder
+        return Result(False, error=f"result is not JSON-serialisable: {describe_error(exc)}",
+                      seconds=seconds)
     if len(encoded) > MAX_RESULT_BYTES:
         return Result(False, error=f"result is {len(encoded)} bytes; the limit is {MAX_RESULT_BYTES}",
                       seconds=seconds)
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        return Result(False, error="result is not valid Unicode text (lone surrogate)", seconds=seconds)
     return Result(True, value=value, seconds=seconds)
 
 
-def _error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, PermanentTaskError) else str(exc)
-    return text[:MAX_ERROR_CHARS]
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` (just the message for ``PermanentTaskError``), as valid text, never raising."""
+    name = type(exc).__name__
+    try:
+        message = str(exc)
+    except BaseException as inner:  # noqa: BLE001 - an exception whose __str__ raises
+        message = f"<the error's text could not be read: {type(inner).__name__}>"
+    if isinstance(exc, SystemExit):
+        message = f"the task called sys.exit({message})" if message else "the task called sys.exit()"
+    text = message if isinstance(exc, PermanentTaskError) else (f"{name}: {message}" if message else name)
+    return safe_text(text)[:MAX_ERROR_CHARS]
+
+
+def safe_text(value: object) -> str:
+    """``str(value)`` as valid Unicode (a lone surrogate becomes ``\\udXXX``); never raises."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except BaseException:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}>"
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def interrupt_thread(thread: threading.Thread, exc_type: type[BaseException]) -> bool:
     """Raise ``exc_type`` inside ``thread`` at its next bytecode (how dramatiq enforces time limits).
 
     A thread blocked inside C code (a long ``time.sleep``, a socket read) sees it only when that
-    call returns; task functions that wait should wait in short steps.
+    call returns; the worker escalates when a task has not stopped a grace period later.
     """
     ident = thread.ident
     if ident is None:
