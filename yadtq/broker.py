@@ -1,8 +1,12 @@
-"""The Kafka adapter: topics, the task producer and the worker's consumer.
+"""The Kafka adapter: topics, the task producer, the worker's consumer and the offset reader.
 
 This is the only module that imports the Kafka client (kafka-python). The worker and the client use
-the small ``TaskProducer`` / ``TaskConsumer`` surfaces below; ``yadtq.testing`` has in-memory fakes of
-the same surfaces for unit tests.
+the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader`` surfaces below; ``yadtq.testing``
+has in-memory fakes of the same surfaces for unit tests.
+
+``_errors`` is the one place where kafka-python's exceptions become the core's: a retriable or
+connection error is ``ServiceUnavailable`` (wait it out), anything else ``BrokerError``. No
+kafka-python exception leaves this module.
 """
 
 from __future__ import annotations
@@ -11,21 +15,52 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+)
+from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
 from yadtq.broker_types import Record
-from yadtq.errors import ServiceUnavailable
+from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
+
+
+_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError, TimeoutError)
+
+
+def translate(exc: BaseException, bootstrap: str, what: str) -> YadtqError:
+    """The core's error for an exception of the Kafka client: transient or permanent."""
+    if isinstance(exc, YadtqError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, _UNREACHABLE) or getattr(exc, "retriable", False):
+        return ServiceUnavailable(f"Kafka unreachable at {bootstrap} ({what}): {text}")
+    return BrokerError(f"Kafka refused {what}: {text}")
+
+
+@contextmanager
+def _errors(bootstrap: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except YadtqError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the translation point: every failure of the client
+        raise translate(exc, bootstrap, what) from None
 
 
 def _security(settings: Settings) -> dict[str, Any]:
@@ -53,7 +88,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last = exc
             time.sleep(0.5)
             continue
@@ -71,10 +106,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             if all(d.get("error_code", 0) == 0 and d.get("partitions")
                    and all(p.get("leader_id", -1) >= 0 for p in d["partitions"]) for d in described):
                 return
-        except KafkaError as exc:
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last = exc
         finally:
-            admin.close()
+            try:
+                admin.close()
+            except Exception:  # noqa: BLE001, S110 - closing a client that failed
+                pass
         time.sleep(0.2)
     raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
 
@@ -84,15 +122,13 @@ class TaskProducer:
 
     def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
         self.settings = settings
-        try:
+        with _errors(settings.kafka_bootstrap, "a producer"):
             self._p = KafkaProducer(
                 **client_config(settings), acks="all", linger_ms=linger_ms,
                 retries=5, max_block_ms=5000, request_timeout_ms=5000,
-                delivery_timeout_ms=10000, enable_idempotence=False,
+                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000), enable_idempotence=False,
                 max_in_flight_requests_per_connection=5,
             )
-        except KafkaError as exc:
-            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
@@ -101,7 +137,7 @@ class TaskProducer:
             try:
                 futures.append(self._p.send(self.settings.topic, key=env.id.encode(),
                                             value=env.encode()))
-            except KafkaError as exc:
+            except Exception as exc:  # noqa: BLE001 - reported per task
                 futures.append(exc)
         if len(envelopes) > 1:
             self._flush(timeout)
@@ -109,7 +145,7 @@ class TaskProducer:
         deadline = time.monotonic() + timeout
         for fut in futures:
             if isinstance(fut, Exception):
-                errors.append(ServiceUnavailable(f"Kafka refused the task: {fut}"))
+                errors.append(self._refused(fut))
                 continue
             try:
                 fut.get(timeout=max(0.01, deadline - time.monotonic()))
@@ -125,18 +161,25 @@ class TaskProducer:
         for env in envelopes:
             try:
                 fut = self._p.send(self.settings.topic, key=env.id.encode(), value=env.encode())
-            except KafkaError as exc:
-                on_error(env, ServiceUnavailable(f"Kafka refused the task: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - reported per task
+                on_error(env, self._refused(exc))
                 continue
             fut.add_errback(lambda exc, e=env: on_error(e, ServiceUnavailable(
                 f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}")))
+
+    @staticmethod
+    def _refused(exc: Exception) -> Exception:
+        if isinstance(exc, YadtqError):
+            return exc
+        return ServiceUnavailable(f"Kafka refused the task: {type(exc).__name__}: {exc}")
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every message sent so far is acknowledged or has failed."""
         self._flush(timeout)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self._p.send(topic, key=key, value=value).get(timeout=10)
+        with _errors(self.settings.kafka_bootstrap, "a message"):
+            self._p.send(topic, key=key, value=value).get(timeout=10)
 
     def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
         """Put an undecodable or invalid message on the dead-letter topic with the reason."""
@@ -145,20 +188,28 @@ class TaskProducer:
             "partition": record.partition, "offset": record.offset, "at": time.time(),
             "value": None if record.value is None
             else record.value[:65536].decode("utf-8", "backslashreplace"),
-        }).encode()
-        self._p.send(self.settings.dead_letter_topic, value=body).get(timeout=10)
+        }).encode("utf-8", "backslashreplace")
+        with _errors(self.settings.kafka_bootstrap, "a dead letter"):
+            self._p.send(self.settings.dead_letter_topic, value=body).get(timeout=10)
 
     def _flush(self, timeout: float) -> None:
         try:
             self._p.flush(timeout=timeout)
-        except KafkaError:
-            pass  # the per-message futures say what failed
+        except Exception:  # noqa: BLE001, S110 - the per-message futures say what failed
+            pass
 
     def connected(self) -> bool:
         return bool(self._p.bootstrap_connected())
 
     def close(self) -> None:
-        self._p.close(timeout=2)
+        try:
+            self._p.close(timeout=2)
+        except Exception as exc:  # noqa: BLE001 - closing: nothing to hand back
+            log.warning("closing the producer: %s", exc)
+
+
+DELIVERY_TIMEOUT_SECONDS = 10.0
+"""A message not acknowledged this long after ``send`` has failed (the producer gives up)."""
 
 
 def _log_commit(offsets: Any, response: Any) -> None:
@@ -168,6 +219,8 @@ def _log_commit(offsets: Any, response: Any) -> None:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs on kafka-python's network thread: it must not call the consumer (no commit here)."""
+
     def __init__(self, on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
         self.on_revoked, self.on_assigned = on_revoked, on_assigned
@@ -175,12 +228,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.on_revoked({tp.partition for tp in revoked})
 
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.on_revoked({tp.partition for tp in lost})
+
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.on_assigned({tp.partition for tp in assigned})
 
 
 class TaskConsumer:
-    """The worker's view of the tasks topic: poll, pause/resume, commit after processing."""
+    """The worker's view of the tasks topic: poll, pause/resume, seek, commit after processing.
+
+    The group uses the cooperative-sticky assignor (KIP-429): a worker joining or leaving moves only
+    the partitions that change owner; the others keep running through the rebalance."""
 
     def __init__(self, settings: Settings, client_id: str,
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
@@ -188,7 +247,7 @@ class TaskConsumer:
         self.settings = settings
         cfg = client_config(settings)
         cfg["client_id"] = client_id
-        try:
+        with _errors(settings.kafka_bootstrap, "a consumer"):
             self._c = KafkaConsumer(
                 **cfg, group_id=settings.group, enable_auto_commit=False,
                 auto_offset_reset="earliest", max_poll_records=settings.max_poll_records,
@@ -197,20 +256,24 @@ class TaskConsumer:
                 max_poll_interval_ms=settings.max_poll_interval_ms, fetch_max_wait_ms=100,
                 request_timeout_ms=max(30000, settings.session_timeout_ms + 5000),
                 allow_auto_create_topics=False,
+                partition_assignment_strategy=(CooperativeStickyAssignor,),
             )
             self._c.subscribe([settings.topic], listener=_Listener(on_revoked, on_assigned))
-        except KafkaError as exc:
-            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+
+    def _tp(self, partition: int) -> Any:
+        return TopicPartition(self.settings.topic, partition)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
-        batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+        with _errors(self.settings.kafka_bootstrap, "poll"):
+            batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
         out: list[Record] = []
         for tp, messages in batches.items():
             out.extend(Record(tp.partition, m.offset, m.value, tp.topic) for m in messages)
         return out
 
     def assignment(self) -> set[int]:
-        return {tp.partition for tp in self._c.assignment()}
+        with _errors(self.settings.kafka_bootstrap, "assignment"):
+            return {tp.partition for tp in self._c.assignment()}
 
     def joined(self) -> bool:
         """False while this member is still (re)joining its group. kafka-python keeps the state
@@ -219,25 +282,80 @@ class TaskConsumer:
         return bool(state == MemberState.STABLE)
 
     def pause(self, partitions: set[int]) -> None:
-        self._c.pause(*(TopicPartition(self.settings.topic, p) for p in partitions))
+        with _errors(self.settings.kafka_bootstrap, "pause"):
+            self._c.pause(*(self._tp(p) for p in partitions))
 
     def resume(self, partitions: set[int]) -> None:
-        self._c.resume(*(TopicPartition(self.settings.topic, p) for p in partitions))
+        with _errors(self.settings.kafka_bootstrap, "resume"):
+            self._c.resume(*(self._tp(p) for p in partitions))
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` again from ``offset`` at the next poll (if it is still assigned)."""
+        with _errors(self.settings.kafka_bootstrap, "seek"):
+            if self._tp(partition) in self._c.assignment():
+                self._c.seek(self._tp(partition), offset)
 
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         """Commit ``partition -> next offset to read``. ``wait=True`` raises on failure (e.g. a
         partition lost); ``wait=False`` sends the commit and logs a failure later."""
         if not offsets:
             return
-        data = {TopicPartition(self.settings.topic, p): OffsetAndMetadata(o, "", -1)
-                for p, o in offsets.items()}
-        if wait:
-            self._c.commit(data)
-        else:
-            self._c.commit_async(data, callback=_log_commit)
+        data = {self._tp(p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+        with _errors(self.settings.kafka_bootstrap, "the commit"):
+            if wait:
+                self._c.commit(data)
+            else:
+                self._c.commit_async(data, callback=_log_commit)
 
     def close(self) -> None:
-        self._c.close(autocommit=False)
+        with _errors(self.settings.kafka_bootstrap, "closing the consumer"):
+            self._c.close(autocommit=False)
+
+
+def partition_of(task_id: str, partitions: int) -> int:
+    """The partition the producer puts a task on (the default partitioner: murmur2 of the key)."""
+    return int(murmur2(task_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class OffsetReader:
+    """What the reconciler reads from Kafka: the tasks topic's end offsets and the group's commits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        with _errors(settings.kafka_bootstrap, "an admin client"):
+            self._admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
+
+    def partitions(self) -> int:
+        """How many partitions the tasks topic has."""
+        with _errors(self.settings.kafka_bootstrap, "describe the topic"):
+            described = self._admin.describe_topics([self.settings.topic])
+        parts = described[0].get("partitions") if described else None
+        if not parts:
+            raise ServiceUnavailable(f"Kafka: topic {self.settings.topic} has no partitions yet")
+        return len(parts)
+
+    def end_offsets(self, partitions: int) -> dict[int, int]:
+        """partition -> offset of the next message written to it."""
+        specs = {TopicPartition(self.settings.topic, p): OffsetSpec.LATEST for p in range(partitions)}
+        with _errors(self.settings.kafka_bootstrap, "list offsets"):
+            found = self._admin.list_partition_offsets(specs)
+        return {tp.partition: int(o.offset) for tp, o in found.items()}
+
+    def committed(self) -> dict[int, int]:
+        """partition -> the group's committed offset (partitions never committed are absent)."""
+        with _errors(self.settings.kafka_bootstrap, "list the group's offsets"):
+            found = self._admin.list_group_offsets({self.settings.group: None})
+        return {tp.partition: int(o.offset) for tp, o in found.get(self.settings.group, {}).items()
+                if tp.topic == self.settings.topic and o.offset >= 0}
+
+    def partition_of(self, task_id: str, partitions: int) -> int:
+        return partition_of(task_id, partitions)
+
+    def close(self) -> None:
+        try:
+            self._admin.close()
+        except Exception as exc:  # noqa: BLE001 - closing
+            log.debug("closing the admin client: %s", exc)
 
 
 _probes: dict[tuple[str, str], Any] = {}

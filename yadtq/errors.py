@@ -23,3 +23,8 @@ class ServiceUnavailable(YadtqError):
 
 class TaskNotFound(YadtqError):
     """No task with that id."""
+
+
+class BrokerError(YadtqError):
+    """Kafka refused a request for good (not a connection problem): e.g. a commit for partitions
+    that moved to another worker."""

@@ -51,6 +51,14 @@ class Settings:
     """Attempts per task when the task does not say (1 = no retry)."""
     default_time_limit: float = 300.0
     """Seconds a task may run when the task does not say."""
+    stuck_grace: float = 10.0
+    """Seconds a task may go on after its time limit before the worker escalates: it fails the task,
+    commits, and restarts (the supervisor starts a fresh worker process)."""
+    repair_interval: float = 30.0
+    """Seconds between two rounds of the reconciler (run by one worker at a time)."""
+    repair_after: float = 60.0
+    """A queued or in-progress task unchanged this long is checked by the reconciler: it is sent
+    again when Kafka shows that its partition was consumed past it (nothing is left behind it)."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: str | None = None
@@ -93,7 +101,8 @@ class Settings:
     def validated(self) -> Settings:
         if self.partitions < 1:
             raise ValueError("partitions must be at least 1")
-        for name in ("heartbeat_interval", "default_time_limit"):
+        for name in ("heartbeat_interval", "default_time_limit", "stuck_grace", "repair_interval",
+                     "repair_after"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
