@@ -5,6 +5,10 @@
 
 First SIGTERM/SIGINT: finish the current task, write it, commit, leave the group (warm stop).
 Second: exit at once (the task in hand is redelivered to another worker).
+
+The worker runs in a child process that a small supervisor replaces when it ends abnormally (a
+task that would not stop after its time limit, a crash, kill -9); --no-supervisor runs it in this
+process (then exit code 75 asks your process manager for a restart).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import sys
 from types import FrameType
 
+from worker.supervisor import CHILD_ENV, supervise, watch_parent
 from yadtq import default_registry
 from yadtq.errors import ServiceUnavailable
 from yadtq.settings import Settings, add_arguments
@@ -36,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DEBUG, INFO, WARNING... [env YADTQ_LOG_LEVEL; default INFO]")
     parser.add_argument("--max-tasks", type=int, help="exit after this many messages (tests)")
     parser.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (tests)")
+    parser.add_argument("--no-supervisor", action="store_true",
+                        help="run the worker in this process (no automatic restart; exit code 75 "
+                             "means: restart me)")
     add_arguments(parser)
     return parser
 
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    if not args.no_supervisor and CHILD_ENV not in os.environ:
+        return supervise(sys.argv[1:] if argv is None else argv)
+    watch_parent()
     try:
         settings = Settings.from_args(args)
         modules = args.tasks or [os.environ.get("YADTQ_TASKS", "")]
@@ -83,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 1
+    if worker.exit_code:
+        # a runner thread may be stuck in a task: end now, without waiting for it
+        logging.shutdown()
+        os._exit(worker.exit_code)
     return 0
 
 

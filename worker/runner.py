@@ -1,27 +1,32 @@
-"""The runner side of a worker: what happens to a batch of messages on the runner thread.
+"""The runner: executes the batches the consume loop hands over, on a thread of its own.
 
-For each message: decode and validate it (invalid ones are dead-lettered), mark it ``in-progress``
+For each message: decode and validate it (an invalid one is dead-lettered), mark it ``in-progress``
 in Redis (a new attempt, compare-and-set), run the registered function, retry it with exponential
 backoff, and write the outcome (compare-and-set on the attempt). Consecutive tasks whose names are
 known to run fast share one start and one finish round trip (chunks of up to 256); any other task
 runs in a chunk of its own, so a task is marked in-progress only when it really starts.
-``Worker`` (worker/worker.py) owns the consumer and builds on this class.
+
+Whatever one message or one task does is confined to it: a message Redis refuses for good is
+dead-lettered with the reason, a task that misbehaves ends ``failed`` with a readable error, and a
+batch is never dropped. ``Batch.processed`` says how far each partition is finished; the consume
+loop commits only that far (and seeks back to it if the runner fails unexpectedly).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
-from worker.execute import Result, TimeLimitExceeded, run_task
-from worker.interfaces import Producer, ProducerFactory
+from worker.execute import Result, TimeLimitExceeded, run_task, safe_text
+from worker.outbox import Outbox
 from yadtq.broker_types import Record
-from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable
+from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, StoreError
 from yadtq.models import TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
@@ -30,202 +35,96 @@ from yadtq.text import literal
 from yadtq.wire import Envelope, decode
 
 log = logging.getLogger("yadtq.worker")
+T = TypeVar("T")
 
 FAST_TASK_SECONDS = 0.005
 MAX_CHUNK = 256
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+STORE_TRIES = 3
+"""Tries of a request Redis refuses for good before the task or message is given up."""
+EXTRA_STARTS = 2
+"""Starts beyond ``max_attempts`` a task gets when its earlier attempts never finished (the worker
+died or was restarted under it); past that it is failed as a task that kills its worker."""
+
+# START's answers besides an attempt number (see yadtq.lua)
+FINAL, CLEARED, MISMATCH, MALFORMED = 0, -1, -2, -3
+REFUSED = -100
+"""Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
 
 @dataclass
 class Batch:
+    """One poll's records, shared by the consume loop (main thread) and the runner."""
+
     records: list[Record]
     done: threading.Event = field(default_factory=threading.Event)
     processed: dict[int, int] = field(default_factory=dict)
     """partition -> next offset to commit (every record before it has its final state written)."""
+    revoked: frozenset[int] = frozenset()
+    """Partitions taken away during the batch: their tasks are not started any more."""
+    failed: bool = False
+    """The runner failed unexpectedly on this batch: the consume loop seeks back to ``processed``."""
+
+    def first_offset(self, partition: int) -> int | None:
+        return min((r.offset for r in self.records if r.partition == partition), default=None)
+
+    def resume_at(self) -> dict[int, int]:
+        """partition -> first offset not finished (where a seek back must start)."""
+        out: dict[int, int] = {}
+        for rec in self.records:
+            if rec.partition not in out:
+                out[rec.partition] = self.processed.get(rec.partition, rec.offset)
+        return out
 
 
 @dataclass
 class Running:
-    """The task the runner is executing right now (read by the watchdog and the heartbeat)."""
+    """The task the runner is executing now (read by the watchdog and the heartbeat)."""
 
     task_id: str
+    name: str
+    attempt: int
+    record: Record
+    batch: Batch
     deadline: float
-    interrupted: bool = False
+    """``time.monotonic()`` at which its time limit is over."""
+    limit: float
+    interrupts: int = 0
+
+
+class RunnerStatus:
+    """What the runner is doing, for the other threads (always read and written under ``lock``)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: Running | None = None
+        self.progress_at = time.time()
+        """Last time the runner started or finished something (or was idle)."""
+        self.done = 0
+        self.failed = 0
+        self.fenced = 0
+
+    def progress(self) -> None:
+        self.progress_at = time.time()
 
 
 def backoff(attempt: int) -> float:
     return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)))
 
 
-class TaskRunner:
-    """Runs batches of messages (on the runner thread). State shared with ``Worker``."""
+class RedisCalls:
+    """Calls to the store with the worker's error policy: a transient error (Redis unreachable,
+    loading, busy) is waited out until the worker stops (then ``None``); a permanent one is tried
+    ``STORE_TRIES`` times, then raised as ``StoreError`` for the caller to confine."""
 
-    settings: Settings
-    registry: Registry
-    store: RedisStore
-    id: str
-    stopping: threading.Event
-    done: int
-    failed: int
-    fenced: int
-    running: Running | None
-    _running_lock: threading.Lock
-    _seconds: dict[str, float]
-    _producer: Producer | None
-    _producer_factory: ProducerFactory
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
 
-    def _run_batch(self, batch: Batch) -> None:
-        """Validate the batch, then run it in chunks: consecutive tasks known to be fast share one
-        start and one finish round trip; a task not known to be fast runs in a chunk of its own,
-        so no task shows in-progress while it waits behind a slow one."""
-        items = [(rec, self._validate(rec)) for rec in batch.records]
-        i = 0
-        while i < len(items):
-            if self.stopping.is_set():
-                return  # the rest is not committed: redelivered after we leave the group
-            j = i
-            while j < len(items) and j - i < MAX_CHUNK and self._known_fast(items[j][1]):
-                j += 1
-            j = max(j, i + 1)
-            if self._run_chunk(items[i:j], batch) is None:
-                return
-            i = j
-
-    def _known_fast(self, job: tuple[Envelope, TaskSpec] | None) -> bool:
-        if job is None or job[1].fn is None:
-            return True  # dead-lettered or failed at once: no time to wait behind
-        seconds = self._seconds.get(job[1].name)
-        return seconds is not None and seconds < FAST_TASK_SECONDS
-
-    def _run_chunk(self, chunk: list[tuple[Record, tuple[Envelope, TaskSpec] | None]],
-                   batch: Batch) -> bool | None:
-        """Run a chunk; True when done, None if stopped before the chunk was finished."""
-        jobs = [job for _, job in chunk if job is not None]
-        envs = [env for env, _ in jobs]
-        attempts = self._with_redis(lambda: self.store.start(self.id, envs), "mark in-progress")
-        if attempts is None:
-            return None
-        outcomes: list[Outcome] = []
-        stopped_at: int | None = None
-        for idx, ((env, spec), attempt) in enumerate(zip(jobs, attempts, strict=True)):
-            if attempt <= 0:
-                log.info("task %s skipped: %s", env.id,
-                         "already final (duplicate delivery)" if attempt == 0 else "cleared by reset")
-                continue
-            if self.stopping.is_set() and idx > 0:
-                stopped_at = idx
-                break
-            outcome, seconds = self._execute(env, spec, attempt)
-            previous = self._seconds.get(spec.name)
-            self._seconds[spec.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
-            if outcome is None:
-                if self.stopping.is_set():  # stopped during a retry backoff: queued, hand back
-                    stopped_at = idx + 1
-                    break
-                continue  # the retry was taken by another worker or cleared: nothing to write
-            outcomes.append(outcome)
-        if stopped_at is not None:
-            # started but not run: hand them back (queued) so the next owner starts them cleanly
-            for (env, _spec), attempt in zip(jobs[stopped_at:], attempts[stopped_at:], strict=True):
-                if attempt > 0:
-                    outcomes.append(Outcome(env.id, attempt, TaskState.QUEUED,
-                                            note="handed back at shutdown"))
-        written = self._with_redis(lambda: self.store.finish(self.id, outcomes), "write results")
-        if written is None:
-            return None
-        for outcome, ok in zip(outcomes, written, strict=True):
-            if not ok:
-                self.fenced += 1
-                log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
-                            outcome.task_id, outcome.attempt)
-        if stopped_at is not None:
-            return None
-        for rec, _ in chunk:
-            batch.processed[rec.partition] = rec.offset + 1
-        return True
-
-    def _validate(self, rec: Record) -> tuple[Envelope, TaskSpec] | None:
-        try:
-            env = decode(rec.value)
-        except DecodeError as exc:
-            self._dead_letter(rec, str(exc))
-            return None
-        try:
-            spec, args = self.registry.validate(env.name, env.args)
-        except InvalidTask as exc:
-            reason = str(exc)
-            if reason.startswith("unknown task"):
-                reason = f"unknown task {env.name!r} on worker {self.id}"
-            self._dead_letter(rec, reason)
-            return (env, TaskSpec(env.name, None, (), description=reason))
-        return (Envelope(env.id, spec.name, args, env.created_at), spec)
-
-    def _dead_letter(self, rec: Record, reason: str) -> None:
-        log.warning("dead-lettering message %s/%d: %s", rec.partition, rec.offset, literal(reason, 300))
-        try:
-            if self._producer is None:
-                self._producer = self._producer_factory(self.settings)
-            self._producer.dead_letter(rec, reason, self.id)
-        except Exception as exc:  # noqa: BLE001 - never block the partition on the dead-letter topic
-            log.error("could not write to the dead-letter topic: %s", exc)
-
-    def _execute(self, env: Envelope, spec: TaskSpec, attempt: int) -> tuple[Outcome | None, float]:
-        max_attempts = spec.max_attempts or self.settings.default_max_attempts
-        limit = spec.time_limit or self.settings.default_time_limit
-        total = 0.0
-        while True:
-            if spec.fn is None:
-                self.failed += 1
-                return Outcome(env.id, attempt, TaskState.FAILED,
-                               error=spec.description or f"unknown task {env.name!r}"), 0.0
-            with self._running_lock:
-                self.running = Running(env.id, time.monotonic() + limit)
-            try:
-                try:
-                    result = run_task(spec, env.args)
-                finally:
-                    with self._running_lock:
-                        self.running = None
-            except TimeLimitExceeded:
-                self.running = None
-                result = Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
-                                seconds=limit)
-            total += result.seconds
-            self._log_result(env, attempt, result)
-            if result.ok:
-                self.done += 1
-                return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value), total
-            if not result.retryable or attempt >= max_attempts:
-                self.failed += 1
-                note = f"after {attempt} attempts" if attempt > 1 else None
-                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error,
-                               note=note), total
-            delay = backoff(attempt)
-            retry = Outcome(env.id, attempt, TaskState.QUEUED, error=result.error,
-                            note=f"retry in {delay:g} s")
-            if self._with_redis(functools.partial(self.store.finish, self.id, [retry]), "retry") is None:
-                return None, total
-            if self.stopping.wait(delay):
-                return None, total  # queued again; redelivered to whoever owns the partition next
-            started = self._with_redis(lambda: self.store.start(self.id, [env]), "restart")
-            if not started or started[0] <= 0:
-                return None, total
-            attempt = started[0]
-
-    def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
-        args = f" args={literal(repr(env.args), 300)}" if self.settings.log_args else ""
-        if result.ok:
-            log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
-                      result.seconds, args)
-        else:
-            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt,
-                     literal(result.error or "", 300), args)
-
-    def _with_redis(self, fn: Callable[[], Any], what: str) -> Any:
-        """Call ``fn`` until Redis answers; None if the worker is stopping meanwhile."""
+    def call(self, fn: Callable[[], T], what: str) -> T | None:
         delay = 0.1
         warned = False
+        refused = 0
         while True:
             try:
                 result = fn()
@@ -236,9 +135,310 @@ class TaskRunner:
                 if not warned:
                     log.warning("Redis unavailable (%s), retrying: %s", what, exc)
                     warned = True
-                if self.stopping.wait(delay):
-                    log.warning("stopping while Redis is down: %s not written", what)
-                    return None
-                delay = min(2.0, delay * 2)
+            except StoreError as exc:
+                refused += 1
+                if refused >= STORE_TRIES:
+                    raise
+                log.warning("Redis refused %s (try %d of %d): %s", what, refused, STORE_TRIES, exc)
+            if self._stopping.wait(delay):
+                log.warning("stopping while Redis is down: %s not written", what)
+                return None
+            delay = min(2.0, delay * 2)
 
-    # ------------------------------------------------------------------ heartbeat thread
+
+Job = tuple[Envelope, TaskSpec]
+
+
+class Runner:
+    """Runs batches on its own thread. Owns nothing but its thread and ``status``; the store, the
+    registry and the outbox are handed in."""
+
+    def __init__(self, settings: Settings, registry: Registry, store: RedisStore, outbox: Outbox,
+                 worker_id: str, stopping: threading.Event) -> None:
+        self.settings, self.registry, self.store = settings, registry, store
+        self.outbox, self.worker_id, self.stopping = outbox, worker_id, stopping
+        self.status = RunnerStatus()
+        self.redis = RedisCalls(stopping)
+        self.batches: queue.Queue[Batch | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, name="yadtq-runner", daemon=True)
+        self._seconds: dict[str, float] = {}
+        """Average run time per task name: decides which tasks may share a chunk."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        self.batches.put(batch)
+
+    def stop(self) -> None:
+        self.batches.put(None)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                batch = self.batches.get()
+            except TimeLimitExceeded:  # a late interrupt: nothing was running
+                continue
+            if batch is None:
+                return
+            try:
+                self.run_batch(batch)
+            except BaseException:  # noqa: BLE001 - must not kill the runner: the batch is sought back
+                log.exception("runner failed on a batch; reading again from its first unfinished "
+                              "offsets")
+                batch.failed = True
+            finally:
+                with self.status.lock:
+                    self.status.running = None
+                    self.status.progress()
+                batch.done.set()
+
+    # ------------------------------------------------------------------ a batch
+    def run_batch(self, batch: Batch) -> None:
+        """Validate the batch, then run it in chunks: consecutive tasks known to be fast share one
+        start and one finish round trip; a task not known to be fast runs in a chunk of its own,
+        so no task shows in-progress while it waits behind a slow one."""
+        items = [(rec, self.validate(rec)) for rec in batch.records]
+        i = 0
+        while i < len(items):
+            if self.stopping.is_set():
+                return  # the rest is not committed: redelivered after we leave the group
+            if items[i][0].partition in batch.revoked:
+                i += 1  # not started: the partition's next owner reads it from the committed offset
+                continue
+            j = i
+            while (j < len(items) and j - i < MAX_CHUNK and items[j][0].partition not in batch.revoked
+                   and self._known_fast(items[j][1])):
+                j += 1
+            j = max(j, i + 1)
+            finished = self._run_chunk(items[i:j], batch)
+            if finished is None:
+                return
+            i += finished
+
+    def _known_fast(self, job: Job | None) -> bool:
+        if job is None or job[1].fn is None:
+            return True  # dead-lettered or failed at once: no time to wait behind
+        seconds = self._seconds.get(job[1].name)
+        return seconds is not None and seconds < FAST_TASK_SECONDS
+
+    def validate(self, rec: Record) -> Job | None:
+        """The task a record asks for, or None (dead-lettered). Never raises."""
+        try:
+            env = decode(rec.value)
+        except DecodeError as exc:
+            self.outbox.dead_letter(rec, str(exc))
+            return None
+        try:
+            spec, args = self.registry.validate(env.name, env.args)
+        except InvalidTask as exc:
+            reason = str(exc)
+            if reason.startswith("unknown task"):
+                reason = f"unknown task {env.name!r} on worker {self.worker_id}"
+            self.outbox.dead_letter(rec, reason)
+            return (env, TaskSpec(env.name, None, (), description=reason))
+        except Exception as exc:  # noqa: BLE001 - a validator that trips: this message only
+            self.outbox.dead_letter(rec, f"could not validate the task: {type(exc).__name__}: "
+                                         f"{safe_text(exc)[:300]}")
+            return None
+        return (Envelope(env.id, spec.name, args, env.created_at), spec)
+
+    # ------------------------------------------------------------------ a chunk
+    def _run_chunk(self, chunk: list[tuple[Record, Job | None]], batch: Batch) -> int | None:
+        """Run a chunk; how many of its records are finished (all of them unless a revocation came
+        in the middle), or None if the worker is stopping."""
+        jobs = [(idx, rec, job) for idx, (rec, job) in enumerate(chunk) if job is not None]
+        started = self._start([job[0] for _, _, job in jobs])
+        if started is None:
+            return None
+        attempts, refusals = started
+        outcomes: list[tuple[Record, Outcome]] = []
+        stop_at: int | None = None  # chunk index of the first record not finished
+        hand_back_from = len(chunk)  # chunk index of the first record started but not run
+        for (idx, rec, (env, spec)), attempt in zip(jobs, attempts, strict=True):
+            if attempt <= 0 or attempt == REFUSED:
+                self._not_started(rec, env, attempt, refusals.get(env.id, ""))
+                continue
+            if (self.stopping.is_set() and idx > 0) or rec.partition in batch.revoked:
+                stop_at = hand_back_from = idx
+                break
+            outcome = self._execute(rec, batch, env, spec, attempt)
+            if outcome is None:
+                if self.stopping.is_set() or rec.partition in batch.revoked:
+                    # queued again during a retry backoff (not finished): hand back the rest
+                    stop_at, hand_back_from = idx, idx + 1
+                    break
+                continue  # the retry was taken by another worker or cleared: nothing to write
+            outcomes.append((rec, outcome))
+        if stop_at is not None:
+            # started but not run: hand them back (queued) so the next owner starts them cleanly
+            for (idx, rec, (env, _spec)), attempt in zip(jobs, attempts, strict=True):
+                if idx >= hand_back_from and attempt > 0:
+                    outcomes.append((rec, Outcome(env.id, attempt, TaskState.QUEUED,
+                                                  note="handed back (worker stopping or partition moved)")))
+        if not self._finish(outcomes):
+            return None
+        finished = len(chunk) if stop_at is None else stop_at
+        for rec, _ in chunk[:finished]:
+            batch.processed[rec.partition] = rec.offset + 1
+        if stop_at is not None and self.stopping.is_set():
+            return None
+        return finished  # after a revocation the batch loop goes on past the moved partitions
+
+    def _start(self, envs: list[Envelope]) -> tuple[list[int], dict[str, str]] | None:
+        """Mark the tasks in-progress: per task its attempt (or a START code), and the reasons of
+        those Redis refused. A refusal of the whole chunk is retried task by task."""
+        if not envs:
+            return [], {}
+        try:
+            attempts = self.redis.call(lambda: self.store.start(self.worker_id, envs), "mark in-progress")
+            return None if attempts is None else (attempts, {})
+        except StoreError as exc:
+            if len(envs) == 1:
+                return [REFUSED], {envs[0].id: str(exc)}
+        out: list[int] = []
+        reasons: dict[str, str] = {}
+        for env in envs:
+            one = self._start([env])
+            if one is None:
+                return None
+            out += one[0]
+            reasons.update(one[1])
+        return out, reasons
+
+    def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
+        if code == FINAL:
+            log.info("task %s skipped: already final (duplicate delivery)", env.id)
+        elif code == CLEARED:
+            log.info("task %s skipped: cleared by reset", env.id)
+        elif code == MISMATCH:
+            self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
+                                         "(other name or arguments): not run")
+        elif code == MALFORMED:
+            self.outbox.dead_letter(rec, f"the stored record of task {env.id} is malformed: not run")
+        else:
+            self.outbox.dead_letter(rec, f"Redis refused to start task {env.id}: {reason}")
+
+    def _finish(self, outcomes: list[tuple[Record, Outcome]]) -> bool:
+        """Write the outcomes (False if the worker is stopping meanwhile). One Redis refuses for good
+        is written again as a plain failure; if that is refused too, its message is dead-lettered."""
+        if not outcomes:
+            return True
+        try:
+            written = self.redis.call(
+                lambda: self.store.finish(self.worker_id, [o for _, o in outcomes]), "write results")
+        except StoreError as exc:
+            if len(outcomes) > 1:
+                return all(self._finish([one]) for one in outcomes)
+            return self._finish_refused(outcomes[0], str(exc))
+        if written is None:
+            return False
+        for (_, outcome), ok in zip(outcomes, written, strict=True):
+            if not ok:
+                with self.status.lock:
+                    self.status.fenced += 1
+                log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
+                            outcome.task_id, outcome.attempt)
+        return True
+
+    def _finish_refused(self, item: tuple[Record, Outcome], reason: str) -> bool:
+        rec, outcome = item
+        if outcome.state is TaskState.FAILED and outcome.result is None and outcome.note == "not stored":
+            self.outbox.dead_letter(rec, f"Redis refused the outcome of task {outcome.task_id}: {reason}")
+            return True
+        plain = Outcome(outcome.task_id, outcome.attempt, TaskState.FAILED, note="not stored",
+                        error=f"the outcome could not be stored ({safe_text(reason)[:500]})")
+        return self._finish([(rec, plain)])
+
+    # ------------------------------------------------------------------ one task
+    def _execute(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec,
+                 attempt: int) -> Outcome | None:
+        max_attempts = spec.max_attempts or self.settings.default_max_attempts
+        limit = spec.time_limit or self.settings.default_time_limit
+        while True:
+            if spec.fn is None:
+                self._count(ok=False)
+                return Outcome(env.id, attempt, TaskState.FAILED,
+                               error=spec.description or f"unknown task {env.name!r}")
+            if attempt > max_attempts + EXTRA_STARTS:
+                self._count(ok=False)
+                return Outcome(env.id, attempt, TaskState.FAILED,
+                               error=f"started {attempt} times and never finished (each time its "
+                                     "worker died or was restarted): not started again")
+            result = self._call(rec, batch, env, spec, attempt, limit)
+            self._log_result(env, attempt, result)
+            if result.ok:
+                self._count(ok=True)
+                return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
+            if not result.retryable or attempt >= max_attempts:
+                self._count(ok=False)
+                note = f"after {attempt} attempts" if attempt > 1 else None
+                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error, note=note)
+            delay = backoff(attempt)
+            retry = Outcome(env.id, attempt, TaskState.QUEUED, error=result.error,
+                            note=f"retry in {delay:g} s")
+            try:
+                if self.redis.call(functools.partial(self.store.finish, self.worker_id, [retry]),
+                                   "retry") is None:
+                    return None
+                if self._wait(delay, rec, batch):
+                    return None  # queued again; redelivered to whoever owns the partition next
+                started = self.redis.call(lambda: self.store.start(self.worker_id, [env]), "restart")
+            except StoreError as exc:
+                self._count(ok=False)
+                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error,
+                               note=f"not retried: Redis refused ({safe_text(exc)[:200]})")
+            if not started or started[0] <= 0:
+                return None
+            attempt = started[0]
+
+    def _call(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec, attempt: int,
+              limit: float) -> Result:
+        with self.status.lock:
+            self.status.running = Running(env.id, env.name, attempt, rec, batch,
+                                          time.monotonic() + limit, limit)
+            self.status.progress()
+        try:
+            try:
+                return run_task(spec, env.args)
+            finally:
+                with self.status.lock:
+                    self.status.running = None
+                    self.status.progress()
+        except TimeLimitExceeded:
+            return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
+                          seconds=limit)
+
+    def _wait(self, seconds: float, rec: Record, batch: Batch) -> bool:
+        """Sleep through a retry backoff; True if the worker stops or the partition moves first."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if self.stopping.wait(min(left, 0.1)) or rec.partition in batch.revoked:
+                return True
+        return False
+
+    def _count(self, ok: bool) -> None:
+        with self.status.lock:
+            if ok:
+                self.status.done += 1
+            else:
+                self.status.failed += 1
+
+    def learn(self, name: str, seconds: float) -> None:
+        previous = self._seconds.get(name)
+        self._seconds[name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
+        self.learn(env.name, result.seconds)
+        args = f" args={literal(repr(env.args), 300)}" if self.settings.log_args else ""
+        if result.ok:
+            log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
+                      result.seconds, args)
+        else:
+            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt,
+                     literal(result.error or "", 300), args)
+

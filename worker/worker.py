@@ -1,83 +1,104 @@
-"""The worker loop.
+"""One worker process: the consume loop and the parts it owns.
 
-Main thread: owns the Kafka consumer (kafka-python is not thread-safe). It polls a batch, pauses the
-assigned partitions, hands the batch to the runner thread and keeps polling (paused) while the batch
-runs, so the worker stays in its consumer group however long a task takes. When the batch is done it
-commits the offsets and resumes. It also enforces time limits.
+Parts (each an object with explicit dependencies; they share only the batch queue and the runner's
+status):
 
-Runner thread: runs each batch (``worker.runner.TaskRunner``: validate, mark in-progress, run,
-retry, write the outcome, all compare-and-set on the attempt).
-
-Offsets are committed only after the final state of every message up to them is written to Redis
-(at-least-once). Heartbeats come from a third thread.
+- the consume loop (this class, main thread): owns the Kafka consumer (kafka-python is not
+  thread-safe). It polls a batch, hands it to the runner, keeps polling with its partitions paused
+  while the batch runs (so the worker stays in its group however long a task takes), commits what
+  is finished (during the batch every second, and at its end), and on a rebalance stops the runner
+  from starting tasks of partitions that moved. Offsets are committed only after the final state of
+  every message up to them is written to Redis (at-least-once), and only from this thread.
+- the runner (``worker.runner``, its own thread): validates and runs the batch's tasks.
+- the watchdog (``worker.watchdog``, called here): time limits; a task that does not stop after its
+  limit plus ``stuck_grace`` is failed, its offset committed, and the process exits with
+  ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck in C cannot be killed).
+- the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
+- the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 
-from worker.execute import TimeLimitExceeded, interrupt_thread
+from worker.heartbeat import Heartbeat, Identity
 from worker.interfaces import (
     Consumer,
     ConsumerFactory,
-    Producer,
+    OffsetsFactory,
     ProducerFactory,
     kafka_consumer,
     kafka_producer,
 )
-from worker.runner import Batch, Running, TaskRunner
+from worker.outbox import Outbox
+from worker.repair import Reconciler
+from worker.runner import Batch, Runner, Running
+from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
-from yadtq.errors import ServiceUnavailable
+from yadtq.errors import ServiceUnavailable, StoreError, YadtqError
+from yadtq.models import TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Beat, RedisStore
+from yadtq.store import Outcome, RedisStore
 
 log = logging.getLogger("yadtq.worker")
 
+EXIT_RESTART = 75
+"""Exit code of a worker that must be replaced (a task that will not stop, a runner that keeps
+failing): the supervisor starts a new worker process."""
 REJOIN_AFTER_SECONDS = 30.0
 """A member whose group join has not finished after this long leaves and joins again. Our
 workers keep polling, so a real rebalance takes seconds; kafka-python 3.0 members were seen
 stuck in a join for good (alive, no partitions) while the others shared the work."""
+RUNNER_FAILURES_BEFORE_RESTART = 3
+PROGRESS_COMMIT_SECONDS = 1.0
 
 
-class Worker(TaskRunner):
-    """One worker process's consumer loop. ``run()`` returns when stopped (or in finite mode)."""
+class Worker:
+    """One worker process's consume loop. ``run()`` returns when stopped (or in finite mode);
+    ``exit_code`` is then ``EXIT_RESTART`` if the process should be replaced."""
 
     def __init__(self, settings: Settings, registry: Registry, *, store: RedisStore | None = None,
                  consumer_factory: ConsumerFactory | None = None,
                  producer_factory: ProducerFactory | None = None,
-                 worker_id: str | None = None) -> None:
+                 offsets_factory: OffsetsFactory | None = None,
+                 worker_id: str | None = None, repair: bool = True) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store or RedisStore(settings)
-        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.host = socket.gethostname()
-        self.started_at = time.time()
-        self._consumer_factory = consumer_factory or kafka_consumer
-        self._producer_factory = producer_factory or kafka_producer
-        self._producer: Producer | None = None
+        self.identity = Identity(worker_id or f"{socket.gethostname()}-{os.getpid()}",
+                                 socket.gethostname(), os.getpid(), time.time())
+        self.id = self.identity.id
         self.stopping = threading.Event()
-        self.done = 0
-        self.failed = 0
-        self.fenced = 0
-        self.running: Running | None = None
-        self._running_lock = threading.Lock()
-        self._batches: queue.Queue[Batch | None] = queue.Queue()
-        self._runner: threading.Thread | None = None
+        self.exit_code = 0
+        self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id)
+        self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping)
+        self.watchdog = Watchdog(self.runner, settings.stuck_grace)
+        self.heartbeat = Heartbeat(self.store, settings, self.identity, self.runner.status,
+                                   self.watchdog.stalled, lambda: tuple(self._assigned), self.stopping)
+        self.reconciler: Reconciler | None = None  # wired with the store's repair support
+        self._consumer_factory = consumer_factory or kafka_consumer
+        self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
         """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
-        self._revoked_during_batch: set[int] = set()
+        self._batch: Batch | None = None
         self._pending: list[Record] = []
         self._committed: dict[int, int] = {}
-        self._seconds: dict[str, float] = {}
-        """Average run time per task name: decides which tasks may share a chunk."""
-        self._batch: Batch | None = None
-        self._consumer: Consumer | None = None
+        self._lock = threading.Lock()
+        """Guards ``_pending`` and ``_committed``: rebalance callbacks run on Kafka's thread."""
+        self._runner_failures = 0
+
+    @property
+    def done(self) -> int:
+        return self.runner.status.done
+
+    @property
+    def failed(self) -> int:
+        return self.runner.status.failed
 
     # ------------------------------------------------------------------ public
     def request_stop(self) -> None:
@@ -86,69 +107,198 @@ class Worker(TaskRunner):
 
     def run(self, max_tasks: int | None = None, idle_exit: float | None = None) -> int:
         """Consume until stopped; ``max_tasks``/``idle_exit`` give a finite mode for tests."""
-        self._with_redis(lambda: self.store.publish_specs(
-            [s.to_public() for s in self.registry.specs()]), "publish task names")
+        specs = [s.to_public() for s in self.registry.specs()]
+        try:
+            self.runner.redis.call(lambda: self.store.publish_specs(specs), "publish task names")
+        except StoreError as exc:
+            log.error("could not publish the task names: %s", exc)
         consumer = self._connect()
         if consumer is None:
             return 0
         self._consumer = consumer
-        heart = threading.Thread(target=self._heartbeat_loop, name="yadtq-heartbeat", daemon=True)
-        heart.start()
-        self._start_runner()
+        self.heartbeat.start()
+        self.runner.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
-        last_work = time.monotonic()
-        unjoined_since: float | None = None
         try:
-            while not self.stopping.is_set():
-                if consumer.joined():
-                    unjoined_since = None
-                elif unjoined_since is None:
-                    unjoined_since = time.monotonic()
-                elif time.monotonic() - unjoined_since > REJOIN_AFTER_SECONDS:
-                    fresh = self._rejoin(consumer)
-                    if fresh is None:
-                        break  # stopped while reconnecting (the old consumer is closed again: harmless)
-                    consumer, unjoined_since = fresh, None
-                    continue
-                if self._pending:
-                    records, self._pending = self._pending, []
-                else:
-                    records = consumer.poll(timeout_ms=200)
-                if not records:
-                    if idle_exit is not None and time.monotonic() - last_work > idle_exit:
-                        break
-                    continue
-                handled += self._process(consumer, records)
-                last_work = time.monotonic()
-                if max_tasks is not None and handled >= max_tasks:
-                    break
+            handled = self._consume(consumer, max_tasks, idle_exit)
         finally:
-            self._batches.put(None)
-            final = {p: o for p, o in self._committed.items() if p in self._assigned}
-            if final:  # make the last asynchronous commits durable before leaving the group
-                try:
-                    consumer.commit(final, wait=True)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("final commit failed (done tasks will be skipped on redelivery): %s",
-                                exc)
-            try:
-                consumer.close()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("closing the consumer: %s", exc)
-            self.stopping.set()
-            heart.join(timeout=2)
-            try:
-                self.store.remove_worker(self.id)
-            except ServiceUnavailable:
-                pass
-            if self._producer is not None:
-                self._producer.close()
-            log.info("worker %s stopped after %d tasks (%d failed)", self.id, self.done + self.failed,
-                     self.failed)
+            self._shutdown()
         return handled
 
+    # ------------------------------------------------------------------ the loop
+    def _consume(self, consumer: Consumer, max_tasks: int | None, idle_exit: float | None) -> int:
+        handled = 0
+        last_work = time.monotonic()
+        unjoined_since: float | None = None
+        while not self.stopping.is_set() and not self.exit_code:
+            if consumer.joined():
+                unjoined_since = None
+            elif unjoined_since is None:
+                unjoined_since = time.monotonic()
+            elif time.monotonic() - unjoined_since > REJOIN_AFTER_SECONDS:
+                fresh = self._rejoin(consumer)
+                if fresh is None:
+                    break  # stopped while reconnecting
+                consumer, unjoined_since = fresh, None
+                continue
+            with self._lock:
+                records, self._pending = self._pending, []
+            if not records:
+                try:
+                    records = consumer.poll(timeout_ms=200)
+                except YadtqError as exc:
+                    log.warning("poll failed: %s", exc)
+                    self.stopping.wait(0.5)
+                    continue
+            if not records:
+                if idle_exit is not None and time.monotonic() - last_work > idle_exit:
+                    break
+                with self.runner.status.lock:
+                    self.runner.status.progress()  # idle is progress: nothing is stuck
+                continue
+            handled += self._process(consumer, records)
+            last_work = time.monotonic()
+            if max_tasks is not None and handled >= max_tasks:
+                break
+        return handled
+
+    def _process(self, consumer: Consumer, records: list[Record]) -> int:
+        batch = Batch(records)
+        self._batch = batch
+        self.runner.submit(batch)
+        last_poll = last_commit = time.monotonic()
+        paused = False
+        while not batch.done.wait(0.05):
+            stuck = self.watchdog.check()
+            if stuck is not None:
+                self._escalate(consumer, stuck)
+                return len(records)
+            if not self.runner.alive():
+                log.error("the runner thread ended; restarting the worker")
+                self._commit(consumer, self._finished(consumer, batch))
+                self.exit_code = EXIT_RESTART
+                return len(records)
+            now = time.monotonic()
+            if now - last_poll > 0.5:
+                # Stay in the group while the task runs: poll with every partition paused (paused
+                # only now: a batch that ends sooner never polls, and pausing would cost the
+                # consumer its prefetched records and a fetch round trip). Records of partitions
+                # assigned by a rebalance meanwhile are kept for the next batch.
+                try:
+                    if not paused:
+                        consumer.pause(consumer.assignment())
+                        paused = True
+                    extra = consumer.poll(timeout_ms=0)
+                    if extra:
+                        consumer.pause(consumer.assignment())
+                        with self._lock:
+                            self._pending.extend(extra)
+                except YadtqError as exc:
+                    log.warning("poll during a batch failed: %s", exc)
+                last_poll = time.monotonic()
+            if now - last_commit > PROGRESS_COMMIT_SECONDS:
+                self._commit(consumer, self._finished(consumer, batch))
+                last_commit = now
+        self._batch = None
+        self._commit(consumer, self._finished(consumer, batch))
+        if batch.failed:
+            self._seek_back(consumer, batch)
+        else:
+            self._runner_failures = 0
+        if paused:
+            try:
+                consumer.resume(consumer.assignment())
+            except YadtqError as exc:
+                log.warning("resume failed: %s", exc)
+        return len(records)
+
+    def _finished(self, consumer: Consumer, batch: Batch) -> dict[int, int]:
+        """What may be committed now: finished offsets of partitions still ours, not yet committed."""
+        try:
+            owned = consumer.assignment()
+        except YadtqError:
+            return {}
+        with self._lock:
+            return {p: o for p, o in batch.processed.items()
+                    if p not in batch.revoked and p in owned and self._committed.get(p) != o}
+
+    def _seek_back(self, consumer: Consumer, batch: Batch) -> None:
+        """The runner failed on this batch: read its partitions again from the first unfinished
+        offsets (what was finished is skipped as final). Repeated failures restart the process."""
+        self._runner_failures += 1
+        targets = {p: o for p, o in batch.resume_at().items() if p not in batch.revoked}
+        with self._lock:
+            self._pending = [r for r in self._pending if r.partition not in targets]
+        for p, offset in targets.items():
+            try:
+                consumer.seek(p, offset)
+            except YadtqError as exc:
+                log.warning("seek back on partition %d failed: %s", p, exc)
+        if self._runner_failures >= RUNNER_FAILURES_BEFORE_RESTART:
+            log.error("the runner failed on %d batches in a row; restarting the worker",
+                      self._runner_failures)
+            self.exit_code = EXIT_RESTART
+
+    def _commit(self, consumer: Consumer, offsets: dict[int, int]) -> None:
+        """Commit after the outcomes are in Redis. While running, asynchronously: a lost commit only
+        means a redelivery, which Redis shows as already done and skips. At shutdown (and if sending
+        fails), synchronously with retries."""
+        if not offsets:
+            return
+        with self._lock:
+            self._committed.update(offsets)
+        if not self.stopping.is_set() and not self.exit_code:
+            try:
+                consumer.commit(offsets, wait=False)
+                return
+            except YadtqError as exc:
+                log.warning("asynchronous commit not sent, committing synchronously: %s", exc)
+        for attempt in range(1, 6):
+            try:
+                consumer.commit(offsets)
+                return
+            except ServiceUnavailable as exc:
+                if (self.stopping.is_set() or self.exit_code) and attempt >= 2:
+                    break
+                log.warning("commit failed (attempt %d): %s", attempt, exc)
+                time.sleep(min(2.0, 0.2 * attempt))
+            except YadtqError as exc:  # partitions moved: the next owner skips what is final
+                log.warning("commit refused (tasks will be redelivered and skipped): %s", exc)
+                return
+        log.warning("giving up committing %s; those tasks will be redelivered and skipped", offsets)
+
+    # ------------------------------------------------------------------ escalation
+    def _escalate(self, consumer: Consumer, stuck: Running) -> None:
+        """A task did not stop after its time limit plus the grace period: fail it, commit past it
+        (the tasks before it are finished), and end the process for a fresh one."""
+        grace = self.settings.stuck_grace
+        log.error("task %s (%s) did not stop %g s after its time limit of %g s; failing it and "
+                  "restarting the worker", stuck.task_id, stuck.name, grace, stuck.limit)
+        outcome = Outcome(stuck.task_id, stuck.attempt, TaskState.FAILED,
+                          error=f"time limit of {stuck.limit:g} s exceeded, and the task did not stop "
+                                f"within {grace:g} s more (blocked in C code or ignoring the "
+                                "interrupt): its worker process was restarted")
+        batch, rec = stuck.batch, stuck.record
+        offsets = self._finished(consumer, batch)
+        try:
+            written = self.store.finish(self.id, [outcome])
+        except YadtqError as exc:
+            log.error("could not write the stuck task's outcome (it will be redelivered): %s", exc)
+            written = [False]
+        if written[0]:
+            with self.runner.status.lock:
+                self.runner.status.failed += 1
+            first_unfinished = batch.processed.get(rec.partition, batch.first_offset(rec.partition))
+            if first_unfinished == rec.offset and rec.partition not in batch.revoked:
+                offsets[rec.partition] = rec.offset + 1
+        self.exit_code = EXIT_RESTART
+        self._commit(consumer, offsets)
+
+    # ------------------------------------------------------------------ group membership
     def _connect(self) -> Consumer | None:
         """The consumer, once Kafka answers: a worker started before (or during a restart of) the
         broker waits for it instead of exiting. None if stopped meanwhile."""
@@ -169,139 +319,69 @@ class Worker(TaskRunner):
                     "leaving and joining again", self.id, REJOIN_AFTER_SECONDS)
         try:
             consumer.close()
-        except Exception as exc:  # noqa: BLE001
+        except YadtqError as exc:
             log.warning("closing the stuck consumer: %s", exc)
         self._assigned = frozenset()
-        self._committed.clear()
-        self._pending = []
+        with self._lock:
+            self._committed.clear()
+            self._pending = []
         fresh = self._connect()
         self._consumer = fresh
         return fresh
 
-    # ------------------------------------------------------------------ main thread
-    def _process(self, consumer: Consumer, records: list[Record]) -> int:
-        self._revoked_during_batch = set()
-        batch = Batch(records)
-        self._batch = batch
-        self._batches.put(batch)
-        last_poll = time.monotonic()
-        paused = False
-        while not batch.done.wait(0.05):
-            self._watchdog()
-            if time.monotonic() - last_poll > 0.5:
-                # Stay in the group while the task runs: poll with every partition paused (paused
-                # only now: a batch that ends sooner never polls, and pausing would cost the
-                # consumer its prefetched records and a fetch round trip). Records of partitions
-                # assigned by a rebalance meanwhile are kept for the next batch.
-                if not paused:
-                    consumer.pause(consumer.assignment())
-                    paused = True
-                extra = consumer.poll(timeout_ms=0)
-                if extra:
-                    consumer.pause(consumer.assignment())
-                    self._pending.extend(extra)
-                last_poll = time.monotonic()
-        self._batch = None
-        offsets = {p: o for p, o in batch.processed.items()
-                   if p not in self._revoked_during_batch and p in consumer.assignment()}
-        self._commit(consumer, offsets)
-        if paused:
-            consumer.resume(consumer.assignment())
-        return len(records)
-
-    def _commit(self, consumer: Consumer, offsets: dict[int, int]) -> None:
-        """Commit after the batch's outcomes are in Redis. While running, asynchronously: a lost
-        commit only means a redelivery, which Redis shows as already done and skips. At shutdown
-        (and if sending fails), synchronously with retries."""
-        if not offsets:
-            return
-        self._committed.update(offsets)
-        if not self.stopping.is_set():
-            try:
-                consumer.commit(offsets, wait=False)
-                return
-            except Exception as exc:  # noqa: BLE001
-                log.warning("asynchronous commit not sent, committing synchronously: %s", exc)
-        for attempt in range(1, 6):
-            try:
-                consumer.commit(offsets)
-                return
-            except Exception as exc:  # noqa: BLE001 - lost partitions, broker down...
-                if self.stopping.is_set() and attempt >= 2:
-                    log.warning("commit failed at shutdown (tasks will be redelivered and "
-                                "skipped as already done): %s", exc)
-                    return
-                log.warning("commit failed (attempt %d): %s", attempt, exc)
-                time.sleep(min(2.0, 0.2 * attempt))
-        log.error("giving up committing %s; those tasks will be redelivered and skipped", offsets)
-
     def _on_revoked(self, partitions: set[int]) -> None:
-        """Called inside ``poll`` on a rebalance: let the running batch finish briefly, commit what
-        is done on the partitions we lose, and forget records we will no longer own."""
+        """On a rebalance (on Kafka's network thread: no consumer calls here). The runner starts no
+        more tasks of these partitions; a task of theirs that is running gets a moment to finish, so
+        the next owner does not run it again. Their finished offsets are not committed by us: the
+        next owner skips those tasks as final."""
         batch = self._batch
         if batch is not None:
-            batch.done.wait(min(5.0, self.settings.session_timeout_ms / 2000))
-            offsets = {p: o for p, o in batch.processed.items() if p in partitions}
-            if offsets and self._consumer is not None:
-                try:
-                    self._consumer.commit(offsets)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("commit on revoke failed: %s", exc)
-        self._revoked_during_batch |= partitions
+            batch.revoked = batch.revoked | frozenset(partitions)
+            wait_until = time.monotonic() + min(2.0, self.settings.session_timeout_ms / 4000)
+            while time.monotonic() < wait_until:
+                running = self.runner.status.running
+                if running is None or running.batch is not batch \
+                        or running.record.partition not in partitions:
+                    break
+                time.sleep(0.02)
         self._assigned = self._assigned - partitions
-        for p in partitions:
-            self._committed.pop(p, None)
-        self._pending = [r for r in self._pending if r.partition not in partitions]
+        with self._lock:
+            for p in partitions:
+                self._committed.pop(p, None)
+            self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_assigned(self, partitions: set[int]) -> None:
         self._assigned = self._assigned | partitions
         log.info("partitions assigned: %s", sorted(partitions))
 
-    def _watchdog(self) -> None:
-        # under the lock: the runner clears ``running`` under it too, so a task that has already
-        # returned is never interrupted
-        with self._running_lock:
-            running = self.running
-            if running and not running.interrupted and time.monotonic() > running.deadline:
-                running.interrupted = True
-                if self._runner is not None:
-                    log.warning("task %s is over its time limit; interrupting it", running.task_id)
-                    interrupt_thread(self._runner, TimeLimitExceeded)
-
-    # ------------------------------------------------------------------ runner thread
-    def _start_runner(self) -> None:
-        self._runner = threading.Thread(target=self._runner_loop, name="yadtq-runner", daemon=True)
-        self._runner.start()
-
-    def _runner_loop(self) -> None:
-        while True:
+    # ------------------------------------------------------------------ shutdown
+    def _shutdown(self) -> None:
+        """Stop taking work, make the last commits durable, leave the group, stop the other parts.
+        A runner stuck in a task is left behind (a daemon thread): the process is about to end."""
+        self.runner.stop()
+        consumer = self._consumer
+        if consumer is not None:
+            with self._lock:
+                final = {p: o for p, o in self._committed.items() if p in self._assigned}
+            if final and not self.exit_code:  # make the asynchronous commits durable
+                try:
+                    consumer.commit(final)
+                except YadtqError as exc:
+                    log.warning("final commit failed (done tasks will be skipped on redelivery): %s",
+                                exc)
             try:
-                batch = self._batches.get()
-            except TimeLimitExceeded:  # a late interrupt: nothing was running
-                continue
-            if batch is None:
-                return
-            try:
-                self._run_batch(batch)
-            except (Exception, TimeLimitExceeded):  # noqa: BLE001 - must not kill the runner
-                log.exception("runner failed on a batch; its uncommitted tasks will be redelivered")
-                batch.processed.clear()
-            finally:
-                batch.done.set()
-
-    def _heartbeat_loop(self) -> None:
-        interval = self.settings.heartbeat_interval
-        while True:
-            running = self.running
-            try:
-                beat = Beat(self.id, self.host, os.getpid(), self.started_at,
-                            running.task_id if running else None, self.done, self.failed,
-                            tuple(self._assigned))
-                self.store.heartbeat(beat, self.settings.heartbeat_ttl)
-            except ServiceUnavailable as exc:
-                log.debug("heartbeat failed: %s", exc)
-            except Exception:  # noqa: BLE001 - a heartbeat thread that dies makes a live worker "dead"
-                log.exception("heartbeat failed")
-            if self.stopping.wait(interval):
-                return
+                consumer.close()
+            except YadtqError as exc:
+                log.warning("closing the consumer: %s", exc)
+        self.stopping.set()
+        self.heartbeat.join(timeout=2)
+        if self.reconciler is not None:
+            self.reconciler.join(timeout=2)
+        try:
+            self.store.remove_worker(self.id)
+        except YadtqError:
+            pass
+        self.outbox.close()
+        log.info("worker %s stopped after %d tasks (%d failed)%s", self.id, self.done + self.failed,
+                 self.failed, "; restarting" if self.exit_code == EXIT_RESTART else "")

@@ -28,3 +28,8 @@ class TaskNotFound(YadtqError):
 class BrokerError(YadtqError):
     """Kafka refused a request for good (not a connection problem): e.g. a commit for partitions
     that moved to another worker."""
+
+
+class StoreError(YadtqError):
+    """Redis refused one request for good (``WRONGTYPE``, ``OOM``, a script error): retrying the same
+    request cannot help, so the caller fails that task or message and goes on."""

@@ -56,6 +56,10 @@ class Beat:
     done: int
     failed: int
     partitions: tuple[int, ...] = ()
+    stalled: str = ""
+    """Why the worker's runner makes no progress ("" when it does)."""
+    progress_at: float = 0.0
+    """When the runner last started or finished something."""
 
 
 class RedisStore:
@@ -225,6 +229,7 @@ class RedisStore:
             "started_at": repr(beat.started_at), "last_beat": repr(now),
             "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
             "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
+            "stalled": beat.stalled, "progress_at": repr(beat.progress_at),
         }
 
         def run() -> None:

@@ -42,7 +42,8 @@ class FakeBroker:
     def append(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
         with self.lock:
             parts = self._topic(topic)
-            index = (hash(key) if key is not None else sum(len(p) for p in parts)) % len(parts)
+            index = (self.partition_of(key, len(parts)) if key is not None
+                     else sum(len(p) for p in parts) % len(parts))
             parts[index].append(value)
 
     def messages(self, topic: str) -> list[bytes | None]:
@@ -64,6 +65,14 @@ class FakeBroker:
 
     def ping(self, _settings: Settings) -> None:
         self.check()
+
+    def offsets(self, settings: Settings) -> FakeOffsets:
+        self.check()
+        return FakeOffsets(self, settings)
+
+    def partition_of(self, key: bytes, partitions: int) -> int:
+        """Where ``append`` puts a message with this key."""
+        return hash(key) % partitions
 
     def _rebalance(self, group: _Group) -> None:
         group.generation += 1
@@ -180,6 +189,10 @@ class FakeConsumer:
     def resume(self, partitions: set[int]) -> None:
         self._paused -= partitions
 
+    def seek(self, partition: int, offset: int) -> None:
+        if partition in self._assigned:
+            self._position[partition] = offset
+
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         self.broker.check()
         with self.broker.lock:
@@ -196,3 +209,32 @@ class FakeConsumer:
         self.closed = True
 
 
+
+
+class FakeOffsets:
+    """The reconciler's view of a ``FakeBroker`` topic and group (``worker.interfaces.Offsets``)."""
+
+    def __init__(self, broker: FakeBroker, settings: Settings) -> None:
+        self.broker, self.settings = broker, settings
+
+    def partitions(self) -> int:
+        self.broker.check()
+        with self.broker.lock:
+            return len(self.broker._topic(self.settings.topic))
+
+    def end_offsets(self, partitions: int) -> dict[int, int]:
+        self.broker.check()
+        with self.broker.lock:
+            return {p: len(msgs) for p, msgs in enumerate(self.broker._topic(self.settings.topic))}
+
+    def committed(self) -> dict[int, int]:
+        self.broker.check()
+        with self.broker.lock:
+            group = self.broker.groups.get(self.settings.group)
+            return dict(group.committed) if group else {}
+
+    def partition_of(self, task_id: str, partitions: int) -> int:
+        return self.broker.partition_of(task_id.encode(), partitions)
+
+    def close(self) -> None:
+        pass

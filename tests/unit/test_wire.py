@@ -191,7 +191,8 @@ def test_decode_rejects_unknown_extra_fields() -> None:
 
 @pytest.mark.parametrize("created", [-1, -0.001, "1732800000", True, None, [1]])
 def test_decode_rejects_a_bad_created_at(created: Any) -> None:
-    assert reason(with_(created_at=created)) == "field 'created_at' must be a non-negative number of epoch seconds"
+    expected = "field 'created_at' must be a non-negative number of epoch seconds"
+    assert reason(with_(created_at=created)) == expected
 
 
 def test_decode_rejects_a_missing_created_at() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import worker.runner as runner_module
+import worker.watchdog as watchdog_module
 import worker.worker as worker_module
 from worker.runner import backoff
 from worker.worker import Worker
@@ -149,14 +150,14 @@ def test_offsets_are_committed_only_after_the_final_state(h: Harness) -> None:
         consumer = h.broker.consumer(settings, wid, revoked, assigned)
         real_commit = consumer.commit
 
-        def commit(offsets: dict[int, int]) -> None:
+        def commit(offsets: dict[int, int], wait: bool = True) -> None:
             for p, end in offsets.items():
                 for value in h.broker.topics[settings.topic][p][:end]:
                     task = None if value == b"garbage" else h.store.get(decode(value).id)
                     if value != b"garbage" and (task is None or not task.state.is_final):
                         early.append(f"{p}/{end}: {task and task.state}")
             seen.append(dict(offsets))
-            real_commit(offsets)
+            real_commit(offsets, wait)
         consumer.commit = commit  # type: ignore[method-assign]
         return consumer
 
@@ -269,8 +270,6 @@ def test_a_member_stuck_joining_its_group_leaves_and_joins_again(
         h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """kafka-python 3.0 members were seen stuck in a group join for good (alive, no partitions):
     after ``REJOIN_AFTER_SECONDS`` the worker closes that consumer and joins with a new one."""
-    import worker.worker as worker_module
-
     monkeypatch.setattr(worker_module, "REJOIN_AFTER_SECONDS", 0.3)
     made: list[Any] = []
 
@@ -386,7 +385,7 @@ def test_a_retry_taken_by_another_worker_does_not_drop_the_batch(fake_settings: 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real_interrupt = worker_module.interrupt_thread
+    real_interrupt = watchdog_module.interrupt_thread
     w = h.worker()
 
     def preempted_interrupt(thread: threading.Thread, exc: type[BaseException]) -> bool:
@@ -397,7 +396,7 @@ def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
             batch.done.wait(2)
         return real_interrupt(thread, exc)
 
-    monkeypatch.setattr(worker_module, "interrupt_thread", preempted_interrupt)
+    monkeypatch.setattr(watchdog_module, "interrupt_thread", preempted_interrupt)
     late = h.submit("ENDS_LATE")
     t = threading.Thread(target=w.run, kwargs={"idle_exit": 3}, daemon=True)
     t.start()
