@@ -1,7 +1,7 @@
 """Fault injection against the real services: the engine of the fault tests and of `make chaos`.
 
 A run: N short ADD tasks plus some long NAP tasks flow through 3 real worker processes while faults
-are injected one after another — SIGKILL of a worker (a new one is started), SIGSTOP/SIGCONT of one
+are injected one after another — SIGKILL of a worker process (its supervisor starts a new one), SIGSTOP/SIGCONT of one
 (a zombie), a Redis stop/start, a Kafka stop/start, SIGTERM to every worker (new ones are started).
 Afterwards every accepted task must be final with the right result and nothing in-progress; the
 report counts lost, stuck, extra attempts (duplicate starts) and the recovery times.
@@ -107,9 +107,10 @@ class Chaos:
         self.submitting.clear()
 
     # ------------------------------------------------------------------ faults
-    def _busy_worker(self) -> tuple[subprocess.Popen[bytes], str | None]:
-        """A live worker running a task we just gave it (a 2 s NAP), and that task's id."""
-        by_pid = {p.pid: p for p in self.pool.procs if p.poll() is None}
+    def _busy_worker(self) -> tuple[int, str | None]:
+        """The pid of a live worker process (the supervisor's child) running a task we just gave it
+        (a 2 s NAP), and that task's id."""
+        workers = {c for p in self.pool.procs if p.poll() is None for c in child_pids(p.pid)}
         try:
             task_id = self.client.submit("NAP", [2.0])
             with self.lock:
@@ -118,12 +119,12 @@ class Chaos:
             while time.monotonic() < deadline:
                 task = self.client.get(task_id)
                 pid = int((task.worker or "-0").rpartition("-")[2])
-                if task.state is TaskState.IN_PROGRESS and pid in by_pid:
-                    return by_pid[pid], task_id
+                if task.state is TaskState.IN_PROGRESS and pid in workers:
+                    return pid, task_id
                 time.sleep(0.05)
         except ServiceUnavailable as exc:
             self.report.problems.append(f"could not pick a busy worker: {exc}")
-        return self.rng.choice(list(by_pid.values())), None
+        return self.rng.choice(sorted(workers)), None
 
     def _watch_recovery(self, task_id: str | None, since: float) -> None:
         if task_id is None:
@@ -142,20 +143,18 @@ class Chaos:
         threading.Thread(target=watch, daemon=True).start()
 
     def kill(self) -> None:
-        proc, task_id = self._busy_worker()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        """SIGKILL a busy worker process: its supervisor starts a new one (self-healing)."""
+        pid, task_id = self._busy_worker()
+        os.kill(pid, signal.SIGKILL)
         self._watch_recovery(task_id, time.monotonic())
         self.report.faults["sigkill"] += 1
-        time.sleep(1.0)
-        self.pool.start(1)
 
     def stop(self) -> None:
-        proc, task_id = self._busy_worker()
-        proc.send_signal(signal.SIGSTOP)
+        pid, task_id = self._busy_worker()
+        os.kill(pid, signal.SIGSTOP)
         self._watch_recovery(task_id, time.monotonic())
         time.sleep(self.settings.session_timeout_ms / 1000 + 3 * self.settings.heartbeat_interval + 2)
-        proc.send_signal(signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
         self.report.faults["sigstop"] += 1
 
     def redis(self) -> None:
@@ -289,3 +288,20 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.add(int(entry))
+    return out
