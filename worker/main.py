@@ -10,7 +10,6 @@ Second: exit at once (the task in hand is redelivered to another worker).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -19,6 +18,7 @@ from types import FrameType
 
 from yadtq import default_registry
 from yadtq.errors import ServiceUnavailable
+from yadtq.loader import load_task_modules
 from yadtq.settings import Settings, add_arguments
 
 log = logging.getLogger("yadtq.worker")
@@ -40,13 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_task_modules(names: list[str]) -> None:
-    """Import the operator's task modules (from the command line, never from a message)."""
-    for name in names:
-        for module in filter(None, (n.strip() for n in name.split(","))):
-            importlib.import_module(module)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -54,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         settings = Settings.from_args(args)
-        modules = args.tasks or [os.environ.get("YADTQ_TASKS", "")]
-        sys.path.insert(0, os.getcwd())
-        load_task_modules([m for m in modules if m])
+        load_task_modules(args.tasks)
     except (ValueError, OSError, ImportError) as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2

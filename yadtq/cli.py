@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from yadtq.client import Client
 from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
+from yadtq.loader import load_task_modules
 from yadtq.models import Task, TaskState, WorkerInfo
 from yadtq.settings import Settings, add_arguments
 from yadtq.text import literal, show_args, show_value
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
-                        help="import MODULE so its task names are known locally (repeatable)")
+                        help="import MODULE (from the current directory or PYTHONPATH) so its task names "
+                             "are known locally (repeatable, comma-separated); env YADTQ_TASKS")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("submit", help="submit a task: yadtq submit ADD 2 3",
@@ -90,7 +92,6 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
         return int(exc.code or 0)
     try:
         if client is None:
-            from worker.main import load_task_modules  # noqa: PLC0415 - only when asked
             load_task_modules(args.tasks)
             client = Client(Settings.from_args(args))
         return _run(args, client, stdin or sys.stdin, out)
