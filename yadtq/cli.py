@@ -20,7 +20,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, TextIO
 
 from yadtq.client import Client
@@ -28,7 +28,7 @@ from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
 from yadtq.loader import load_task_modules
 from yadtq.models import Task, TaskState, WorkerInfo
 from yadtq.settings import Settings, add_arguments
-from yadtq.text import literal, show_args, show_value
+from yadtq.text import format_args, format_duration, format_timestamp, format_value, safe_text
 
 EXIT_UNAVAILABLE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_DECLINED = 1, 2, 3, 4
 
@@ -96,19 +96,19 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
             client = Client(Settings.from_args(args))
         return _run(args, client, stdin or sys.stdin, out)
     except CliError as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
         return exc.code
     except InvalidTask as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
         return EXIT_INVALID
     except TaskNotFound as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
         return EXIT_NOT_FOUND
     except ServiceUnavailable as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
         return EXIT_UNAVAILABLE
     except (ValueError, OSError, ImportError) as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
         return EXIT_INVALID
     finally:
         if client is not None:
@@ -182,8 +182,8 @@ def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -
             for s, n in counts.items():
                 print(f"{s.value:<12} {n}", file=out)
             print(f"finished in the last minute: {sum(rate)}", file=out)
-            print(f"redis: {'ok' if health.redis_ok else literal(health.redis_error or '')}", file=out)
-            print(f"kafka: {'ok' if health.kafka_ok else literal(health.kafka_error or '')}", file=out)
+            print(f"redis: {'ok' if health.redis_ok else safe_text(health.redis_error or '')}", file=out)
+            print(f"kafka: {'ok' if health.kafka_ok else safe_text(health.kafka_error or '')}", file=out)
         return 0
     raise CliError(f"unknown command {cmd}", EXIT_INVALID)  # pragma: no cover
 
@@ -211,7 +211,7 @@ def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
     while True:
         task = client.get(task_id)
         if task.state is TaskState.COMPLETED:
-            print(show_value(task.result), file=out)
+            print(format_value(task.result), file=out)
             return 0
         if task.state is TaskState.FAILED:
             raise CliError(f"task {task_id} failed: {task.error}", 5)
@@ -240,15 +240,7 @@ def _json(data: Any, out: TextIO) -> None:
 
 
 def _ts(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+    return format_timestamp(t, UTC, zone=True)
 
 
 def _print_tasks(tasks: list[Task], out: TextIO) -> None:
@@ -258,27 +250,27 @@ def _print_tasks(tasks: list[Task], out: TextIO) -> None:
     rows = [("ID", "TASK", "ARGS", "STATE", "RESULT/ERROR", "WORKER", "TRY", "AGE")]
     now = time.time()
     for t in tasks:
-        outcome = show_value(t.result) if t.state is TaskState.COMPLETED else literal(t.error or "")
-        rows.append((t.id, literal(t.name, 16), show_args(t.args, 24), t.state.value,
-                     literal(outcome, 30), literal(t.worker or "", 20), str(t.attempt),
-                     _age(t.age(now))))
+        outcome = format_value(t.result) if t.state is TaskState.COMPLETED else safe_text(t.error or "")
+        rows.append((t.id, safe_text(t.name, 16), format_args(t.args, 24), t.state.value,
+                     safe_text(outcome, 30), safe_text(t.worker or "", 20), str(t.attempt),
+                     format_duration(t.age(now))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
 
 
 def _print_task(t: Task, out: TextIO) -> None:
-    fields = [("id", t.id), ("task", literal(t.name)), ("args", show_args(t.args)),
-              ("state", t.state.value), ("result", show_value(t.result)),
-              ("error", literal(t.error or "")), ("attempts", str(t.attempt)),
-              ("worker", literal(t.worker or "")), ("created", _ts(t.created_at)),
+    fields = [("id", t.id), ("task", safe_text(t.name)), ("args", format_args(t.args)),
+              ("state", t.state.value), ("result", format_value(t.result)),
+              ("error", safe_text(t.error or "")), ("attempts", str(t.attempt)),
+              ("worker", safe_text(t.worker or "")), ("created", _ts(t.created_at)),
               ("updated", _ts(t.updated_at))]
     for k, v in fields:
         print(f"{k + ':':<10} {v}", file=out)
     print("history:", file=out)
     for h in t.history:
-        extra = f" by {literal(h.worker)}" if h.worker else ""
-        note = f" ({literal(h.note)})" if h.note else ""
+        extra = f" by {safe_text(h.worker)}" if h.worker else ""
+        note = f" ({safe_text(h.note)})" if h.note else ""
         print(f"  {_ts(h.at)}  {h.state.value:<12} attempt {h.attempt}{extra}{note}", file=out)
 
 
@@ -288,8 +280,8 @@ def _print_workers(workers: list[WorkerInfo], out: TextIO) -> None:
         return
     rows = [("WORKER", "STATUS", "RUNNING", "DONE", "FAILED", "UPTIME")]
     for w in workers:
-        rows.append((literal(w.id, 40), w.status.value, literal(w.current_task or "-", 32),
-                     str(w.done), str(w.failed), _age(w.uptime())))
+        rows.append((safe_text(w.id, 40), w.status.value, safe_text(w.current_task or "-", 32),
+                     str(w.done), str(w.failed), format_duration(w.uptime())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)).rstrip(), file=out)
