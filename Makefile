@@ -49,7 +49,7 @@ test: $(STAMP)
 	@scripts/test.sh
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/unit tests/deploy -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check yadtq worker yadtq_tui tests bench

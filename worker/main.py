@@ -14,7 +14,6 @@ process (then exit code 75 asks your process manager for a restart).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from types import FrameType
 from worker.supervisor import CHILD_ENV, supervise, watch_parent
 from yadtq import default_registry
 from yadtq.errors import ServiceUnavailable
+from yadtq.loader import load_task_modules
 from yadtq.settings import Settings, add_arguments
 
 log = logging.getLogger("yadtq.worker")
@@ -48,13 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_task_modules(names: list[str]) -> None:
-    """Import the operator's task modules (from the command line, never from a message)."""
-    for name in names:
-        for module in filter(None, (n.strip() for n in name.split(","))):
-            importlib.import_module(module)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -65,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_parent()
     try:
         settings = Settings.from_args(args)
-        modules = args.tasks or [os.environ.get("YADTQ_TASKS", "")]
-        sys.path.insert(0, os.getcwd())
-        load_task_modules([m for m in modules if m])
+        load_task_modules(args.tasks)
     except (ValueError, OSError, ImportError) as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@
 The core never imports Textual; the dashboard (``yadtq_tui``) and the worker (``worker``) build on it.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from yadtq import builtins as _builtins  # noqa: F401  (registers ADD, SUB, MUL, DIV, SLEEP)
 from yadtq.client import Client
 from yadtq.models import Task, TaskState, WorkerInfo, WorkerStatus
@@ -20,4 +22,8 @@ __all__ = [
     "default_registry",
     "task",
 ]
-__version__ = "0.1.0"
+
+try:
+    __version__ = version("yadtq")  # the one version source: pyproject.toml, via the installed metadata
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -1,192 +1,330 @@
-"""``yadtq``: the scripting CLI, mirroring the original REPL's commands.
-
-    yadtq submit ADD 2 3          print the new task's id
-    yadtq tasks [--state S]       Show-Tasks, newest first
-    yadtq view ID                 View one task
-    yadtq retry ID                run a failed task again (new attempt, same id)
-    yadtq reset [--yes]           delete every YADTQ task (asks first)
-    yadtq workers                 worker health from the heartbeats
-    yadtq stats                   totals per state, throughput, service health
-
-Read commands take ``--json``. Exit codes: 0 ok, 1 service unavailable, 2 invalid input,
-3 no such task, 4 reset declined.
-"""
+"""``yadtq``: the scripting CLI. One handler per command (``COMMANDS``), one table from exceptions to
+exit codes (``EXIT_CODES``); ``yadtq --help`` is built from both and README.md's CLI section is
+checked against them (tests/unit/test_cli_docs.py)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
 
+from yadtq import __version__
+from yadtq.cli_output import (
+    print_json,
+    print_task,
+    print_tasks,
+    print_workers,
+    task_json,
+    worker_json,
+)
 from yadtq.client import Client
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
-from yadtq.models import Task, TaskState, WorkerInfo
+from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
+from yadtq.loader import load_task_modules
+from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
-from yadtq.text import literal, show_args, show_value
+from yadtq.text import format_value, safe_text
 
-EXIT_UNAVAILABLE, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_DECLINED = 1, 2, 3, 4
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_INVALID = 2
+EXIT_NOT_FOUND = 3
+EXIT_DECLINED = 4
+EXIT_TASK_FAILED = 5
+EXIT_TIMED_OUT = 6
+
+EXIT_MEANINGS = {
+    EXIT_OK: "ok",
+    EXIT_UNAVAILABLE: "Redis or Kafka unavailable",
+    EXIT_INVALID: "invalid input",
+    EXIT_NOT_FOUND: "no such task",
+    EXIT_DECLINED: "reset declined",
+    EXIT_TASK_FAILED: "task failed (--wait)",
+    EXIT_TIMED_OUT: "timed out (--wait)",
+}
+"""Every exit code and what it means (``yadtq --help`` and README.md list these)."""
+
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (InvalidTask, EXIT_INVALID),
+    (TaskNotFound, EXIT_NOT_FOUND),
+    (ServiceUnavailable, EXIT_UNAVAILABLE),
+    (YadtqError, EXIT_UNAVAILABLE),  # any other refusal by Redis or Kafka
+    (ValueError, EXIT_INVALID),  # bad settings (a malformed YADTQ_* value)
+    (OSError, EXIT_INVALID),  # a password file that cannot be read
+    (ImportError, EXIT_INVALID),  # a --tasks module that cannot be imported
+)
+"""Exceptions a command may raise and the exit code each becomes; the first match wins."""
+
+SHELLS = ("bash", "zsh", "fish")
 
 
 class CliError(Exception):
+    """A refusal by the CLI itself, with its exit code."""
+
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yadtq", description=__doc__, allow_abbrev=False,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
-                        help="import MODULE so its task names are known locally (repeatable)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def exit_code(exc: BaseException) -> int | None:
+    """The exit code for ``exc`` (``None``: not an error the CLI expects)."""
+    if isinstance(exc, CliError):
+        return exc.code
+    return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), None)
 
-    p = sub.add_parser("submit", help="submit a task: yadtq submit ADD 2 3",
-                       description="Submit a task: yadtq submit ADD 2 3 [--wait SECONDS]. Every "
-                       "word after the task name is an argument, even one starting with '-' "
-                       "(SUB 5 -3, ADD -Infinity 1 is then refused as not a number).")
+
+@dataclass
+class Context:
+    """What a command handler gets: the parsed arguments, the streams and, on first use, a client."""
+
+    args: argparse.Namespace
+    stdin: TextIO
+    out: TextIO
+    client_factory: Callable[[], Client]
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self.client_factory()
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+Handler = Callable[[Context], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its README synopsis, its one-line summary and its handler."""
+
+    name: str
+    synopsis: str
+    summary: str
+    handler: Handler
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+    description: str | None = None
+
+
+# ---------------------------------------------------------------- handlers
+def cmd_submit(ctx: Context) -> int:
+    words, wait = _split_wait(ctx.args.words)
+    if wait is None:
+        wait = ctx.args.wait
+    if not words:
+        raise CliError("submit needs a task: yadtq submit ADD 2 3", EXIT_INVALID)
+    task_id = ctx.client.submit_text(" ".join(shlex.quote(w) for w in words))
+    if wait is None:
+        print(task_id, file=ctx.out)
+        return EXIT_OK
+    return _wait(ctx.client, task_id, wait, ctx.out)
+
+
+def cmd_tasks(ctx: Context) -> int:
+    args = ctx.args
+    if args.limit < 0 or args.offset < 0:
+        raise CliError("--limit and --offset must not be negative", EXIT_INVALID)
+    state = TaskState(args.state) if args.state else None
+    tasks = ctx.client.list(state, args.limit, args.offset, history=args.json)  # the table shows none
+    if args.json:
+        print_json([task_json(t) for t in tasks], ctx.out)
+    else:
+        print_tasks(tasks, ctx.out)
+    return EXIT_OK
+
+
+def cmd_view(ctx: Context) -> int:
+    task = ctx.client.get(ctx.args.task_id)
+    if ctx.args.json:
+        print_json(task_json(task), ctx.out)
+    else:
+        print_task(task, ctx.out)
+    return EXIT_OK
+
+
+def cmd_retry(ctx: Context) -> int:
+    print(ctx.client.retry(ctx.args.task_id), file=ctx.out)
+    return EXIT_OK
+
+
+def cmd_reset(ctx: Context) -> int:
+    client, out = ctx.client, ctx.out
+    total = client.total()
+    if not ctx.args.yes:
+        if not ctx.stdin.isatty():
+            raise CliError("reset needs confirmation: run it in a terminal or pass --yes",
+                           EXIT_DECLINED)
+        print(f"Delete all {total} tasks under '{client.settings.key_prefix}:'? "
+              "Workers and other Redis data are kept. [y/N] ", end="", file=out, flush=True)
+        if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise CliError("reset cancelled; nothing was deleted", EXIT_DECLINED)
+    print(f"deleted {client.reset()} tasks", file=out)
+    return EXIT_OK
+
+
+def cmd_workers(ctx: Context) -> int:
+    workers = ctx.client.workers()
+    if ctx.args.json:
+        print_json([worker_json(w) for w in workers], ctx.out)
+    else:
+        print_workers(workers, ctx.out)
+    return EXIT_OK
+
+
+def cmd_stats(ctx: Context) -> int:
+    client, out = ctx.client, ctx.out
+    counts = client.counts()
+    finished = sum(client.finished_per_second(60))
+    health = client.health()
+    if ctx.args.json:
+        print_json({"counts": {s.value: n for s, n in counts.items()},
+               "finished_last_minute": finished, "redis_ok": health.redis_ok,
+               "kafka_ok": health.kafka_ok, "redis_error": health.redis_error,
+               "kafka_error": health.kafka_error}, out)
+        return EXIT_OK
+    for s, n in counts.items():
+        print(f"{s.value:<12} {n}", file=out)
+    print(f"finished in the last minute: {finished}", file=out)
+    print(f"redis: {'ok' if health.redis_ok else safe_text(health.redis_error or '')}", file=out)
+    print(f"kafka: {'ok' if health.kafka_ok else safe_text(health.kafka_error or '')}", file=out)
+    return EXIT_OK
+
+
+def cmd_completion(ctx: Context) -> int:
+    import shtab  # only this command needs it
+
+    print(shtab.complete(build_parser(), shell=ctx.args.shell), file=ctx.out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- arguments per command
+def _submit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="WORD",
                    help="task name then its arguments")
     p.add_argument("--wait", type=float, metavar="SECONDS",
-                   help="wait for the task to finish and print its result (exit 5 if it failed)")
+                   help=f"wait for the task to finish and print its result (exit {EXIT_TASK_FAILED} "
+                        f"if it failed, {EXIT_TIMED_OUT} if it is not done in time)")
 
-    p = sub.add_parser("tasks", help="list tasks, newest first (Show-Tasks)")
-    p.add_argument("--state", choices=[s.value for s in TaskState])
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("view", help="show one task (View)")
-    p.add_argument("task_id", metavar="ID")
-    p.add_argument("--json", action="store_true")
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("retry", help="run a failed task again (a new attempt of the same task)")
-    p.add_argument("task_id", metavar="ID")
 
-    p = sub.add_parser("reset", help="delete every YADTQ task (only this prefix's keys)")
+def _tasks_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state", choices=[s.value for s in TaskState], help="only tasks in this state")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N tasks (default 20)")
+    p.add_argument("--offset", type=int, default=0, metavar="N", help="skip the N newest first")
+    _json_flag(p)
+
+
+def _id_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task_id", metavar="ID", help="the task id (32 hex digits)")
+
+
+def _view_arguments(p: argparse.ArgumentParser) -> None:
+    _id_arguments(p)
+    _json_flag(p)
+
+
+def _reset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
 
-    p = sub.add_parser("workers", help="workers and their health")
-    p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("stats", help="totals per state, throughput and service health")
-    p.add_argument("--json", action="store_true")
+def _completion_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=SHELLS)
+
+
+COMMANDS = (
+    Command("submit", "submit ADD 2 3 [--wait S]",
+            "submit; prints only the id (with --wait, the result)", cmd_submit, _submit_arguments,
+            "Submit a task: yadtq submit ADD 2 3 [--wait SECONDS]. Every word after the task name "
+            "is an argument, even one starting with '-' (SUB 5 -3; ADD -Infinity 1 is then refused "
+            "as not a number)."),
+    Command("tasks", "tasks [--state S] [--limit N] [--offset N] [--json]",
+            "Show-Tasks, newest first", cmd_tasks, _tasks_arguments),
+    Command("view", "view ID [--json]",
+            "View: arguments, result, error, attempts, every state change", cmd_view, _view_arguments),
+    Command("retry", "retry ID", "re-run a failed task as a new attempt of the same task",
+            cmd_retry, _id_arguments),
+    Command("reset", "reset [--yes]",
+            "delete every YADTQ task; asks first (refuses without a terminal unless --yes)",
+            cmd_reset, _reset_arguments,
+            "Delete every task under this key prefix; workers and other Redis data are kept."),
+    Command("workers", "workers [--json]",
+            "workers: alive / late / dead, running task, done, failed, uptime", cmd_workers, _json_flag),
+    Command("stats", "stats [--json]",
+            "totals per state, completions in the last minute, Redis/Kafka health", cmd_stats,
+            _json_flag),
+    Command("completion", "completion bash|zsh|fish",
+            "print a shell completion script (bash, zsh or fish)", cmd_completion,
+            _completion_arguments,
+            "Print a completion script for the shell. bash: eval \"$(yadtq completion bash)\" in "
+            "~/.bashrc; zsh: yadtq completion zsh > a directory on $fpath as _yadtq; fish: "
+            "yadtq completion fish > ~/.config/fish/completions/yadtq.fish"),
+)
+"""The subcommands, in ``--help`` order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    synopses = "\n".join(f"  yadtq {c.synopsis}" for c in COMMANDS)
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_MEANINGS.items())
+    parser = argparse.ArgumentParser(
+        prog="yadtq", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Submit YADTQ tasks and inspect tasks and workers.\n\n{synopses}\n\n"
+                    "Read commands take --json. Errors are one line on stderr.",
+        epilog=f"exit codes:\n{codes}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_arguments(parser)
+    parser.add_argument("--tasks", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (from the current directory or PYTHONPATH) so its task "
+                             "names are known locally (repeatable, comma-separated); env YADTQ_TASKS")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.summary,
+                           description=command.description or command.summary)
+        command.add_arguments(p)
+        p.set_defaults(handler=command.handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
          stdin: TextIO | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
+    """Run one command; returns its exit code (``EXIT_MEANINGS``). ``client`` replaces the one
+    built from the settings (tests); the task modules are then not loaded either."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
         return int(exc.code or 0)
-    try:
-        if client is None:
-            from worker.main import load_task_modules  # noqa: PLC0415 - only when asked
-            load_task_modules(args.tasks)
-            client = Client(Settings.from_args(args))
-        return _run(args, client, stdin or sys.stdin, out)
-    except CliError as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
-        return exc.code
-    except InvalidTask as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
-        return EXIT_INVALID
-    except TaskNotFound as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
-        return EXIT_NOT_FOUND
-    except ServiceUnavailable as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
-        return EXIT_UNAVAILABLE
-    except (ValueError, OSError, ImportError) as exc:
-        print(f"yadtq: {literal(str(exc))}", file=err)
-        return EXIT_INVALID
-    finally:
+
+    def make_client() -> Client:
         if client is not None:
-            client.close()
+            return client
+        load_task_modules(args.tasks)
+        return Client(Settings.from_args(args))
+
+    ctx = Context(args, stdin or sys.stdin, out, make_client)
+    handler: Handler = args.handler
+    try:
+        return handler(ctx)
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is None:
+            raise
+        print(f"yadtq: {safe_text(str(exc))}", file=err)
+        return code
+    finally:
+        ctx.close()
 
 
-def _run(args: argparse.Namespace, client: Client, stdin: TextIO, out: TextIO) -> int:
-    cmd = args.command
-    if cmd == "submit":
-        words, wait = _split_wait(args.words)
-        if wait is not None:
-            args.wait = wait
-        if not words:
-            raise CliError("submit needs a task: yadtq submit ADD 2 3", EXIT_INVALID)
-        text = " ".join(_quote(w) for w in words)
-        task_id = client.submit_text(text)
-        if args.wait is None:
-            print(task_id, file=out)
-            return 0
-        return _wait(client, task_id, args.wait, out)
-    if cmd == "tasks":
-        if args.limit < 0 or args.offset < 0:
-            raise CliError("--limit and --offset must not be negative", EXIT_INVALID)
-        state = TaskState(args.state) if args.state else None
-        tasks = client.list(state, args.limit, args.offset, history=args.json)  # the table shows none
-        if args.json:
-            _json([task_json(t) for t in tasks], out)
-        else:
-            _print_tasks(tasks, out)
-        return 0
-    if cmd == "view":
-        task = client.get(args.task_id)
-        if args.json:
-            _json(task_json(task), out)
-        else:
-            _print_task(task, out)
-        return 0
-    if cmd == "retry":
-        print(client.retry(args.task_id), file=out)
-        return 0
-    if cmd == "reset":
-        total = client.total()
-        if not args.yes:
-            if not stdin.isatty():
-                raise CliError("reset needs confirmation: run it in a terminal or pass --yes",
-                               EXIT_DECLINED)
-            print(f"Delete all {total} tasks under '{client.settings.key_prefix}:'? "
-                  "Workers and other Redis data are kept. [y/N] ", end="", file=out, flush=True)
-            if stdin.readline().strip().lower() not in ("y", "yes"):
-                raise CliError("reset cancelled; nothing was deleted", EXIT_DECLINED)
-        print(f"deleted {client.reset()} tasks", file=out)
-        return 0
-    if cmd == "workers":
-        workers = client.workers()
-        if args.json:
-            _json([worker_json(w) for w in workers], out)
-        else:
-            _print_workers(workers, out)
-        return 0
-    if cmd == "stats":
-        counts = client.counts()
-        rate = client.finished_per_second(60)
-        health = client.health()
-        data = {"counts": {s.value: n for s, n in counts.items()},
-                "finished_last_minute": sum(rate), "redis_ok": health.redis_ok,
-                "kafka_ok": health.kafka_ok, "redis_error": health.redis_error,
-                "kafka_error": health.kafka_error}
-        if args.json:
-            _json(data, out)
-        else:
-            for s, n in counts.items():
-                print(f"{s.value:<12} {n}", file=out)
-            print(f"finished in the last minute: {sum(rate)}", file=out)
-            print(f"redis: {'ok' if health.redis_ok else literal(health.redis_error or '')}", file=out)
-            print(f"kafka: {'ok' if health.kafka_ok else literal(health.kafka_error or '')}", file=out)
-        return 0
-    raise CliError(f"unknown command {cmd}", EXIT_INVALID)  # pragma: no cover
-
-
+# ---------------------------------------------------------------- submit --wait
 def _split_wait(words: list[str]) -> tuple[list[str], float | None]:
     """Take a trailing ``--wait SECONDS`` out of the task's words (they are otherwise literal)."""
     if len(words) >= 2 and words[-2] == "--wait":
@@ -200,98 +338,18 @@ def _split_wait(words: list[str]) -> tuple[list[str], float | None]:
     return words, None
 
 
-def _quote(word: str) -> str:
-    """Keep each shell word one word when re-joined for the (shlex) parser."""
-    return shlex.quote(word)
-
-
 def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
     deadline = time.monotonic() + seconds
     while True:
         task = client.get(task_id)
         if task.state is TaskState.COMPLETED:
-            print(show_value(task.result), file=out)
-            return 0
+            print(format_value(task.result), file=out)
+            return EXIT_OK
         if task.state is TaskState.FAILED:
-            raise CliError(f"task {task_id} failed: {task.error}", 5)
+            raise CliError(f"task {task_id} failed: {task.error}", EXIT_TASK_FAILED)
         if time.monotonic() > deadline:
-            raise CliError(f"task {task_id} still {task.state} after {seconds:g} s", 6)
+            raise CliError(f"task {task_id} still {task.state} after {seconds:g} s", EXIT_TIMED_OUT)
         time.sleep(0.05)
-
-
-def task_json(t: Task) -> dict[str, Any]:
-    return {"id": t.id, "name": t.name, "args": list(t.args), "state": t.state.value,
-            "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
-            "created_at": t.created_at, "updated_at": t.updated_at,
-            "history": [{"state": h.state.value, "at": h.at, "worker": h.worker,
-                         "attempt": h.attempt, "note": h.note} for h in t.history]}
-
-
-def worker_json(w: WorkerInfo) -> dict[str, Any]:
-    return {"id": w.id, "host": w.host, "pid": w.pid, "status": w.status.value,
-            "current_task": w.current_task, "done": w.done, "failed": w.failed,
-            "last_beat": w.last_beat, "uptime": round(w.uptime(), 1)}
-
-
-def _json(data: Any, out: TextIO) -> None:
-    # ensure_ascii keeps control characters escaped (\u001b), so JSON output is terminal-safe too
-    print(json.dumps(data, indent=2), file=out)
-
-
-def _ts(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def _age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def _print_tasks(tasks: list[Task], out: TextIO) -> None:
-    if not tasks:
-        print("no tasks", file=out)
-        return
-    rows = [("ID", "TASK", "ARGS", "STATE", "RESULT/ERROR", "WORKER", "TRY", "AGE")]
-    now = time.time()
-    for t in tasks:
-        outcome = show_value(t.result) if t.state is TaskState.COMPLETED else literal(t.error or "")
-        rows.append((t.id, literal(t.name, 16), show_args(t.args, 24), t.state.value,
-                     literal(outcome, 30), literal(t.worker or "", 20), str(t.attempt),
-                     _age(t.age(now))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
-
-
-def _print_task(t: Task, out: TextIO) -> None:
-    fields = [("id", t.id), ("task", literal(t.name)), ("args", show_args(t.args)),
-              ("state", t.state.value), ("result", show_value(t.result)),
-              ("error", literal(t.error or "")), ("attempts", str(t.attempt)),
-              ("worker", literal(t.worker or "")), ("created", _ts(t.created_at)),
-              ("updated", _ts(t.updated_at))]
-    for k, v in fields:
-        print(f"{k + ':':<10} {v}", file=out)
-    print("history:", file=out)
-    for h in t.history:
-        extra = f" by {literal(h.worker)}" if h.worker else ""
-        note = f" ({literal(h.note)})" if h.note else ""
-        print(f"  {_ts(h.at)}  {h.state.value:<12} attempt {h.attempt}{extra}{note}", file=out)
-
-
-def _print_workers(workers: list[WorkerInfo], out: TextIO) -> None:
-    if not workers:
-        print("no workers", file=out)
-        return
-    rows = [("WORKER", "STATUS", "RUNNING", "DONE", "FAILED", "UPTIME")]
-    for w in workers:
-        rows.append((literal(w.id, 40), w.status.value, literal(w.current_task or "-", 32),
-                     str(w.done), str(w.failed), _age(w.uptime())))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)).rstrip(), file=out)
 
 
 if __name__ == "__main__":

@@ -106,8 +106,9 @@ class YadtqPeer(Peer):
 
 class YadtqAsyncPeer(YadtqPeer):
     name = "yadtq-async"
-    config = ("as yadtq, but one-at-a-time submits use submit(wait=False) (the producer lingers "
-              "10 ms; Client.flush() after the loop, inside the timed submit window)")
+    config = ("as yadtq, but one-at-a-time submits use submit(wait=False) (the producer does not "
+              "linger; the background submitter batches a burst, waiting 5 ms once submits arrive "
+              "fast; Client.flush() after the loop, inside the timed submit window)")
     bulk_api = "Client.submit_many (500 per call, waits for acks)"
 
     def submit(self, item: Item) -> Any:

@@ -1,4 +1,4 @@
-"""The headless parts of the dashboard: the sanitiser, formatting, data helpers, the CLI."""
+"""The headless parts of the dashboard: data helpers and the CLI (its text: tests/unit/test_text.py)."""
 
 from __future__ import annotations
 
@@ -6,59 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from rich.console import Console
 
 from yadtq.models import TaskState
 from yadtq_tui.__main__ import build_parser
 from yadtq_tui.data import FILTER_CYCLE, next_filter, rate, resolve_id
-from yadtq_tui.text import (
-    clean,
-    format_args,
-    format_duration,
-    format_rate,
-    format_value,
-    literal,
-)
-
-
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b[2J", "\\x1b[2J"),
-    ("a\x07b", "a\\x07b"),
-    ("line1\nline2\ttab\r", "line1\\nline2\\ttab\\r"),
-    ("\x9b31m", "\\x9b31m"),  # C1 CSI
-    ("\x7f", "\\x7f"),
-    ("safe\u202eevil", "safe\\u202eevil"),  # bidi override
-    ("\ud800", "\ufffd"),  # lone surrogate: cannot be encoded at all
-    ("[red]x[/red]", "[red]x[/red]"),
-    ("héllo ✔ 漢字", "héllo ✔ 漢字"),
-])
-def test_clean_makes_controls_visible(raw: str, shown: str) -> None:
-    assert clean(raw) == shown
-
-
-def test_clean_limits_length_and_keeps_newlines_on_request() -> None:
-    assert clean("x" * 100, 10) == "x" * 9 + "…"
-    assert clean("\x1b" * 100, 10) == "\\x1b\\x1b\\…"
-    assert clean("a\nb\x1b", keep_newlines=True) == "a\nb\\x1b"
-    assert len(clean("y" * 10_000_000, 50)) == 50
-
-
-def test_literal_is_never_markup() -> None:
-    text = literal("[bold red]alert[/]")
-    console = Console(width=40, record=True, force_terminal=True)
-    console.print(text)
-    assert "[bold red]alert[/]" in console.export_text()
-    assert literal("\x1b[31m").plain == "\\x1b[31m"
-
-
-def test_formatting() -> None:
-    assert format_args((2, 3.5, "a b", "x", None, True)) == '2 3.5 "a b" x null true'
-    assert format_args(('q"uote',)) == '"q\\"uote"'
-    assert format_value({"a": [1, 2]}) == '{"a": [1, 2]}'
-    assert format_value(None) == "" and format_value("s") == "s"
-    assert [format_duration(s) for s in (0, 59, 61, 3725, 90000)] == [
-        "0s", "59s", "1m01s", "1h02m", "1d01h"]
-    assert format_rate(0) == "0/s" and format_rate(4.25) == "4.2/s" and format_rate(1234) == "1,234/s"
 
 
 def test_filter_cycle_and_helpers() -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
+import re
+import shlex
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +18,7 @@ import pytest
 from yadtq import cli
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
+from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, TaskNotFound
 from yadtq.models import TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
@@ -40,7 +47,7 @@ def client(fake_settings: Settings, fake_store: RedisStore, fake_broker: FakeBro
                   kafka_ping=fake_broker.ping, registry=reg)
 
 
-def run(client: Client, *argv: str, stdin: io.StringIO | None = None) -> tuple[int, str, str]:
+def run(client: Client | None, *argv: str, stdin: io.StringIO | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(list(argv), client=client, stdin=stdin or io.StringIO(), stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
@@ -174,7 +181,8 @@ def test_workers_text_and_json(client: Client) -> None:
     client.store.heartbeat(Beat("host-7", "host", 7, time.time() - 90, "abc", 3, 1), ttl=10)
     code, out, _ = run(client, "workers")
     assert code == 0
-    assert out.splitlines()[1].split() == ["host-7", "alive", "abc", "3", "1", "2m"]
+    *row, uptime = out.splitlines()[1].split()
+    assert row == ["host-7", "alive", "abc", "3", "1"] and uptime in ("1m30s", "1m31s")
     (w,) = json.loads(run(client, "workers", "--json")[1])
     assert (w["id"], w["status"], w["current_task"], w["done"], w["failed"], w["pid"]) == \
         ("host-7", "alive", "abc", 3, 1, 7)
@@ -244,3 +252,89 @@ def test_hostile_results_and_errors_never_reach_the_terminal_raw(client: Client)
     assert "[red]x[/red] \\x1b[2J \\x1b]52;c;aGVsbG8=\\x07 \\x9b31m \\u202eevil\\n" in view_text
     assert json.loads(outputs[4][2])["result"] == HOSTILE
     assert json.loads(outputs[5][2])["error"] == HOSTILE
+
+
+# ---------------------------------------------------------------- exit codes, --version, completion
+def test_every_exit_code_has_one_name_and_one_meaning() -> None:
+    names = {n: getattr(cli, n) for n in dir(cli)
+             if n.startswith("EXIT_") and isinstance(getattr(cli, n), int)}
+    assert sorted(names.values()) == list(range(7)) == sorted(cli.EXIT_MEANINGS)
+    assert {code for _kind, code in cli.EXIT_CODES} <= set(cli.EXIT_MEANINGS)
+
+
+@pytest.mark.parametrize(("exc", "code"), [
+    (cli.CliError("x", cli.EXIT_DECLINED), cli.EXIT_DECLINED),
+    (InvalidTask("x"), cli.EXIT_INVALID),
+    (TaskNotFound("x"), cli.EXIT_NOT_FOUND),
+    (ServiceUnavailable("x"), cli.EXIT_UNAVAILABLE),
+    (DecodeError("x"), cli.EXIT_UNAVAILABLE),
+    (ValueError("x"), cli.EXIT_INVALID),
+    (PermissionError("x"), cli.EXIT_INVALID),
+    (ModuleNotFoundError("x"), cli.EXIT_INVALID),
+    (RuntimeError("x"), None),
+])
+def test_exit_code_mapping(exc: BaseException, code: int | None) -> None:
+    assert cli.exit_code(exc) == code
+
+
+def test_an_unexpected_error_is_not_swallowed(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_a: object, **_k: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(client, "counts", boom)
+    with pytest.raises(RuntimeError, match="bug"):
+        run(client, "stats")
+
+
+def test_submit_wait_on_a_failed_task_exits_5(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_submit = client.submit_text
+
+    def submit_and_fail(text: str) -> str:
+        task_id = real_submit(text)
+        finish(client, task_id, TaskState.FAILED, error="division by zero")
+        return task_id
+
+    monkeypatch.setattr(client, "submit_text", submit_and_fail)
+    code, out, err = run(client, "submit", "DIV", "1", "0", "--wait", "5")
+    assert (code, out) == (cli.EXIT_TASK_FAILED, "") and "failed: division by zero" in err
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    import yadtq
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"yadtq {importlib.metadata.version('yadtq')}\n"
+    assert yadtq.__version__ == importlib.metadata.version("yadtq")
+
+
+@pytest.mark.parametrize("shell", cli.SHELLS)
+def test_completion_scripts_name_every_command(shell: str) -> None:
+    code, out, err = run(None, "completion", shell)  # needs no client, no services
+    assert (code, err) == (0, "")
+    words = {w.lstrip("-") for w in re.findall(r"[\w-]+", out)}  # fish writes -l json, not --json
+    assert {"yadtq", "state", "json", "wait", "kafka-bootstrap", "queued"} <= words
+    for command in cli.COMMANDS:
+        assert command.name in out
+    assert "--kafka-sasl-password " not in out and "--kafka-sasl-password'" not in out
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    (["su"], ["submit"]),
+    (["tasks", "--state", ""], ["queued", "in-progress", "completed", "failed"]),
+    (["completion", ""], ["bash", "zsh", "fish"]),
+    (["--redis-u"], ["--redis-url"]),
+])
+def test_bash_completion_completes(words: list[str], expected: list[str], tmp_path: Path) -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.fail("bash is needed to check the bash completion script")
+    script = tmp_path / "yadtq.bash"
+    script.write_text(run(None, "completion", "bash")[1], encoding="utf-8")
+    line = " ".join(["yadtq", *words])
+    comp_words = " ".join(shlex.quote(w) for w in ["yadtq", *words])
+    probe = (f"source {shlex.quote(str(script))}; COMP_WORDS=({comp_words}); "
+             f"COMP_CWORD={len(words)}; COMP_LINE={shlex.quote(line)}; COMP_POINT=${{#COMP_LINE}}; "
+             "_shtab_yadtq; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    proc = subprocess.run([bash, "--norc", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == expected

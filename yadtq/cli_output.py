@@ -1,0 +1,90 @@
+"""How the ``yadtq`` CLI prints tasks and workers: aligned text tables and ``--json``.
+
+Every value that comes from a task or a worker goes through ``yadtq.text`` (terminal-safe); JSON
+output keeps ``ensure_ascii``, so control characters stay escaped there too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any, TextIO
+
+from yadtq.models import Task, TaskState, WorkerInfo
+from yadtq.text import format_args, format_duration, format_timestamp, format_value, safe_text
+
+
+def task_json(t: Task) -> dict[str, Any]:
+    """``t`` as the JSON object ``--json`` prints (every field, history included)."""
+    return {"id": t.id, "name": t.name, "args": list(t.args), "state": t.state.value,
+            "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
+            "created_at": t.created_at, "updated_at": t.updated_at,
+            "history": [{"state": h.state.value, "at": h.at, "worker": h.worker,
+                         "attempt": h.attempt, "note": h.note} for h in t.history]}
+
+
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    """``w`` as the JSON object ``yadtq workers --json`` prints."""
+    return {"id": w.id, "host": w.host, "pid": w.pid, "status": w.status.value,
+            "current_task": w.current_task, "done": w.done, "failed": w.failed,
+            "last_beat": w.last_beat, "uptime": round(w.uptime(), 1)}
+
+
+def print_json(data: Any, out: TextIO) -> None:
+    """Indented JSON; ``ensure_ascii`` keeps control characters escaped (``\\u001b``)."""
+    print(json.dumps(data, indent=2), file=out)
+
+
+def _timestamp(t: float) -> str:
+    return format_timestamp(t, UTC, zone=True)
+
+
+def _print_table(rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
+
+
+def print_tasks(tasks: list[Task], out: TextIO) -> None:
+    """One aligned row per task (the ``yadtq tasks`` table)."""
+    if not tasks:
+        print("no tasks", file=out)
+        return
+    rows = [("ID", "TASK", "ARGS", "STATE", "RESULT/ERROR", "WORKER", "TRY", "AGE")]
+    now = time.time()
+    for t in tasks:
+        done = t.state is TaskState.COMPLETED
+        outcome = format_value(t.result, 30) if done else safe_text(t.error or "", 30)
+        rows.append((t.id, safe_text(t.name, 16), format_args(t.args, 24), t.state.value, outcome,
+                     safe_text(t.worker or "", 20), str(t.attempt), format_duration(t.age(now))))
+    _print_table(rows, out)
+
+
+def print_task(t: Task, out: TextIO) -> None:
+    """Every field of one task, then its history (``yadtq view``); timestamps in UTC."""
+    fields = [("id", t.id), ("task", safe_text(t.name)), ("args", format_args(t.args)),
+              ("state", t.state.value), ("result", format_value(t.result)),
+              ("error", safe_text(t.error or "")), ("attempts", str(t.attempt)),
+              ("worker", safe_text(t.worker or "")), ("created", _timestamp(t.created_at)),
+              ("updated", _timestamp(t.updated_at))]
+    for k, v in fields:
+        print(f"{k + ':':<10} {v}", file=out)
+    print("history:", file=out)
+    for h in t.history:
+        extra = f" by {safe_text(h.worker)}" if h.worker else ""
+        note = f" ({safe_text(h.note)})" if h.note else ""
+        print(f"  {_timestamp(h.at)}  {h.state.value:<12} attempt {h.attempt}{extra}{note}", file=out)
+
+
+def print_workers(workers: list[WorkerInfo], out: TextIO) -> None:
+    """One aligned row per worker (``yadtq workers``)."""
+    if not workers:
+        print("no workers", file=out)
+        return
+    rows = [("WORKER", "STATUS", "RUNNING", "DONE", "FAILED", "UPTIME")]
+    for w in workers:
+        rows.append((safe_text(w.id, 40), w.status.value, safe_text(w.current_task or "-", 32),
+                     str(w.done), str(w.failed), format_duration(w.uptime())))
+    _print_table(rows, out)
