@@ -1,8 +1,9 @@
 """Fault injection against the real services: the engine of the fault tests and of `make chaos`.
 
 A run: N short ADD tasks plus some long NAP tasks flow through 3 real worker processes while faults
-are injected one after another — SIGKILL of a worker process (its supervisor starts a new one), SIGSTOP/SIGCONT of one
-(a zombie), a Redis stop/start, a Kafka stop/start, SIGTERM to every worker (new ones are started).
+are injected one after another — SIGKILL of a worker process (its supervisor starts a new one),
+SIGSTOP/SIGCONT of one (a zombie), a Redis stop/start, a Kafka stop/start, SIGTERM to every worker
+(new ones are started).
 Afterwards every accepted task must be final with the right result and nothing in-progress; the
 report counts lost, stuck, extra attempts (duplicate starts) and the recovery times.
 
