@@ -74,7 +74,7 @@ def check_result(value: Any, seconds: float = 0.0) -> Result:
     except (TypeError, ValueError) as exc:
         if isinstance(value, float) and not math.isfinite(value):
             return Result(False, error=f"result is not a finite number: {value}", seconds=seconds)
-        return Result(False, error=f"result is not JSON-serialisable: {safe_text(exc)}",
+        return Result(False, error=f"result is not JSON-serialisable: {valid_text(exc)}",
                       seconds=seconds)
     except Exception as exc:  # noqa: BLE001 - a __float__/__iter__ that raises inside the encoder
         return Result(False, error=f"result is not JSON-serialisable: {describe_error(exc)}",
@@ -99,11 +99,12 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         message = f"the task called sys.exit({message})" if message else "the task called sys.exit()"
     text = message if isinstance(exc, PermanentTaskError) else (f"{name}: {message}" if message else name)
-    return safe_text(text)[:MAX_ERROR_CHARS]
+    return valid_text(text)[:MAX_ERROR_CHARS]
 
 
-def safe_text(value: object) -> str:
-    """``str(value)`` as valid Unicode (a lone surrogate becomes ``\\udXXX``); never raises."""
+def valid_text(value: object) -> str:
+    """``str(value)`` as storable Unicode, its text otherwise kept (a lone surrogate becomes
+    ``\\udXXX``; ``yadtq.text.safe_text`` is for showing text); never raises."""
     try:
         text = value if isinstance(value, str) else str(value)
     except BaseException:  # noqa: BLE001

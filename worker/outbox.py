@@ -11,7 +11,7 @@ from worker.interfaces import Producer, ProducerFactory
 from yadtq.broker_types import Record
 from yadtq.errors import YadtqError
 from yadtq.settings import Settings
-from yadtq.text import literal
+from yadtq.text import safe_text
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.worker")
@@ -36,7 +36,7 @@ class Outbox:
         """Put ``record`` on the dead-letter topic with ``reason``; never blocks the partition on it."""
         self.dead_lettered += 1
         log.warning("dead-lettering message %s/%d: %s", record.partition, record.offset,
-                    literal(reason, 300))
+                    safe_text(reason, 300))
         try:
             self._get().dead_letter(record, reason, self._worker_id)
         except (YadtqError, OSError) as exc:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from worker.execute import Result, TimeLimitExceeded, run_task, safe_text
+from worker.execute import Result, TimeLimitExceeded, run_task, valid_text
 from worker.outbox import Outbox
 from yadtq.broker_types import Record
 from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, StoreError
@@ -31,7 +31,7 @@ from yadtq.models import TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
 from yadtq.store import Outcome, RedisStore
-from yadtq.text import literal
+from yadtq.text import safe_text
 from yadtq.wire import Envelope, decode
 
 log = logging.getLogger("yadtq.worker")
@@ -243,7 +243,7 @@ class Runner:
             return (env, TaskSpec(env.name, None, (), description=reason))
         except Exception as exc:  # noqa: BLE001 - a validator that trips: this message only
             self.outbox.dead_letter(rec, f"could not validate the task: {type(exc).__name__}: "
-                                         f"{safe_text(exc)[:300]}")
+                                         f"{valid_text(exc)[:300]}")
             return None
         return (Envelope(env.id, spec.name, args, env.created_at), spec)
 
@@ -351,7 +351,7 @@ class Runner:
             self.outbox.dead_letter(rec, f"Redis refused the outcome of task {outcome.task_id}: {reason}")
             return True
         plain = Outcome(outcome.task_id, outcome.attempt, TaskState.FAILED, note="not stored",
-                        error=f"the outcome could not be stored ({safe_text(reason)[:500]})")
+                        error=f"the outcome could not be stored ({valid_text(reason)[:500]})")
         return self._finish([(rec, plain)])
 
     # ------------------------------------------------------------------ one task
@@ -391,7 +391,7 @@ class Runner:
             except StoreError as exc:
                 self._count(ok=False)
                 return Outcome(env.id, attempt, TaskState.FAILED, error=result.error,
-                               note=f"not retried: Redis refused ({safe_text(exc)[:200]})")
+                               note=f"not retried: Redis refused ({valid_text(exc)[:200]})")
             if not started or started[0] <= 0:
                 return None
             attempt = started[0]
@@ -434,11 +434,11 @@ class Runner:
 
     def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
         self.learn(env.name, result.seconds)
-        args = f" args={literal(repr(env.args), 300)}" if self.settings.log_args else ""
+        args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
         if result.ok:
             log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
                       result.seconds, args)
         else:
             log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt,
-                     literal(result.error or "", 300), args)
+                     safe_text(result.error or "", 300), args)
 

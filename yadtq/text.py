@@ -57,10 +57,6 @@ def safe_text(text: object, limit: int | None = None, *, keep_newlines: bool = F
     return out
 
 
-# ``worker/runner.py`` (and its tests) still import this name; ``safe_text`` is the one to use.
-literal = safe_text
-
-
 def format_value(value: Any, limit: int | None = None, *, keep_newlines: bool = False) -> str:
     """A task argument or result, safe to show: ``None`` as nothing, strings as they are,
     everything else as JSON (``repr`` if it is not JSON)."""

@@ -20,7 +20,6 @@ from yadtq.text import (
     format_rate,
     format_timestamp,
     format_value,
-    literal,
     safe_text,
 )
 
@@ -144,10 +143,6 @@ def test_format_count_and_rate() -> None:
     assert format_count(12345) == "12,345" and format_count(0) == "0"
     assert [format_rate(r) for r in (0, 0.04, 4.25, 99.9, 1234)] == \
         ["0/s", "0.0/s", "4.2/s", "99.9/s", "1,234/s"]
-
-
-def test_the_old_core_name_is_the_same_function() -> None:
-    assert literal is safe_text
 
 
 # ---------------------------------------------------------------- the dashboard's wrappers

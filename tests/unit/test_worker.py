@@ -23,7 +23,7 @@ from yadtq.registry import Registry
 from yadtq.settings import Settings
 from yadtq.store import Outcome, RedisStore
 from yadtq.testing import FakeBroker
-from yadtq.text import literal
+from yadtq.text import safe_text
 from yadtq.wire import Envelope, decode, encode
 
 Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
@@ -346,9 +346,9 @@ def test_backoff_doubles_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_escape_keeps_log_lines_single() -> None:
-    # the worker escapes task data in log lines with the core's literal()
-    assert literal("a\nb\x1b[2J", 300) == "a\\nb\\x1b[2J"
-    assert literal("x" * 500, 10) == "x" * 9 + "…"
+    # the worker escapes task data in log lines with the core's safe_text()
+    assert safe_text("a\nb\x1b[2J", 300) == "a\\nb\\x1b[2J"
+    assert safe_text("x" * 500, 10) == "x" * 9 + "…"
 
 
 # ---------------------------------------------------------------- races (bug demonstrations)
