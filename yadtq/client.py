@@ -51,7 +51,7 @@ ASYNC_LINGER_MS = 0
 """Producer linger for ``wait=False`` submits: none; the background submitter batches a burst
 itself (``yadtq.batcher.BUSY_LINGER_SECONDS``) and sends a lone task at once."""
 
-EXIT_DRAIN_SECONDS = 60.0
+EXIT_DRAIN_SECONDS = 30.0
 """How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
 
 
