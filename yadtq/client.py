@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from yadtq.batcher import BackgroundSubmitter
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
 from yadtq.settings import Settings
@@ -97,7 +97,7 @@ class Client:
                         self._registry.add_spec(TaskSpec.from_public(data))
                     except (KeyError, TypeError, ValueError):
                         continue
-            except ServiceUnavailable:
+            except (ServiceUnavailable, StoreError):
                 pass
         return self._registry
 
@@ -224,8 +224,8 @@ class Client:
         try:
             self.store.transition(task_id, TaskState.QUEUED, TaskState.FAILED,
                                   note="not enqueued", error=f"not enqueued: {err}", attempt=0)
-        except ServiceUnavailable:
-            pass  # Redis went away too; the record says queued but no worker will see it
+        except (ServiceUnavailable, StoreError):
+            pass  # Redis went away or refused; the record says queued until the reconciler sees it
 
     # ------------------------------------------------------------------ read
     def get(self, task_id: str) -> Task:
@@ -292,7 +292,7 @@ class Client:
         redis_error = kafka_error = None
         try:
             self.store.ping()
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, StoreError) as exc:
             redis_error = str(exc)
         try:
             self._kafka_ping(self.settings)

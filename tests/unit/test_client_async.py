@@ -124,3 +124,33 @@ def test_exit_drain_sends_and_says_loudly_what_it_could_not(
     client_module._flush_at_exit(weakref.ref(fake_client))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yadtq: WARNING at exit: 2 tasks not enqueued" in err
+
+
+def test_a_permanent_redis_error_while_marking_a_task_failed_does_not_stop_the_submitter(
+        fake_client: Client, fake_broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yadtq.errors import StoreError
+
+    def refused(*_a: object, **_k: object) -> int:
+        raise StoreError("Redis refused: OOM command not allowed")
+
+    monkeypatch.setattr(fake_client.store, "transition", refused)
+    fake_broker.available = False
+    fake_client.submit("ADD", [1, 2], wait=False)
+    with pytest.raises(ServiceUnavailable, match="1 tasks not enqueued"):
+        fake_client.flush(timeout=3)
+    fake_broker.available = True
+    fake_client.submit("ADD", [1, 3], wait=False)
+    fake_client.flush(timeout=3)  # the submitter thread is still there
+    assert len(fake_broker.messages(fake_client.settings.topic)) == 1
+
+
+def test_health_reports_a_permanent_redis_error(fake_client: Client,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from yadtq.errors import StoreError
+
+    def refused() -> None:
+        raise StoreError("Redis refused: NOPERM no permissions to run the 'ping' command")
+
+    monkeypatch.setattr(fake_client.store, "ping", refused)
+    health = fake_client.health()
+    assert not health.redis_ok and "NOPERM" in (health.redis_error or "")
