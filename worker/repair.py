@@ -1,8 +1,171 @@
-"""The reconciler (next commit)."""
+"""The reconciler: repairs tasks that nothing will ever deliver again.
+
+A task can be left ``queued`` with no message behind it (its client died between writing the
+record and Kafka's acknowledgement, a ``retry()`` died before its send, Redis lost its last second
+of writes) or ``in-progress`` with nobody running it (its worker died after the group had moved
+past its message, or Redis lost the outcome). Every worker runs this loop; one at a time leads
+(a Redis lock with a TTL), every ``repair_interval`` seconds.
+
+The rule needs no guess about how long a queue may be backed up. Each round records the tasks
+topic's end offsets. A non-final task last changed at ``U`` is repaired when the group's committed
+offset on its partition has reached the end offset of a round taken after ``U`` plus the producer's
+delivery timeout: every message sent to that partition before then (its own included, if it was
+ever sent) has been consumed, and a consumed message always has its final state written first.
+Only tasks unchanged for ``repair_after`` seconds are looked at, and an in-progress task that a live
+worker reports running is left alone. Repairing is re-sending the task (an in-progress one is moved
+back to ``queued`` first, with a compare-and-set on its attempt), and it is always safe: a delivered
+task that is already final is skipped, and outcomes are a compare-and-set on the attempt.
+"""
 
 from __future__ import annotations
 
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from worker.interfaces import Offsets, OffsetsFactory
+from worker.outbox import Outbox
+from yadtq.errors import YadtqError
+from yadtq.models import Task, TaskState, WorkerStatus
+from yadtq.settings import Settings
+from yadtq.store import RedisStore
+from yadtq.wire import Envelope
+
+log = logging.getLogger("yadtq.repair")
+
+LOCK = "repair"
+SEND_MARGIN_SECONDS = 12.0
+"""A message is acknowledged or given up by its producer within this long after its record was
+written (the producer's delivery timeout is 10 s)."""
+MAX_SNAPSHOTS = 512
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    ends: dict[int, int]
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round did."""
+
+    resent_queued: int = 0
+    requeued_in_progress: int = 0
+    checked: int = 0
+
 
 class Reconciler:
-    def start(self) -> None: ...
-    def join(self, timeout: float) -> None: ...
+    """The repair loop of one worker (it acts only while it holds the lock)."""
+
+    def __init__(self, settings: Settings, store: RedisStore, offsets_factory: OffsetsFactory,
+                 outbox: Outbox, worker_id: str, stopping: threading.Event) -> None:
+        self.settings, self.store, self.outbox = settings, store, outbox
+        self.worker_id, self.stopping = worker_id, stopping
+        self._offsets_factory = offsets_factory
+        self._offsets: Offsets | None = None
+        self._snapshots: deque[Snapshot] = deque(maxlen=MAX_SNAPSHOTS)
+        self.thread = threading.Thread(target=self._loop, name="yadtq-repair", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        interval = self.settings.repair_interval
+        if self.stopping.wait(random.uniform(0.2, 1.0) * interval):  # noqa: S311 - spreads workers
+            return
+        while True:
+            try:
+                done = self.run_once()
+                if done is not None and (done.resent_queued or done.requeued_in_progress):
+                    log.warning("reconciler repaired %d tasks: %d queued re-sent, %d in-progress "
+                                "re-queued", done.resent_queued + done.requeued_in_progress,
+                                done.resent_queued, done.requeued_in_progress)
+            except YadtqError as exc:
+                log.warning("repair round failed: %s", exc)
+                self._drop_offsets()
+            except Exception:  # noqa: BLE001 - the repair loop must outlive any one bad round
+                log.exception("repair round failed")
+                self._drop_offsets()
+            if self.stopping.wait(interval):
+                break
+        try:
+            self.store.release_lock(LOCK, self.worker_id)
+        except YadtqError:
+            pass
+        self._drop_offsets()
+
+    def _drop_offsets(self) -> None:
+        if self._offsets is not None:
+            self._offsets.close()
+            self._offsets = None
+
+    # ------------------------------------------------------------------ one round
+    def run_once(self, now: float | None = None) -> Round | None:
+        """One round if this worker leads (None otherwise)."""
+        ttl = max(3 * self.settings.repair_interval, 10.0)
+        if not self.store.acquire_lock(LOCK, self.worker_id, ttl):
+            self._snapshots.clear()  # another leader: our snapshots would be stale when we lead
+            return None
+        if self._offsets is None:
+            self._offsets = self._offsets_factory(self.settings)
+        offsets = self._offsets
+        partitions = offsets.partitions()
+        ends = offsets.end_offsets(partitions)
+        committed = offsets.committed()
+        t = time.time() if now is None else now
+        self._snapshots.append(Snapshot(t, ends))
+        older = t - self.settings.repair_after
+        candidates = [*self.store.stale(TaskState.QUEUED, older),
+                      *self.store.stale(TaskState.IN_PROGRESS, older)]
+        late_after = self.settings.heartbeat_interval * 2
+        busy = {w.current_task for w in self.store.workers(late_after=late_after)
+                if w.status is not WorkerStatus.DEAD and w.current_task}
+        resent = requeued = 0
+        for task in candidates:
+            if task.problem or task.state.is_final:
+                continue
+            if task.state is TaskState.IN_PROGRESS and task.id in busy:
+                continue
+            partition = offsets.partition_of(task.id, partitions)
+            if not self._consumed_past(task, partition, committed):
+                continue
+            if self._repair(task):
+                if task.state is TaskState.QUEUED:
+                    resent += 1
+                else:
+                    requeued += 1
+        self.store.record_repairs(self.worker_id, resent, requeued)
+        return Round(resent, requeued, len(candidates))
+
+    def _consumed_past(self, task: Task, partition: int, committed: dict[int, int]) -> bool:
+        """True when the group committed past every message that could carry this task."""
+        after = task.updated_at + SEND_MARGIN_SECONDS
+        snap = next((s for s in self._snapshots if s.at >= after), None)
+        return snap is not None and committed.get(partition, 0) >= snap.ends.get(partition, 0)
+
+    def _repair(self, task: Task) -> bool:
+        if task.state is TaskState.IN_PROGRESS:
+            note = (f"re-queued by the reconciler: nobody runs it (worker {task.worker or '?'}) and its "
+                    "partition was consumed past it")
+            moved = self.store.transition(task.id, TaskState.IN_PROGRESS, TaskState.QUEUED, note,
+                                          attempt=task.attempt)
+        else:
+            note = "re-sent by the reconciler: its partition was consumed past it (no message behind it)"
+            moved = self.store.transition(task.id, TaskState.QUEUED, TaskState.QUEUED, note,
+                                          attempt=task.attempt)
+        if moved != 1:
+            return False  # it changed meanwhile: nothing to repair
+        err = self.outbox.resend([Envelope(task.id, task.name, task.args, task.created_at)])[0]
+        if err is not None:
+            log.warning("could not re-send task %s (tried again in a later round): %s", task.id, err)
+            return False
+        log.info("task %s (%s) %s", task.id, task.name, note)
+        return True

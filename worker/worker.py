@@ -32,6 +32,7 @@ from worker.interfaces import (
     OffsetsFactory,
     ProducerFactory,
     kafka_consumer,
+    kafka_offsets,
     kafka_producer,
 )
 from worker.outbox import Outbox
@@ -80,7 +81,9 @@ class Worker:
         self.watchdog = Watchdog(self.runner, settings.stuck_grace)
         self.heartbeat = Heartbeat(self.store, settings, self.identity, self.runner.status,
                                    self.watchdog.stalled, lambda: tuple(self._assigned), self.stopping)
-        self.reconciler: Reconciler | None = None  # wired with the store's repair support
+        self.reconciler = (Reconciler(settings, self.store, offsets_factory or kafka_offsets,
+                                      self.outbox, self.id, self.stopping)
+                           if repair else None)
         self._consumer_factory = consumer_factory or kafka_consumer
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()

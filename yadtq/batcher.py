@@ -6,15 +6,14 @@ it in Redis (``queued``) in one script call, then hands it to the Kafka producer
 Kafka refuses is marked ``failed`` ("not enqueued"). The order is the same as a confirmed submit:
 Redis first, then Kafka, so a worker never sees a task whose record is missing, and a crash loses a
 buffered task whole (no record and no message) rather than leaving it ``queued`` forever.
-``flush()`` waits for everything so far and raises if any task was not enqueued.
+``flush()`` waits for everything so far and raises if any task was not enqueued. At interpreter
+exit the owner (``yadtq.client.Client``) drains it before the Kafka producer closes.
 """
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +44,6 @@ class BackgroundSubmitter:
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="yadtq-submitter", daemon=True)
         self._thread.start()
-        atexit.register(_close_at_exit, weakref.ref(self))
 
     def add(self, envelopes: Sequence[Envelope]) -> None:
         with self._cv:
@@ -86,14 +84,14 @@ class BackgroundSubmitter:
                 self._in_flight = len(batch)
             try:
                 self._create(batch)
-            except Exception as exc:  # noqa: BLE001 - Redis down: nothing recorded, nothing sent
+            except Exception as exc:  # Redis down: nothing recorded, nothing sent
                 err = exc if isinstance(exc, ServiceUnavailable) else ServiceUnavailable(str(exc))
                 for env in batch:
                     self._on_error(env, err)
             else:
                 try:
                     self._send_async(batch)
-                except Exception as exc:  # noqa: BLE001 - no producer: refused like a failed send
+                except Exception as exc:  # no producer: refused like a failed send
                     for env in batch:
                         self._on_error(env, ServiceUnavailable(f"Kafka: {exc}"))
             finally:
@@ -103,12 +101,3 @@ class BackgroundSubmitter:
             if len(batch) >= BUSY_BATCH and not self._closed:
                 time.sleep(BUSY_LINGER_SECONDS)
 
-
-def _close_at_exit(ref: weakref.ref[BackgroundSubmitter]) -> None:
-    """A program that forgets ``close()`` still gets its buffered tasks sent before it exits."""
-    submitter = ref()
-    if submitter is not None:
-        try:
-            submitter.close()
-        except ServiceUnavailable:
-            pass  # the tasks are marked failed ("not enqueued") where Redis could be reached

@@ -8,21 +8,26 @@
 Submitting writes the task as ``queued`` in Redis, then sends it to Kafka and waits for the broker's
 acknowledgement. If Kafka refuses or cannot be reached, the caller gets ``ServiceUnavailable`` and the
 task is marked ``failed`` ("not enqueued"), so nothing is left looking ``queued`` forever.
+Tasks submitted with ``wait=False`` are sent at normal interpreter exit even without ``flush()``;
+what cannot be sent then is counted in one line on stderr.
 """
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import functools
+import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from yadtq.batcher import BackgroundSubmitter
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
-from yadtq.models import Health, Task, TaskState, View, WorkerInfo
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
+from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
@@ -36,7 +41,6 @@ class Producer(Protocol):
     def send_async(self, envelopes: Sequence[Envelope],
                    on_error: Callable[[Envelope, Exception], None]) -> None: ...
     def flush(self, timeout: float = ...) -> None: ...
-    def connected(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -45,8 +49,10 @@ ProducerFactory = Callable[..., Producer]
 
 ASYNC_LINGER_MS = 0
 """Producer linger for ``wait=False`` submits: none; the background submitter batches a burst
-itself (``yadtq.batcher.BUSY_LINGER_SECONDS``) and sends a lone task at once. Measured (bench-peers
---quick): a fixed 10 ms linger gave p50 12-14 ms at 100-200 tasks/s; none gives 4 ms."""
+itself (``yadtq.batcher.BUSY_LINGER_SECONDS``) and sends a lone task at once."""
+
+EXIT_DRAIN_SECONDS = 30.0
+"""How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
 
 
 def _kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
@@ -91,7 +97,7 @@ class Client:
                         self._registry.add_spec(TaskSpec.from_public(data))
                     except (KeyError, TypeError, ValueError):
                         continue
-            except ServiceUnavailable:
+            except (ServiceUnavailable, StoreError):
                 pass
         return self._registry
 
@@ -176,6 +182,7 @@ class Client:
                 self._submitter = BackgroundSubmitter(
                     self.store.create, self._send_unconfirmed, self._flush_unconfirmed,
                     self._on_async_error)
+                _drain_at_exit(self)
             return self._submitter
 
     def _send_unconfirmed(self, envelopes: Sequence[Envelope]) -> None:
@@ -210,15 +217,15 @@ class Client:
             return self._get_producer().send(envelopes)
         except ServiceUnavailable as exc:
             return [exc] * len(envelopes)
-        except Exception as exc:  # noqa: BLE001 - the Kafka client raises many kinds
+        except Exception as exc:  # the Kafka client raises many kinds
             return [ServiceUnavailable(f"Kafka: {type(exc).__name__}: {exc}")] * len(envelopes)
 
     def _not_enqueued(self, task_id: str, err: Exception) -> None:
         try:
             self.store.transition(task_id, TaskState.QUEUED, TaskState.FAILED,
                                   note="not enqueued", error=f"not enqueued: {err}", attempt=0)
-        except ServiceUnavailable:
-            pass  # Redis went away too; the record says queued but no worker will see it
+        except (ServiceUnavailable, StoreError):
+            pass  # Redis went away or refused; the record says queued until the reconciler sees it
 
     # ------------------------------------------------------------------ read
     def get(self, task_id: str) -> Task:
@@ -248,9 +255,13 @@ class Client:
         return self.store.workers(late_after=self.settings.heartbeat_interval * 2)
 
     def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View:
-        """A dashboard's refresh in two round trips: the newest ``limit`` tasks (without history),
-        the counts, tasks finished per second over ``seconds``, and the workers."""
+        """A dashboard's refresh in one round trip: the newest ``limit`` tasks (without history),
+        the counts, tasks finished per second over ``seconds``, the workers and the repairs."""
         return self.store.view(state, limit, seconds, late_after=self.settings.heartbeat_interval * 2)
+
+    def repairs(self) -> RepairStats:
+        """What the workers' reconciler repaired so far (re-sent and re-queued tasks)."""
+        return self.store.repairs()
 
     # ------------------------------------------------------------------ change
     def retry(self, task_id: str) -> str:
@@ -281,7 +292,7 @@ class Client:
         redis_error = kafka_error = None
         try:
             self.store.ping()
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, StoreError) as exc:
             redis_error = str(exc)
         try:
             self._kafka_ping(self.settings)
@@ -301,6 +312,35 @@ class Client:
                 if producer is not None:
                     producer.close()
             self._producer = self._async_producer = None
+
+
+def _drain_at_exit(client: Client) -> None:
+    """Send ``client``'s ``wait=False`` tasks when the interpreter exits normally.
+
+    Registered with ``threading._register_atexit``: those hooks run when the main thread ends,
+    before the ``atexit`` callbacks, among them kafka-python's, which closes every producer (and
+    is registered later, when the producer is built, so as an ``atexit`` callback it would run
+    first). Plain ``atexit`` is the fallback where the threading hook is missing or closed."""
+    ref = weakref.ref(client)
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_flush_at_exit, ref)
+            return
+        except RuntimeError:  # the interpreter is already shutting its threads down
+            pass
+    atexit.register(_flush_at_exit, ref)
+
+
+def _flush_at_exit(ref: weakref.ref[Client]) -> None:
+    client = ref()
+    if client is None or client._submitter is None:  # closed already
+        return
+    try:
+        client.flush(EXIT_DRAIN_SECONDS)
+    except ServiceUnavailable as exc:
+        print(f"yadtq: WARNING at exit: {exc} (submitted with wait=False)", file=sys.stderr,
+              flush=True)
 
 
 def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:

@@ -18,7 +18,13 @@ class DecodeError(YadtqError):
 
 
 class ServiceUnavailable(YadtqError):
-    """Redis or Kafka cannot be reached (or refused the request)."""
+    """Redis or Kafka cannot serve requests right now (unreachable, timed out, loading, busy,
+    failing over). Transient: callers wait it out and try again."""
+
+
+class StoreError(YadtqError):
+    """Redis refused this request for good (``WRONGTYPE``, ``OOM command not allowed``, a script
+    error...): trying the same request again cannot help. The message starts "Redis refused: "."""
 
 
 class TaskNotFound(YadtqError):
@@ -29,7 +35,3 @@ class BrokerError(YadtqError):
     """Kafka refused a request for good (not a connection problem): e.g. a commit for partitions
     that moved to another worker."""
 
-
-class StoreError(YadtqError):
-    """Redis refused one request for good (``WRONGTYPE``, ``OOM``, a script error): retrying the same
-    request cannot help, so the caller fails that task or message and goes on."""

@@ -7,15 +7,19 @@ so topics are ``yadtq.tasks`` and ``yadtq.dead-letter`` by default.
 Layout::
 
     <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history...
-    <p>:tasks                zset   every task id, scored by creation time (ms): listing never scans keys
-    <p>:state:<state>        zset   ids in one state, scored by creation time: filtered listing
+    <p>:tasks                zset   every task id, scored by creation time (epoch s): listing never scans keys
+    <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s): filtered
+                                    listing, and the reconciler's oldest-first scan
     <p>:counts               hash   state -> number of tasks in that state
     <p>:rate:<epoch second>  string completions (and failures) finished in that second, expires in 2 min
-    <p>:workers              zset   worker id -> last heartbeat (ms): known workers, alive or dead
+    <p>:workers              zset   worker id -> last heartbeat (epoch s): known workers, alive or dead
     <p>:worker:<id>          hash   one worker's heartbeat, written with a TTL: gone = dead
     <p>:workers:last         hash   worker id -> JSON of its last heartbeat (what a dead one did)
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
+    <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
+    <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
+                                    last_run_at, last_leader, last_repaired
 """
 
 from __future__ import annotations
@@ -89,3 +93,12 @@ class Keys:
     @property
     def registry(self) -> str:
         return f"{self.prefix}:registry"
+
+    def lock(self, name: str) -> str:
+        """A lock held by one owner at a time, expiring with its TTL."""
+        return f"{self.prefix}:lock:{name}"
+
+    @property
+    def repairs(self) -> str:
+        """The reconciler's counters (``RepairStats``)."""
+        return f"{self.prefix}:repairs"

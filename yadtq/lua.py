@@ -62,6 +62,25 @@ local function append(history, entry)
   if not history or history == '' or history == '[]' then return '[' .. item .. ']' end
   return string.sub(history, 1, -2) .. ',' .. item .. ']'
 end
+-- A stored attempt: a whole number >= 0, else nil (the hash is malformed).
+local function count(value)
+  local n = tonumber(value)
+  if n and n >= 0 and n == math.floor(n) and n < 9007199254740992 then return n end
+  return nil
+end
+-- A stored history: absent, or text shaped like a JSON array (``append`` adds to it).
+local function listlike(history)
+  return not history or (string.sub(history, 1, 1) == '[' and string.sub(history, -1) == ']')
+end
+-- A new ``queued`` record (index and state set included); returns its history text.
+local function record(key, index, id, name, args, created_text, created, now, note)
+  local history = cjson.encode({{'queued', created, false, 0, note}})
+  redis.call('HSET', key, 'id', id, 'name', name, 'args', args, 'state', 'queued', 'attempt', 0,
+    'created_at', created_text, 'updated_at', now, 'history', history)
+  zadd(index, id, created)
+  move(id, nil, 'queued', created)
+  return history
+end
 """
 
 # KEYS[6] = index, KEYS[7..] = task keys.
@@ -72,15 +91,11 @@ local now = ARGV[1]
 local out = {}
 for i = 7, #KEYS do
   local j = (i - 7) * 4 + 2
-  local id, created = ARGV[j], tonumber(ARGV[j + 3])
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
-    redis.call('HSET', KEYS[i], 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
-      'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
-      'history', cjson.encode({{'queued', created, false, 0, false}}))
-    zadd(KEYS[6], id, created)
-    move(id, nil, 'queued', created)
+    record(KEYS[i], KEYS[6], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
+      now, false)
     out[#out + 1] = 1
   end
 end
@@ -91,40 +106,56 @@ return out
 # KEYS[6] = index, KEYS[7] = reset marker, KEYS[8..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
-# (a duplicate delivery), -1 if it was cleared by a reset after it was sent.
+# (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
+# or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
+# (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
+# created_at, a history that is not a JSON array). On -2 and -3 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
-local reset_at = tonumber(redis.call('GET', KEYS[7]) or '0')
+local reset_at = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
 local out = {}
 for i = 8, #KEYS do
   local key = KEYS[i]
   local j = (i - 8) * 4 + 3
-  local id, created = ARGV[j], tonumber(ARGV[j + 3])
-  local cur = redis.call('HMGET', key, 'state', 'attempt', 'history')
-  local state, attempt, history = cur[1], tonumber(cur[2] or '0'), cur[3]
-  if not state then
-    if created <= reset_at then
-      out[#out + 1] = -1
-    else
-      -- the message reached Kafka but its record is missing: recreate it from the message
-      history = cjson.encode({{'queued', created, false, 0, 'record recreated by worker'}})
-      redis.call('HSET', key, 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
-        'state', 'queued', 'attempt', 0, 'created_at', ARGV[j + 3], 'history', history)
-      zadd(KEYS[6], id, created)
-      move(id, nil, 'queued', created)
-      state, attempt = 'queued', 0
+  local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at')
+  local res = nil
+  local state, attempt, history, score
+  if cur.err then
+    res = -3
+  else
+    state, attempt, history, score = cur[1], count(cur[2]), cur[3], tonumber(cur[6])
+    if not state then
+      if cur[2] or cur[4] or cur[5] or cur[6] then
+        res = -3
+      elseif created <= reset_at then
+        res = -1
+      else
+        -- the message reached Kafka but its record is missing: recreate it from the message
+        history = record(key, KEYS[6], id, name, args, ARGV[j + 3], created, now,
+          'record recreated by worker')
+        state, attempt, score = 'queued', 0, created
+        cur[4], cur[5] = name, args
+      end
     end
   end
-  if state == 'completed' or state == 'failed' then
+  if res then
+    out[#out + 1] = res
+  elseif not sets[state] or not attempt or not score or not cur[4] or not cur[5]
+      or not listlike(history) then
+    out[#out + 1] = -3
+  elseif cur[4] ~= name or cur[5] ~= args then
+    out[#out + 1] = -2
+  elseif state == 'completed' or state == 'failed' then
     out[#out + 1] = 0
-  elseif state then
+  else
     attempt = attempt + 1
     local note = false
     if state == 'in-progress' then note = 'took over from an earlier attempt' end
     redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
       'updated_at', now, 'started_at', now,
       'history', append(history, {'in-progress', now, worker, attempt, note}))
-    move(id, state, 'in-progress', created)
+    move(id, state, 'in-progress', score)
     out[#out + 1] = attempt
   end
 end
@@ -135,7 +166,8 @@ return out
 # KEYS[6] = rate key of this second, KEYS[7..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, attempt, new state, result JSON, error, note.
 # The new state is completed, failed, or queued (a retry will run later).
-# Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's).
+# Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
+# stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
@@ -144,8 +176,9 @@ for i = 7, #KEYS do
   local key = KEYS[i]
   local j = (i - 7) * 6 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
-  local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at')
-  if cur[1] == 'in-progress' and tonumber(cur[2]) == attempt then
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at')
+  local score = not cur.err and tonumber(cur[4])
+  if score and cur[1] == 'in-progress' and tonumber(cur[2]) == attempt and listlike(cur[3]) then
     local err = ARGV[j + 4]
     local note = ARGV[j + 5]
     if note == '' then note = false end
@@ -158,7 +191,7 @@ for i = 7, #KEYS do
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)
     end
-    move(id, 'in-progress', new, tonumber(cur[4]))
+    move(id, 'in-progress', new, score)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -175,43 +208,58 @@ return out
 # KEYS[6] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
 # ARGV[4] = note, ARGV[5] = error ('' keeps none), ARGV[6] = expected attempt ('' = any).
 # Moves one task from one state to another if it is still in the expected state.
-# Returns 1 if moved, 0 if not (another change came first), -1 if the task does not exist.
+# Returns 1 if moved, 0 if not (another change came first, or the stored record is malformed:
+# no id or created_at, an attempt that is not a whole number, a history that is not a JSON array),
+# -1 if the task does not exist (or has no state).
 TRANSITION = _PRELUDE + """
 local key, now = KEYS[6], tonumber(ARGV[1])
 local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id')
 if not cur[1] then return -1 end
 if cur[1] ~= ARGV[2] then return 0 end
-if ARGV[6] ~= '' and tonumber(cur[2]) ~= tonumber(ARGV[6]) then return 0 end
+local attempt, score = count(cur[2]), tonumber(cur[4])
+if not attempt or not score or not cur[5] or not listlike(cur[3]) then return 0 end
+if ARGV[6] ~= '' and attempt ~= tonumber(ARGV[6]) then return 0 end
 redis.call('HSET', key, 'state', ARGV[3], 'updated_at', now, 'error', ARGV[5],
-  'history', append(cur[3], {ARGV[3], now, false, tonumber(cur[2]), ARGV[4]}))
+  'history', append(cur[3], {ARGV[3], now, false, attempt, ARGV[4]}))
 if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
-move(cur[5], cur[1], ARGV[3], tonumber(cur[4]))
+move(cur[5], cur[1], ARGV[3], score)
 flush()
 return 1
 """
 
-# One dashboard refresh in one round trip (read-only but for pruning long-dead workers).
+# One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a
+# page size of 0 and no rate keys it is the worker listing (``RedisStore.workers``).
 # KEYS[1] = task index (all or one state), KEYS[2] = counts, KEYS[3] = workers, KEYS[4] = workers' last
-# beats, KEYS[5..] = per-second rate keys. ARGV[1] = page size, ARGV[2] = task key prefix, ARGV[3] =
-# worker key prefix, ARGV[4] = forget workers last seen at or before this time, ARGV[5..] = the task
-# fields to read. The task and worker keys are built here from their prefixes: ids come from the
-# index, so they cannot be declared in advance (a single Redis, not a cluster).
-# Returns {tasks (field values each), counts (flat), rates, workers (flat: id, last seen, beat
-# (flat), last beat JSON)}.
+# beats, KEYS[5] = repairs, KEYS[6..] = per-second rate keys. ARGV[1] = page size, ARGV[2] = task key
+# prefix, ARGV[3] = worker key prefix, ARGV[4] = forget workers last seen at or before this time,
+# ARGV[5..] = the task fields to read. The task and worker keys are built here from their prefixes:
+# ids come from the index, so they cannot be declared in advance (a single Redis, not a cluster).
+# Reads of stored records never fail the script: a key of the wrong type reads as an error text
+# (a task) or as empty (a worker, the counters).
+# Returns {tasks (flat: id, field values or an error text), counts (flat), rates, workers (flat: id,
+# last seen, beat (flat), last beat JSON), repairs (flat)}.
 VIEW = """
+local function hash(key)
+  local got = redis.pcall('HGETALL', key)
+  if got.err then return {} end
+  return got
+end
 local limit = tonumber(ARGV[1])
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 local tasks = {}
 if limit > 0 then
   for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, limit - 1)) do
-    tasks[#tasks + 1] = redis.call('HMGET', ARGV[2] .. id, unpack(fields))
+    local row = redis.pcall('HMGET', ARGV[2] .. id, unpack(fields))
+    if row.err then row = row.err end
+    tasks[#tasks + 1] = id
+    tasks[#tasks + 1] = row
   end
 end
 local rates = {}
-if #KEYS > 4 then
+if #KEYS > 5 then
   local rate_keys = {}
-  for i = 5, #KEYS do rate_keys[#rate_keys + 1] = KEYS[i] end
+  for i = 6, #KEYS do rate_keys[#rate_keys + 1] = KEYS[i] end
   rates = redis.call('MGET', unpack(rate_keys))
 end
 local cutoff = tonumber(ARGV[4])
@@ -222,15 +270,36 @@ for i = 1, #known, 2 do
   if tonumber(seen) <= cutoff then
     old[#old + 1] = id
   else
+    local last = redis.pcall('HGET', KEYS[4], id)
+    if type(last) == 'table' then last = false end
     workers[#workers + 1] = id
     workers[#workers + 1] = seen
-    workers[#workers + 1] = redis.call('HGETALL', ARGV[3] .. id)
-    workers[#workers + 1] = redis.call('HGET', KEYS[4], id)
+    workers[#workers + 1] = hash(ARGV[3] .. id)
+    workers[#workers + 1] = last
   end
 end
 if #old > 0 then
   redis.call('ZREM', KEYS[3], unpack(old))
-  redis.call('HDEL', KEYS[4], unpack(old))
+  redis.pcall('HDEL', KEYS[4], unpack(old))
 end
-return {tasks, redis.call('HGETALL', KEYS[2]), rates, workers}
+return {tasks, hash(KEYS[2]), rates, workers, hash(KEYS[5])}
+"""
+
+# A lock held by one owner, with a TTL. KEYS[1] = lock key. ARGV[1] = owner, ARGV[2] = TTL in ms.
+# Returns 1 if the owner holds the lock now (taken, or renewed because it held it), 0 if another does.
+ACQUIRE_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS[1] = lock key, ARGV[1] = owner. Deletes the lock only if that owner holds it; 1 if deleted.
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """

@@ -24,11 +24,18 @@ class TaskState(StrEnum):
         return self in (TaskState.COMPLETED, TaskState.FAILED)
 
 
+STATES: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
+                                 TaskState.FAILED)
+"""Every state, in the order of a task's life (the order of counters and filters)."""
+
+
 class WorkerStatus(StrEnum):
-    """A worker's health, derived from the age of its heartbeat."""
+    """A worker's health, derived from its heartbeat: ``dead`` when the heartbeat key expired,
+    ``stalled`` when it is fresh but says the runner makes no progress, ``late`` when it is old."""
 
     ALIVE = "alive"
     LATE = "late"
+    STALLED = "stalled"
     DEAD = "dead"
 
 
@@ -58,6 +65,9 @@ class Task:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     history: tuple[HistoryEntry, ...] = ()
+    problem: str | None = None
+    """What is wrong with the stored record (a missing or ill-typed field, bad JSON, bytes that
+    are not UTF-8), or None. A task with a problem keeps its id; its other fields are best effort."""
 
     @property
     def short_id(self) -> str:
@@ -82,6 +92,8 @@ class WorkerInfo:
     failed: int = 0
     partitions: tuple[int, ...] = ()
     """Partitions of the tasks topic assigned to this worker now."""
+    stalled: str | None = None
+    """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
 
     def uptime(self, now: float | None = None) -> float:
         end = self.last_beat if self.status is WorkerStatus.DEAD else (now or time.time())
@@ -99,6 +111,22 @@ class Health:
 
 
 @dataclass(frozen=True)
+class RepairStats:
+    """What the reconciler repaired, over all its rounds (the ``repairs`` hash)."""
+
+    runs: int = 0
+    resent_queued: int = 0
+    """Tasks ``queued`` with no message behind them, sent again."""
+    requeued_in_progress: int = 0
+    """Tasks ``in-progress`` on a dead worker, put back to ``queued`` and sent again."""
+    last_run_at: float | None = None
+    last_leader: str | None = None
+    """The worker that ran the last round."""
+    last_repaired: int = 0
+    """Tasks repaired by the last round."""
+
+
+@dataclass(frozen=True)
 class View:
     """One dashboard refresh's data (``RedisStore.view``)."""
 
@@ -107,3 +135,4 @@ class View:
     throughput: list[int]
     """Tasks finished in each of the last seconds, oldest first."""
     workers: list[WorkerInfo]
+    repairs: RepairStats = field(default_factory=RepairStats)

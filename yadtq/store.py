@@ -1,7 +1,8 @@
 """The Redis store: every task's state, result and history, and every worker's heartbeat.
 
 This is the only module that imports ``redis``. State changes run as Lua scripts (``yadtq.lua``), one
-round trip per batch of tasks. Key names come from ``yadtq.keys``.
+round trip per batch of tasks. Key names come from ``yadtq.keys``; stored records are parsed by
+``yadtq.records``, so a malformed record reads as a task with a ``problem``, never as an exception.
 """
 
 from __future__ import annotations
@@ -18,18 +19,33 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from yadtq import lua
-from yadtq.errors import ServiceUnavailable
+from yadtq import lua, records
+from yadtq.errors import ServiceUnavailable, StoreError
 from yadtq.keys import Keys
-from yadtq.models import HistoryEntry, Task, TaskState, View, WorkerInfo, WorkerStatus
+from yadtq.models import STATES, RepairStats, Task, TaskState, View, WorkerInfo
+from yadtq.records import BRIEF as _BRIEF
+from yadtq.records import dump as _dump
+from yadtq.records import safe_text as _safe
 from yadtq.settings import Settings, redact_url
 from yadtq.wire import Envelope
 
 T = TypeVar("T")
 
-STATES = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED)
+__all__ = ["DEAD_WORKER_KEEP_SECONDS", "STATES", "Beat", "Outcome", "RedisStore"]
+# STATES lives in yadtq.models; it is re-exported here for code that imports it from the store.
+
 DEAD_WORKER_KEEP_SECONDS = 600.0
 """A dead worker stays listed (as dead) this long after its last heartbeat."""
+
+TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"})
+"""Redis error codes that pass (loading the dataset, a long script, a failover): waited out."""
+_TRANSIENT_CLASSES = (redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError,
+                      redis.exceptions.ClusterDownError)  # redis-py's classes for some of them
+
+STALE_PAGE = 500
+STALE_SCAN_MAX = 20_000
+"""``stale`` reads the state set oldest first in pages of ``STALE_PAGE`` ids and looks at no more
+than ``STALE_SCAN_MAX`` ids per call (the next round goes on from the oldest again)."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +73,9 @@ class Beat:
     failed: int
     partitions: tuple[int, ...] = ()
     stalled: str = ""
-    """Why the worker's runner makes no progress ("" when it does)."""
+    """Why the runner makes no progress (the worker shows as ``stalled``); empty when it is fine."""
     progress_at: float = 0.0
-    """When the runner last started or finished something."""
+    """When the runner last made progress (epoch seconds)."""
 
 
 class RedisStore:
@@ -73,6 +89,7 @@ class RedisStore:
                 settings.redis_url,
                 password=settings.redis_password() or None,
                 decode_responses=True,
+                encoding_errors="backslashreplace",  # bytes that are not UTF-8 read as \xNN
                 socket_timeout=5.0,
                 socket_connect_timeout=2.0,
                 health_check_interval=15,
@@ -85,6 +102,8 @@ class RedisStore:
         self._finish = self.r.register_script(lua.FINISH)
         self._transition = self.r.register_script(lua.TRANSITION)
         self._view = self.r.register_script(lua.VIEW)
+        self._acquire = self.r.register_script(lua.ACQUIRE_LOCK)
+        self._release = self.r.register_script(lua.RELEASE_LOCK)
         self._state_keys = [self.keys.state_index(s) for s in STATES]
 
     def describe(self) -> str:
@@ -93,6 +112,9 @@ class RedisStore:
     # ------------------------------------------------------------------ errors
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        """The one place where redis-py's exceptions become ours: ``ServiceUnavailable`` for what
+        passes (unreachable, timeout, ``LOADING``, ``BUSY``, failover), ``StoreError`` for a
+        refusal that repeating the request cannot change (``WRONGTYPE``, ``OOM``, a script error)."""
         try:
             yield
         except redis.AuthenticationError as exc:
@@ -100,7 +122,10 @@ class RedisStore:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise ServiceUnavailable(f"Redis unreachable at {self.describe()}: {exc}") from None
         except redis.ResponseError as exc:
-            raise ServiceUnavailable(f"Redis error: {exc}") from None
+            code, text = _error_code(exc)
+            if code in TRANSIENT_CODES or isinstance(exc, _TRANSIENT_CLASSES):
+                raise ServiceUnavailable(f"Redis unavailable at {self.describe()}: {text}") from None
+            raise StoreError(f"Redis refused: {text}") from None
 
     def _call(self, fn: Callable[[], T]) -> T:
         with self._errors():
@@ -116,34 +141,37 @@ class RedisStore:
             return []
         args: list[Any] = [time.time()]
         for e in envelopes:
-            args += [e.id, e.name, _dump(list(e.args)), repr(e.created_at)]
+            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index,
                 *(self.keys.task(e.id) for e in envelopes)]
         out = self._call(lambda: self._create(keys=keys, args=args))
         return [bool(x) for x in out]
 
     def start(self, worker_id: str, envelopes: Sequence[Envelope]) -> list[int]:
-        """Mark tasks ``in-progress`` for ``worker_id``; per task the attempt to run (>= 1),
-        0 if the task is already final, -1 if a reset cleared it."""
+        """Mark tasks ``in-progress`` for ``worker_id``, in one script call. Per task: the attempt
+        to run (>= 1); 0 already final; -1 cleared by a reset; -2 the stored name or args differ
+        from the message's (a forged or reused id); -3 the stored record is malformed. On -2 and
+        -3 the record is untouched and the message should be dead-lettered."""
         if not envelopes:
             return []
-        args: list[Any] = [worker_id, time.time()]
+        args: list[Any] = [_safe(worker_id), time.time()]
         for e in envelopes:
-            args += [e.id, e.name, _dump(list(e.args)), repr(e.created_at)]
+            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
                 *(self.keys.task(e.id) for e in envelopes)]
         return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]
 
     def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Write each attempt's outcome unless a newer attempt took the task (then False)."""
+        """Write each attempt's outcome unless a newer attempt took the task or its record is
+        malformed (then False)."""
         if not outcomes:
             return []
         now = time.time()
-        args: list[Any] = [worker_id, now]
+        args: list[Any] = [_safe(worker_id), now]
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
                      "" if o.result is None and o.state is not TaskState.COMPLETED
-                     else _dump(o.result), o.error or "", o.note or ""]
+                     else _dump(o.result), _safe(o.error or ""), _safe(o.note or "")]
         keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)),
                 *(self.keys.task(o.task_id) for o in outcomes)]
         return [bool(x) for x in self._call(lambda: self._finish(keys=keys, args=args))]
@@ -151,9 +179,10 @@ class RedisStore:
     def transition(self, task_id: str, expected: TaskState, new: TaskState, note: str,
                    error: str = "", attempt: int | None = None) -> int:
         """Move one task ``expected -> new`` if it is still ``expected`` (and at ``attempt``).
-        1 moved, 0 not (something else changed it first), -1 no such task."""
+        1 moved, 0 not (something else changed it first, or its record is malformed), -1 no such
+        task."""
         keys = [self.keys.counts, *self._state_keys, self.keys.task(task_id)]
-        args = [time.time(), expected.value, new.value, note, error,
+        args = [time.time(), expected.value, new.value, _safe(note), _safe(error),
                 "" if attempt is None else attempt]
         return int(self._call(lambda: self._transition(keys=keys, args=args)))
 
@@ -177,14 +206,18 @@ class RedisStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task | None:
-        data = self._call(lambda: self.r.hgetall(self.keys.task(task_id)))
-        return _task(data) if data else None
+        """The task, None if there is none; a malformed record gives a task with ``problem`` set."""
+        try:
+            data = self._call(lambda: self.r.hgetall(self.keys.task(task_id)))
+        except StoreError as exc:  # e.g. WRONGTYPE: something that is not a hash holds the key
+            return records.task(task_id, str(exc))
+        return records.task(task_id, data) if data else None
 
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:
         """Newest first, one page: reads ``limit`` hashes, never the whole keyspace. With
-        ``history=False`` the tasks come without their history (read and parsed for nothing by a
-        table that does not show it: the dashboard's refresh)."""
+        ``history=False`` the tasks come without their history (cheaper: a table that does not
+        show it). A malformed record is listed as a task with ``problem`` set."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
         if limit <= 0:
@@ -200,13 +233,15 @@ class RedisStore:
                     pipe.hgetall(self.keys.task(task_id))
                 else:
                     pipe.hmget(self.keys.task(task_id), _BRIEF)
+            rows = pipe.execute(raise_on_error=False)
             if history:
-                return [_task(d) for d in pipe.execute() if d]
-            return _brief_tasks(pipe.execute())
+                return [records.task(i, str(d) if isinstance(d, Exception) else d)
+                        for i, d in zip(ids, rows, strict=True) if d]
+            return records.brief_tasks(ids, rows)
         return self._call(run)
 
     def counts(self) -> dict[TaskState, int]:
-        return _counts(self._call(lambda: self.r.hgetall(self.keys.counts)))
+        return records.counts(self._call(lambda: self.r.hgetall(self.keys.counts)))
 
     def total(self, state: TaskState | None = None) -> int:
         index = self.keys.index if state is None else self.keys.state_index(state)
@@ -216,33 +251,35 @@ class RedisStore:
         """Tasks finished in each of the last ``seconds`` whole seconds, oldest first."""
         end = int(now if now is not None else time.time())
         keys = [self.keys.rate(s) for s in range(end - seconds, end)]
-        values = self._call(lambda: self.r.mget(keys))
-        return [int(v or 0) for v in values]
+        return records.rates(self._call(lambda: self.r.mget(keys)))
 
     # ------------------------------------------------------------------ workers
     def heartbeat(self, beat: Beat, ttl: float) -> None:
         now = time.time()
-        key = self.keys.worker(beat.worker_id)
+        worker_id = _safe(beat.worker_id)
+        key = self.keys.worker(worker_id)
 
         fields = {
-            "id": beat.worker_id, "host": beat.host, "pid": beat.pid,
+            "id": worker_id, "host": _safe(beat.host), "pid": beat.pid,
             "started_at": repr(beat.started_at), "last_beat": repr(now),
-            "current_task": beat.current_task or "", "done": beat.done, "failed": beat.failed,
-            "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
-            "stalled": beat.stalled, "progress_at": repr(beat.progress_at),
+            "current_task": _safe(beat.current_task or ""), "done": beat.done,
+            "failed": beat.failed, "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
+            "stalled": _safe(beat.stalled), "progress_at": repr(beat.progress_at),
         }
 
         def run() -> None:
             pipe = self.r.pipeline(transaction=True)
             pipe.hset(key, mapping=fields)
             pipe.pexpire(key, int(ttl * 1000))
-            pipe.zadd(self.keys.workers, {beat.worker_id: now})
-            pipe.hset(self.keys.workers_last, beat.worker_id, _dump(fields))
+            pipe.zadd(self.keys.workers, {worker_id: now})
+            pipe.hset(self.keys.workers_last, worker_id, _dump(fields))
             pipe.execute()
         self._call(run)
 
     def remove_worker(self, worker_id: str) -> None:
         """A clean exit: the worker disappears at once instead of turning dead."""
+        worker_id = _safe(worker_id)
+
         def run() -> None:
             pipe = self.r.pipeline(transaction=True)
             pipe.delete(self.keys.worker(worker_id))
@@ -252,43 +289,90 @@ class RedisStore:
         self._call(run)
 
     def workers(self, late_after: float, now: float | None = None) -> builtins.list[WorkerInfo]:
-        """Every known worker: alive, late (heartbeat older than ``late_after`` s) or dead (key gone)."""
-        t = time.time() if now is None else now
-
-        def run() -> builtins.list[WorkerInfo]:
-            old = self.r.zrangebyscore(self.keys.workers, "-inf", t - DEAD_WORKER_KEEP_SECONDS)
-            if old:
-                self.r.zrem(self.keys.workers, *old)
-                self.r.hdel(self.keys.workers_last, *old)
-            known = self.r.zrange(self.keys.workers, 0, -1, withscores=True)
-            if not known:
-                return []
-            ids = [worker_id for worker_id, _ in known]
-            pipe = self.r.pipeline(transaction=False)
-            for worker_id in ids:
-                pipe.hgetall(self.keys.worker(worker_id))
-            pipe.hmget(self.keys.workers_last, ids)
-            *beats, lasts = pipe.execute()
-            return _workers(known, beats, lasts, t, late_after)
-        return self._call(run)
+        """Every known worker: alive, late (heartbeat older than ``late_after`` s), stalled (the
+        heartbeat says its runner makes no progress) or dead (key gone). Workers dead for
+        ``DEAD_WORKER_KEEP_SECONDS`` are forgotten. The ``VIEW`` script without tasks or rates."""
+        return self.view(None, 0, 0, late_after, now).workers
 
     def view(self, state: TaskState | None, limit: int, seconds: int, late_after: float,
              now: float | None = None) -> View:
-        """What a dashboard refresh shows, in one round trip (one read script; ``list(history=False)``,
-        ``counts``, ``finished_per_second`` and ``workers`` take seven): under load every round
-        trip waits behind the workers' scripts in Redis's queue."""
+        """What a dashboard refresh shows, in one round trip (the ``VIEW`` script): the newest
+        ``limit`` tasks without history, the counts, tasks finished per second over ``seconds``,
+        the workers (as ``workers``) and the reconciler's counters."""
         t = time.time() if now is None else now
         index = self.keys.index if state is None else self.keys.state_index(state)
         keys = [index, self.keys.counts, self.keys.workers, self.keys.workers_last,
-                *(self.keys.rate(s) for s in range(int(t) - seconds, int(t)))]
+                self.keys.repairs, *(self.keys.rate(s) for s in range(int(t) - seconds, int(t)))]
         args = [max(0, limit), self.keys.task(""), self.keys.worker(""),
                 repr(t - DEAD_WORKER_KEEP_SECONDS), *_BRIEF]
-        tasks, counts, rates, flat = self._call(lambda: self._view(keys=keys, args=args))
-        known = [(flat[i], float(flat[i + 1])) for i in range(0, len(flat), 4)]
-        beats = [_pairs(flat[i + 2]) for i in range(0, len(flat), 4)]
-        lasts = [flat[i + 3] for i in range(0, len(flat), 4)]
-        return View(_brief_tasks(tasks), _counts(_pairs(counts)), [int(v or 0) for v in rates],
-                    _workers(known, beats, lasts, t, late_after))
+        tasks, counts, rates, flat, repairs = self._call(lambda: self._view(keys=keys, args=args))
+        return View(records.brief_tasks(tasks[::2], tasks[1::2]),
+                    records.counts(records.pairs(counts)), records.rates(rates),
+                    records.workers(flat, t, late_after), records.repairs(records.pairs(repairs)))
+
+    # ------------------------------------------------------------------ reconciler
+    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
+        """Take lock ``name`` for ``owner`` for ``ttl`` seconds, or renew it if ``owner`` holds it.
+        False while another owner holds it."""
+        ms = max(1, int(ttl * 1000))
+        return bool(self._call(lambda: self._acquire(keys=[self.keys.lock(_safe(name))],
+                                                     args=[_safe(owner), ms])))
+
+    def release_lock(self, name: str, owner: str) -> None:
+        """Give lock ``name`` up if ``owner`` holds it (a lock another owner took is left alone)."""
+        self._call(lambda: self._release(keys=[self.keys.lock(_safe(name))],
+                                         args=[_safe(owner)]))
+
+    def stale(self, state: TaskState, older_than: float, limit: int = 500) -> builtins.list[Task]:
+        """Up to ``limit`` tasks in ``state`` (not final) whose ``updated_at`` is before
+        ``older_than`` (epoch s), oldest created first. Reads the state set in creation order up
+        to ``older_than`` (a task is updated after it is created), a page at a time, at most
+        ``STALE_SCAN_MAX`` ids per call; malformed records are left out (no state change applies
+        to them)."""
+        if state.is_final:
+            raise ValueError(f"stale() is for unfinished tasks, not {state}")
+        index = self.keys.state_index(state)
+
+        def run() -> builtins.list[Task]:
+            out: builtins.list[Task] = []
+            offset = 0
+            while len(out) < limit and offset < STALE_SCAN_MAX:
+                ids = self.r.zrangebyscore(index, "-inf", f"({older_than!r}", start=offset,
+                                           num=STALE_PAGE)
+                if not ids:
+                    break
+                offset += len(ids)
+                pipe = self.r.pipeline(transaction=False)
+                for task_id in ids:
+                    pipe.hmget(self.keys.task(task_id), _BRIEF)
+                for task in records.brief_tasks(ids, pipe.execute(raise_on_error=False)):
+                    if task.problem is None and task.state is state and task.updated_at < older_than:
+                        out.append(task)
+            return out[:limit]
+        return self._call(run)
+
+    def record_repairs(self, worker_id: str, resent_queued: int, requeued_in_progress: int) -> None:
+        """Count one reconciler round by ``worker_id`` and what it repaired."""
+        key = self.keys.repairs
+
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hincrby(key, "runs", 1)
+            pipe.hincrby(key, "resent_queued", resent_queued)
+            pipe.hincrby(key, "requeued_in_progress", requeued_in_progress)
+            pipe.hset(key, mapping={"last_run_at": repr(time.time()),
+                                    "last_leader": _safe(worker_id),
+                                    "last_repaired": resent_queued + requeued_in_progress})
+            pipe.execute()
+        self._call(run)
+
+    def repairs(self) -> RepairStats:
+        """What the reconciler repaired so far."""
+        try:
+            raw = self._call(lambda: self.r.hgetall(self.keys.repairs))
+        except StoreError:  # not a hash: nothing readable was recorded
+            return RepairStats()
+        return records.repairs(raw)
 
     # ------------------------------------------------------------------ registry
     def publish_specs(self, specs: Sequence[dict[str, Any]]) -> None:
@@ -302,92 +386,20 @@ class RedisStore:
         for value in raw.values():
             try:
                 spec = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(spec, dict) and isinstance(spec.get("name"), str):
                 out.append(spec)
         return out
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once, not per call
-
-
-def _dump(value: Any) -> str:
-    return _ENCODER.encode(value)
-
-
-def _load(raw: str | None) -> Any:
-    if raw is None or raw == "":
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _worker(worker_id: str, data: dict[str, Any], status: WorkerStatus, last_seen: float) -> WorkerInfo:
-    last = float(data.get("last_beat", last_seen))
-    return WorkerInfo(
-        id=worker_id, host=str(data.get("host", "?")), pid=int(data.get("pid", 0) or 0),
-        status=status, last_beat=last, started_at=float(data.get("started_at", last)),
-        current_task=data.get("current_task") or None,  # for a dead worker: what it was running
-        done=int(data.get("done", 0)), failed=int(data.get("failed", 0)),
-        partitions=() if status is WorkerStatus.DEAD
-        else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isdigit()))
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, Any]:
-    """A script's HGETALL (a flat list of field, value) as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _counts(raw: dict[str, str]) -> dict[TaskState, int]:
-    return {s: max(0, int(raw.get(s.value, 0))) for s in STATES}
-
-
-def _brief_tasks(rows: Sequence[Sequence[str | None]]) -> list[Task]:
-    return [_task(dict(zip(_BRIEF, v, strict=True))) for v in rows if v[0]]  # type: ignore[arg-type]
-
-
-def _workers(known: Sequence[tuple[str, float]], beats: Sequence[dict[str, str]],
-             lasts: Sequence[str | None], now: float, late_after: float) -> list[WorkerInfo]:
-    out = []
-    for (worker_id, last_seen), data, last in zip(known, beats, lasts, strict=True):
-        if data:
-            age = now - float(data.get("last_beat", last_seen))
-            status = WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE
-        else:  # the TTL key expired: dead; show what its last heartbeat said
-            loaded = _load(last) if last else None
-            if not isinstance(loaded, dict):
-                host, _, pid = worker_id.rpartition("-")
-                loaded = {"host": host or worker_id, "pid": pid if pid.isdigit() else 0}
-            data, status = loaded, WorkerStatus.DEAD
-        out.append(_worker(worker_id, data, status, float(last_seen)))
-    return out
-
-
-_BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",
-          "updated_at")
-"""The fields of a task without its history (``list(history=False)``)."""
-
-
-def _task(d: dict[str, str]) -> Task:
-    history = []
-    for entry in _load(d.get("history")) or []:
-        try:
-            state, at, worker, attempt = entry[0], entry[1], entry[2], entry[3]
-            note = entry[4] if len(entry) > 4 else None
-            history.append(HistoryEntry(TaskState(state), float(at), worker or None,
-                                        int(attempt), note or None))
-        except (ValueError, TypeError, IndexError):
-            continue
-    args = _load(d.get("args"))
-    return Task(
-        id=d.get("id", ""), name=d.get("name", ""),
-        args=tuple(args) if isinstance(args, list) else (),
-        state=TaskState(d.get("state", "queued")),
-        result=_load(d.get("result")), error=d.get("error") or None,
-        attempt=int(d.get("attempt", 0)), worker=d.get("worker") or None,
-        created_at=float(d.get("created_at", 0)), updated_at=float(d.get("updated_at", 0)),
-        history=tuple(history),
-    )
+def _error_code(exc: redis.ResponseError) -> tuple[str, str]:
+    """The Redis error code (``WRONGTYPE``, ``OOM``...) of a reply error and its full text. redis-py
+    strips the code from the text of errors it has a class for (keeping it as ``status_code``) and
+    prefixes the failing command to an error inside a pipeline."""
+    text = str(exc)
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code.upper(), text if text.startswith(code) else f"{code} {text}"
+    _, sep, rest = text.rpartition("caused error: ")
+    return (rest if sep else text).lstrip("-").split(" ", 1)[0].upper(), text

@@ -296,3 +296,14 @@ def test_reset_and_close(fake_client: Client) -> None:
 def test_a_batch_is_listed_newest_first_in_the_order_it_was_given(fake_client: Client) -> None:
     ids = fake_client.submit_many([("ADD", (i, 1)) for i in range(50)])
     assert [t.id for t in fake_client.list(limit=50)] == ids[::-1]
+
+
+def test_repairs_come_with_the_view_and_on_their_own(fake_client: Client) -> None:
+    from yadtq.models import RepairStats
+
+    assert fake_client.repairs() == RepairStats() == fake_client.view().repairs
+    fake_client.store.record_repairs("w1", 2, 1)
+    stats = fake_client.repairs()
+    assert (stats.runs, stats.resent_queued, stats.requeued_in_progress, stats.last_leader,
+            stats.last_repaired) == (1, 2, 1, "w1", 3)
+    assert fake_client.view().repairs == stats

@@ -92,3 +92,65 @@ def test_a_lone_submit_goes_out_at_once_and_a_burst_waits_to_batch(
     finally:
         gate.set()
         sub.close()
+
+
+def test_exit_drain_runs_before_atexit_callbacks(monkeypatch: pytest.MonkeyPatch,
+                                                 fake_client: Client) -> None:
+    """The drain is a threading exit hook: those run before ``atexit`` callbacks such as
+    kafka-python's, which closes the producer."""
+    import threading
+
+    hooks: list[object] = []
+    monkeypatch.setattr(threading, "_register_atexit", lambda fn, *a: hooks.append((fn, a)))
+    fake_client.submit("ADD", [1, 2], wait=False)
+    fake_client.submit("ADD", [1, 3], wait=False)
+    assert len(hooks) == 1  # one hook per client
+    fake_client.flush()
+
+
+def test_exit_drain_sends_and_says_loudly_what_it_could_not(
+        fake_client: Client, fake_broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    import weakref
+
+    from yadtq import client as client_module
+
+    fake_client.submit("ADD", [1, 2], wait=False)
+    client_module._flush_at_exit(weakref.ref(fake_client))
+    assert len(fake_broker.messages(fake_client.settings.topic)) == 1
+    assert capsys.readouterr().err == ""
+    fake_broker.available = False
+    fake_client.submit("ADD", [1, 2], wait=False)
+    fake_client.submit("ADD", [1, 3], wait=False)
+    client_module._flush_at_exit(weakref.ref(fake_client))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "yadtq: WARNING at exit: 2 tasks not enqueued" in err
+
+
+def test_a_permanent_redis_error_while_marking_a_task_failed_does_not_stop_the_submitter(
+        fake_client: Client, fake_broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yadtq.errors import StoreError
+
+    def refused(*_a: object, **_k: object) -> int:
+        raise StoreError("Redis refused: OOM command not allowed")
+
+    monkeypatch.setattr(fake_client.store, "transition", refused)
+    fake_broker.available = False
+    fake_client.submit("ADD", [1, 2], wait=False)
+    with pytest.raises(ServiceUnavailable, match="1 tasks not enqueued"):
+        fake_client.flush(timeout=3)
+    fake_broker.available = True
+    fake_client.submit("ADD", [1, 3], wait=False)
+    fake_client.flush(timeout=3)  # the submitter thread is still there
+    assert len(fake_broker.messages(fake_client.settings.topic)) == 1
+
+
+def test_health_reports_a_permanent_redis_error(fake_client: Client,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from yadtq.errors import StoreError
+
+    def refused() -> None:
+        raise StoreError("Redis refused: NOPERM no permissions to run the 'ping' command")
+
+    monkeypatch.setattr(fake_client.store, "ping", refused)
+    health = fake_client.health()
+    assert not health.redis_ok and "NOPERM" in (health.redis_error or "")
