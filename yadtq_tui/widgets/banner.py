@@ -24,11 +24,11 @@ class Banner(Static):
         shown = "showing last data" if have_data else "no data yet"
         if redis_error:
             lines.append(f"⚠ {_about('Redis', redis_error)} — {shown}, retrying")
-        elif refresh_error:
-            lines.append(f"⚠ Could not refresh: {clean(refresh_error, 140)} — {shown}, retrying")
         if kafka_error:
             lines.append(f"⚠ {_about('Kafka', kafka_error)} — submits and retries are refused "
                          "until it is back")
+        if refresh_error and not redis_error:
+            lines.append(f"⚠ Could not refresh: {clean(refresh_error, 140)} — {shown}, retrying")
         self.lines = tuple(lines)
         self.update(Text("\n".join(lines)))
         self.set_class(bool(lines), "-visible")
