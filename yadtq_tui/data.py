@@ -236,15 +236,17 @@ class Services:
     refresh_error: str | None = None
     """Why the last refresh failed (None: it worked)."""
 
-    def check(self, health: Health) -> list[str]:
-        """Record a health check; the names of the services that came back."""
+    def check(self, health: Health) -> tuple[list[str], bool]:
+        """Record a health check: the names of the services that came back, and whether
+        anything shown changed."""
         back = [name for name, before, now in (("Redis", self.redis_error, health.redis_ok),
                                                ("Kafka", self.kafka_error, health.kafka_ok))
                 if before is not None and now]
+        before = (self.redis_up, self.kafka_up, self.redis_error, self.kafka_error)
         self.redis_up, self.kafka_up = health.redis_ok, health.kafka_ok
         self.redis_error = None if health.redis_ok else health.redis_error or "unreachable"
         self.kafka_error = None if health.kafka_ok else health.kafka_error or "unreachable"
-        return back
+        return back, before != (self.redis_up, self.kafka_up, self.redis_error, self.kafka_error)
 
     def refresh_failed(self, error: str | None) -> bool:
         """Record a refresh's outcome (None: it worked); True when that is a change."""

@@ -113,3 +113,23 @@ def test_the_dashboard_never_shows_the_redis_password() -> None:
     settings = Settings(redis_url="rediss://ops:hunter2@redis.internal:6380/0")
     shown = ClientService(Client(settings)).describe()
     assert "hunter2" not in shown and "rediss://ops:***@redis.internal:6380/0" in shown
+
+
+def test_services_record_which_service_is_down_and_which_came_back() -> None:
+    from yadtq.models import Health
+    from yadtq_tui.data import Services
+
+    services = Services()
+    assert services.refused() is None and services.redis_up is None
+    assert services.check(Health(True, False, kafka_error="Kafka unreachable: timeout")) == ([], True)
+    assert (services.redis_up, services.kafka_up) == (True, False)
+    assert services.redis_error is None and services.kafka_error == "Kafka unreachable: timeout"
+    assert services.refused() == "Kafka is unreachable"
+    assert services.check(Health(True, False, kafka_error="Kafka unreachable: timeout")) == ([], False)
+    assert services.check(Health(False, False)) == ([], True)
+    assert services.redis_error == "unreachable" and services.refused() == "Redis is unreachable"
+    assert services.check(Health(True, True)) == (["Redis", "Kafka"], True)
+    assert services.refused() is None
+    assert services.refresh_failed("BUSY") and not services.refresh_failed("BUSY again")
+    assert services.refresh_error == "BUSY again"
+    assert services.refresh_failed(None) and services.refresh_error is None

@@ -177,9 +177,11 @@ class DashboardScreen(Screen[None]):
 
     def on_health_checked(self, message: HealthChecked) -> None:
         """Record each service's state; say which came back."""
-        for name in self.services.check(message.health):
+        back, changed = self.services.check(message.health)
+        for name in back:
             self.notify(f"{name} is reachable again.", title="Reconnected", markup=False)
-        self.show_services()
+        if changed:
+            self.show_services()
 
     def on_screen_resume(self) -> None:
         """The screen on top closed: run the refresh and health check that were held back."""
