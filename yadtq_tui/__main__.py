@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from yadtq.settings import Settings, add_arguments, redact_url
+from yadtq.settings import Settings, add_arguments
 
 DESCRIPTION = """\
 Live dashboard for YADTQ: submit tasks (type ADD 2 3 and press Enter), watch them move
@@ -67,9 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from yadtq_tui.app import make_app
 
     client = Client(settings)
-    target = f"{settings.key_prefix} on {redact_url(settings.redis_url)}"
     try:
-        make_app(client, poll_interval=ns.refresh, page_size=ns.page_size, target=target).run()
+        make_app(client, poll_interval=ns.refresh, page_size=ns.page_size).run()
     finally:
         client.close()
     return 0

@@ -1,7 +1,9 @@
 """The dashboard application. Build it with ``make_app(client)`` (the CLI and the tests do).
 
-The App is given one service object (``yadtq.Client``) and never imports Redis or Kafka itself; all
-blocking calls run in thread workers of the screens, which post typed messages back.
+The App is given one service object (a ``DashboardService``; a ``yadtq.Client`` is adapted by
+``ClientService``) and never imports Redis or Kafka itself. It owns ``Actions``, which runs the
+user's submits, retries, resets and look-ups in thread workers; the screens' refresh loops run in
+their own workers. Both answer with typed messages.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
+from yadtq.client import Client
+from yadtq_tui.actions import Actions
 from yadtq_tui.data import Clock, Context, DashboardService
 from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen
 from yadtq_tui.screens.help import HelpSection
+from yadtq_tui.service import ClientService
 from yadtq_tui.widgets import TaskTable
 
 
@@ -42,6 +48,8 @@ class YadtqApp(App[None]):
         super().__init__()
         self.context = context
         """The injected service and settings every screen uses."""
+        self.actions = Actions(self, context.service)
+        """Runs the user's submits, retries, resets and look-ups."""
 
     def on_mount(self) -> None:
         """Once the first screen is drawn, settle memory (below)."""
@@ -70,7 +78,14 @@ class YadtqApp(App[None]):
 
     def get_default_screen(self) -> Screen[None]:
         """The dashboard is the first screen."""
-        return DashboardScreen(self.context)
+        return DashboardScreen(self.context, self.actions)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """An action's worker failed unexpectedly: say so (the dashboard keeps running)."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.description} failed: {type(error).__name__}: {error}",
+                        severity="error", title="Unexpected error", markup=False)
 
     def action_help(self) -> None:
         """Open the help screen (once)."""
@@ -103,25 +118,18 @@ class YadtqApp(App[None]):
         return [(", ".join(keys), text) for keys, text in by_action.values()]
 
 
-def make_app(service: DashboardService, *, clock: Clock = time.time, tz: tzinfo | None = None,
-             poll_interval: float = 0.5, health_interval: float = 2.0, page_size: int = 100,
-             target: str | None = None) -> YadtqApp:
-    """Build the dashboard around ``service`` (a ``yadtq.Client``).
+def make_app(service: Client | DashboardService, *, clock: Clock = time.time,
+             tz: tzinfo | None = None, poll_interval: float = 0.5, health_interval: float = 2.0,
+             page_size: int = 100, target: str | None = None) -> YadtqApp:
+    """Build the dashboard around ``service`` (a ``yadtq.Client``, or any ``DashboardService``).
 
     ``clock`` and ``tz`` fix the time shown (tests); ``poll_interval`` is the pause between the
-    end of one refresh and the next; ``page_size`` is how many of the newest tasks the table shows.
+    end of one refresh and the next; ``page_size`` is how many of the newest tasks the table shows;
+    ``target`` names where the data lives in the reset dialog (default: ``service.describe()``).
     """
-    if target is None:
-        settings = getattr(service, "settings", None)
-        target = _describe_target(settings) if settings is not None else ""
+    if isinstance(service, Client):
+        service = ClientService(service)
     context = Context(service=service, clock=clock, tz=tz, poll_interval=poll_interval,
-                      health_interval=health_interval, page_size=page_size, target=target)
+                      health_interval=health_interval, page_size=page_size,
+                      target=service.describe() if target is None else target)
     return YadtqApp(context)
-
-
-def _describe_target(settings: object) -> str:
-    from yadtq.settings import redact_url
-
-    prefix = getattr(settings, "key_prefix", "yadtq")
-    url = getattr(settings, "redis_url", "")
-    return f"{prefix} on {redact_url(url)}" if url else str(prefix)

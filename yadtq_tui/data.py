@@ -1,8 +1,9 @@
 """What the dashboard reads from YADTQ, as plain data. No Textual import.
 
-The dashboard talks to one injected service object (``yadtq.Client`` or anything with the
-same methods, see ``DashboardService``); ``fetch_snapshot`` makes every read of one refresh and
-returns an immutable ``Snapshot``. It runs in a thread worker, never on the UI thread.
+The dashboard talks to one injected service object (``DashboardService``; ``yadtq_tui.service``
+adapts a ``yadtq.Client`` to it). ``refresh`` makes every read of one refresh and returns an
+immutable ``Snapshot`` (or why it could not), ``read_task`` reads one task; both block and run in
+thread workers, never on the UI thread. ``Services`` tracks what the health checks said.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
+from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import Health, Task, TaskState, View, WorkerInfo, WorkerStatus
 from yadtq.registry import TaskSpec
 
@@ -32,18 +34,49 @@ RATE_WINDOW = 10
 
 
 class DashboardService(Protocol):
-    """The part of ``yadtq.Client`` the dashboard uses. Every method may block and may raise
-    ``yadtq.errors.ServiceUnavailable``; the dashboard calls them from thread workers only."""
+    """Every call the dashboard makes, and nothing else.
 
-    def parse(self, text: str) -> tuple[str, tuple[Any, ...]]: ...
-    def submit(self, name: str, args: Iterable[Any] = ()) -> str: ...
-    def get(self, task_id: str) -> Task: ...
-    def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View: ...
-    def retry(self, task_id: str) -> str: ...
-    def reset(self) -> int: ...
-    def health(self) -> Health: ...
-    def task_specs(self) -> builtins.list[TaskSpec]: ...
-    def close(self) -> None: ...
+    ``describe`` only formats settings; every other method may block and may raise
+    ``yadtq.errors.ServiceUnavailable`` (``parse``, ``submit`` and ``retry`` also
+    ``yadtq.errors.InvalidTask``, ``get`` and ``retry`` ``yadtq.errors.TaskNotFound``); the dashboard
+    calls them from thread workers only. ``health`` never raises: it says which service is down.
+    """
+
+    def describe(self) -> str:
+        """Where the data lives, for people (``yadtq on redis://host:6379/0``, no password)."""
+        ...
+
+    def parse(self, text: str) -> tuple[str, tuple[Any, ...]]:
+        """A typed command line as a task name and validated arguments."""
+        ...
+
+    def submit(self, name: str, args: Iterable[Any] = ()) -> str:
+        """Record and enqueue one task; its id once Kafka has it."""
+        ...
+
+    def get(self, task_id: str) -> Task:
+        """One task with its history."""
+        ...
+
+    def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View:
+        """One refresh's data: newest tasks, counts, throughput, workers."""
+        ...
+
+    def retry(self, task_id: str) -> str:
+        """Queue a failed task again (a new attempt, same id)."""
+        ...
+
+    def reset(self) -> int:
+        """Delete every task; how many there were."""
+        ...
+
+    def health(self) -> Health:
+        """Whether Redis and Kafka answer, each with its own error."""
+        ...
+
+    def task_specs(self) -> builtins.list[TaskSpec]:
+        """The known tasks (the local ones when Redis is unreachable)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +123,26 @@ class Snapshot:
         return out
 
 
+@dataclass(frozen=True)
+class RefreshFailed:
+    """A refresh that could not read its data."""
+
+    error: str
+    """Why (the service's own words)."""
+    specs: tuple[TaskSpec, ...] | None
+    """The known tasks, when the refresh was to read them (the local ones work without Redis)."""
+
+
+@dataclass(frozen=True)
+class TaskRead:
+    """One task as read for the detail view or the id prompt, or why it could not be read."""
+
+    task: Task | None
+    error: str | None = None
+    not_found: bool = False
+    """True when the service answered but has no such task."""
+
+
 def fetch_snapshot(service: DashboardService, state_filter: TaskState | None, limit: int, *,
                    with_specs: bool = False) -> Snapshot:
     """Read one refresh's data (blocking; raises ``ServiceUnavailable``)."""
@@ -98,6 +151,25 @@ def fetch_snapshot(service: DashboardService, state_filter: TaskState | None, li
     specs = tuple(service.task_specs()) if with_specs else None
     return Snapshot(state_filter, tuple(view.tasks), view.counts, tuple(view.throughput),
                     tuple(view.workers), specs, time.perf_counter() - started)
+
+
+def refresh(service: DashboardService, state_filter: TaskState | None, limit: int, *,
+            with_specs: bool = False) -> Snapshot | RefreshFailed:
+    """``fetch_snapshot``, or why it failed (blocking; never raises ``ServiceUnavailable``)."""
+    try:
+        return fetch_snapshot(service, state_filter, limit, with_specs=with_specs)
+    except ServiceUnavailable as exc:
+        return RefreshFailed(str(exc), tuple(service.task_specs()) if with_specs else None)
+
+
+def read_task(service: DashboardService, task_id: str) -> TaskRead:
+    """Read one task (blocking; never raises ``ServiceUnavailable`` or ``TaskNotFound``)."""
+    try:
+        return TaskRead(service.get(task_id))
+    except TaskNotFound as exc:
+        return TaskRead(None, str(exc), not_found=True)
+    except ServiceUnavailable as exc:
+        return TaskRead(None, str(exc))
 
 
 def next_filter(current: TaskState | None) -> TaskState | None:
@@ -143,3 +215,49 @@ class Context:
     """How many of the newest tasks the table shows."""
     target: str = ""
     """Where the data lives, for the reset dialog (``yadtq on redis://host:6379/0``)."""
+
+
+@dataclass
+class Services:
+    """What the dashboard knows about Redis and Kafka, and about its own refreshes.
+
+    Only health checks say which service is down (``check``); a failed refresh is recorded apart
+    (``refresh_failed``), since a read can fail while both services answer a ping.
+    """
+
+    redis_error: str | None = None
+    """Why the last health check could not reach Redis (None: reachable or not checked yet)."""
+    kafka_error: str | None = None
+    """Why the last health check could not reach Kafka."""
+    redis_up: bool | None = None
+    """Redis answered the last health check (None: no check yet)."""
+    kafka_up: bool | None = None
+    """Kafka answered the last health check."""
+    refresh_error: str | None = None
+    """Why the last refresh failed (None: it worked)."""
+
+    def check(self, health: Health) -> tuple[list[str], bool]:
+        """Record a health check: the names of the services that came back, and whether
+        anything shown changed."""
+        back = [name for name, before, now in (("Redis", self.redis_error, health.redis_ok),
+                                               ("Kafka", self.kafka_error, health.kafka_ok))
+                if before is not None and now]
+        before = (self.redis_up, self.kafka_up, self.redis_error, self.kafka_error)
+        self.redis_up, self.kafka_up = health.redis_ok, health.kafka_ok
+        self.redis_error = None if health.redis_ok else health.redis_error or "unreachable"
+        self.kafka_error = None if health.kafka_ok else health.kafka_error or "unreachable"
+        return back, before != (self.redis_up, self.kafka_up, self.redis_error, self.kafka_error)
+
+    def refresh_failed(self, error: str | None) -> bool:
+        """Record a refresh's outcome (None: it worked); True when that is a change."""
+        changed = (error is None) != (self.refresh_error is None)
+        self.refresh_error = error
+        return changed
+
+    def refused(self) -> str | None:
+        """Why a submit or retry would fail now (the first unreachable service), or None."""
+        if self.redis_error is not None:
+            return "Redis is unreachable"
+        if self.kafka_error is not None:
+            return "Kafka is unreachable"
+        return None

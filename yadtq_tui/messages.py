@@ -1,8 +1,9 @@
 """Typed messages that carry results from thread workers back to the UI thread.
 
 Workers never touch widgets: they post one of these (``post_message`` is thread-safe) and the
-screen applies it on the UI thread. ``SnapshotReady`` and ``TaskLoaded`` define ``can_replace`` so a
-backlog of refreshes collapses into the newest one.
+screen applies it on the UI thread. Messages carry data only; the reads that make them are in
+``yadtq_tui.data`` and ``yadtq_tui.actions``. ``SnapshotReady`` and ``TaskLoaded`` define
+``can_replace`` so a backlog of refreshes collapses into the newest one.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from yadtq.errors import ServiceUnavailable, TaskNotFound
-from yadtq.models import Health, Task
+from yadtq.models import Health
 from yadtq.registry import TaskSpec
-from yadtq_tui.data import DashboardService, Snapshot
+from yadtq_tui.data import Snapshot, TaskRead
 
 
 @dataclass
@@ -30,7 +30,8 @@ class SnapshotReady(Message):
 
 @dataclass
 class PollFailed(Message):
-    """A refresh could not read Redis: keep the last data and show why."""
+    """A refresh could not read its data: keep the last data and show why (the health check
+    says which service is down)."""
 
     error: str
     specs: tuple[TaskSpec, ...] | None = None
@@ -73,23 +74,10 @@ class ActionFinished(Message):
 
 @dataclass
 class TaskLoaded(Message):
-    """One task read from Redis (for the detail view or the id prompt), or why it could not be."""
+    """One task read for the detail view or the id prompt, or why it could not be."""
 
-    task: Task | None
-    error: str | None = None
-    not_found: bool = False
-    """True when Redis answered but has no such task."""
+    result: TaskRead
 
     def can_replace(self, message: Message) -> bool:
         """Only the newest read of a task matters."""
         return isinstance(message, TaskLoaded)
-
-    @classmethod
-    def fetch(cls, service: DashboardService, task_id: str) -> TaskLoaded:
-        """Read one task (blocking: call it from a thread worker) into a message."""
-        try:
-            return cls(service.get(task_id))
-        except TaskNotFound as exc:
-            return cls(None, str(exc), not_found=True)
-        except ServiceUnavailable as exc:
-            return cls(None, str(exc))

@@ -26,7 +26,7 @@ def test_filter_cycle_and_helpers() -> None:
 
 
 def test_headless_modules_do_not_import_textual() -> None:
-    code = ("import sys, yadtq_tui.data, yadtq_tui.text; "
+    code = ("import sys, yadtq_tui.data, yadtq_tui.service, yadtq_tui.text; "
             "sys.exit(1 if 'textual' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -58,8 +58,29 @@ def test_bad_arguments_are_refused() -> None:
 
 
 def test_the_dashboard_never_shows_the_redis_password() -> None:
-    from yadtq import Settings
-    from yadtq_tui.app import _describe_target
+    from yadtq import Client, Settings
+    from yadtq_tui.service import ClientService
 
-    shown = _describe_target(Settings(redis_url="rediss://ops:hunter2@redis.internal:6380/0"))
+    settings = Settings(redis_url="rediss://ops:hunter2@redis.internal:6380/0")
+    shown = ClientService(Client(settings)).describe()
     assert "hunter2" not in shown and "rediss://ops:***@redis.internal:6380/0" in shown
+
+
+def test_services_record_which_service_is_down_and_which_came_back() -> None:
+    from yadtq.models import Health
+    from yadtq_tui.data import Services
+
+    services = Services()
+    assert services.refused() is None and services.redis_up is None
+    assert services.check(Health(True, False, kafka_error="Kafka unreachable: timeout")) == ([], True)
+    assert (services.redis_up, services.kafka_up) == (True, False)
+    assert services.redis_error is None and services.kafka_error == "Kafka unreachable: timeout"
+    assert services.refused() == "Kafka is unreachable"
+    assert services.check(Health(True, False, kafka_error="Kafka unreachable: timeout")) == ([], False)
+    assert services.check(Health(False, False)) == ([], True)
+    assert services.redis_error == "unreachable" and services.refused() == "Redis is unreachable"
+    assert services.check(Health(True, True)) == (["Redis", "Kafka"], True)
+    assert services.refused() is None
+    assert services.refresh_failed("BUSY") and not services.refresh_failed("BUSY again")
+    assert services.refresh_error == "BUSY again"
+    assert services.refresh_failed(None) and services.refresh_error is None

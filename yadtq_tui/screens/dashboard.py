@@ -1,37 +1,48 @@
 """The main screen: submit form, live task table, worker panel, status bar and banner.
 
-The refresh and health loops come from ``LiveScreen``; this screen lays the widgets out, applies
-each snapshot to them in place, and runs the user's actions (submit, view, retry, reset) in thread
-workers that report back with typed messages.
+Two ``Poller`` loops keep it fresh (the data refresh and the Redis/Kafka health check); this screen
+lays the widgets out, applies each result to them in place, and hands the user's actions (submit,
+retry, reset, a task by id) to the App's ``Actions``, which answer with typed messages.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
 from yadtq.models import Task, TaskState
 from yadtq.registry import TaskSpec
-from yadtq_tui.data import Context, Snapshot, next_filter
-from yadtq_tui.messages import ActionFinished, SubmitFinished
+from yadtq_tui.actions import Actions
+from yadtq_tui.data import Context, RefreshFailed, Services, Snapshot, next_filter, refresh
+from yadtq_tui.messages import (
+    ActionFinished,
+    HealthChecked,
+    PollFailed,
+    SnapshotReady,
+    SubmitFinished,
+)
+from yadtq_tui.poller import Poller, Read
 from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
 from yadtq_tui.screens.detail import DetailScreen
-from yadtq_tui.screens.live import LiveScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
-from yadtq_tui.text import clean, format_args, format_count
+from yadtq_tui.text import format_count
 from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, WorkerPanel
 
+SPECS_EVERY = 20
+"""Re-read the known task names every this many refreshes (workers may publish new ones)."""
 
-class DashboardScreen(LiveScreen):
+
+class DashboardScreen(Screen[None]):
     """Everything on one screen; the App only adds quit and help."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -56,15 +67,29 @@ class DashboardScreen(LiveScreen):
     state_filter: reactive[TaskState | None] = reactive(None, init=False)
     """The state the task table shows (None = all)."""
 
-    def __init__(self, context: Context) -> None:
-        super().__init__(context, id="dashboard")
+    def __init__(self, context: Context, actions: Actions) -> None:
+        super().__init__(id="dashboard")
+        self.context = context
+        self.actions = actions
+        """Runs submit, retry, reset and look-ups (owned by the App)."""
+        self.services = Services()
+        """What the health checks and refreshes said."""
         self.last: Snapshot | None = None
         """The data on screen (kept while Redis is unreachable)."""
+        self.polls = 0
+        """Refreshes applied so far."""
         self.apply_seconds = 0.0
         """How long the last snapshot took to apply to the widgets (UI thread)."""
+        self.refresher = Poller(self, self._next_refresh, interval=context.poll_interval,
+                                group="poll", description="refresh")
+        """The data refresh loop."""
+        self.health_checker = Poller(self, self._next_health_check,
+                                     interval=context.health_interval, group="health",
+                                     description="health check")
+        """The Redis + Kafka health check loop."""
         self._tasks: dict[str, Task] = {}
-        self._send_lock = threading.Lock()
-        """One submit or retry at a time: the client creates its Kafka producer lazily."""
+        self._fetches = 0
+        self._have_specs = False
 
     def compose(self) -> ComposeResult:
         """Status bar, banner, form, tasks, workers, footer."""
@@ -86,7 +111,7 @@ class DashboardScreen(LiveScreen):
         self.query_one(SubmitForm).input.focus()
         self._update_titles()
         self.poll_now()
-        self.check_health_now()
+        self.health_checker.now()
 
     # ------------------------------------------------------------------ widgets
     @property
@@ -116,11 +141,62 @@ class DashboardScreen(LiveScreen):
             self.query_one("#workers-title", Static).update(Text(
                 "Workers · " + " · ".join(f"{n} {s.value}" for s, n in c.items())))
 
-    # ------------------------------------------------------------------ refresh
-    @property
-    def state_filter_now(self) -> TaskState | None:
-        """The filter the next refresh lists."""
-        return self.state_filter
+    # ------------------------------------------------------------------ refresh and health
+    def poll_now(self) -> None:
+        """Refresh at once (or as soon as the screen on top closes)."""
+        self.refresher.now()
+
+    def _next_refresh(self) -> Read:
+        self._fetches += 1
+        with_specs = not self._have_specs or self._fetches % SPECS_EVERY == 0
+        return partial(_refresh, self.context, self.state_filter, with_specs)
+
+    def _next_health_check(self) -> Read:
+        return partial(_check_health, self.context)
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        """Show a refresh's data."""
+        self._refreshed(None)
+        if message.snapshot.state_filter != self.state_filter:
+            return  # read before the filter changed
+        self.polls += 1
+        self._have_specs = self._have_specs or message.snapshot.specs is not None
+        self.apply_snapshot(message.snapshot)
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        """Keep the last data and say why; the health check finds which service is down."""
+        self._refreshed(message.error)
+        if message.specs is not None:
+            self._have_specs = True
+            self.show_specs(message.specs)
+
+    def _refreshed(self, error: str | None) -> None:
+        if self.services.refresh_failed(error):
+            self.health_checker.now()  # failing or working again: which service, now
+            self.show_services()
+
+    def on_health_checked(self, message: HealthChecked) -> None:
+        """Record each service's state; say which came back."""
+        back, changed = self.services.check(message.health)
+        for name in back:
+            self.notify(f"{name} is reachable again.", title="Reconnected", markup=False)
+        if changed:
+            self.show_services()
+
+    def on_screen_resume(self) -> None:
+        """The screen on top closed: run the refresh and health check that were held back."""
+        self.refresher.resume()
+        self.health_checker.resume()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Schedule each loop's next run; report unexpected errors and keep going."""
+        for poller in (self.refresher, self.health_checker):
+            if poller.finished(event):
+                break
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.description} failed: {type(error).__name__}: {error}",
+                        severity="error", title="Unexpected error", markup=False)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         """Update every widget in place from ``snap`` (UI thread)."""
@@ -149,9 +225,11 @@ class DashboardScreen(LiveScreen):
 
     def show_services(self) -> None:
         """The lights in the status bar and the banner."""
-        self.query_one(StatusBar).show_services(self.redis_up, self.kafka_up)
-        self.query_one(Banner).show_problems(self.redis_error, self.kafka_error,
-                                             have_data=self.polls > 0)
+        services = self.services
+        self.query_one(StatusBar).show_services(services.redis_up, services.kafka_up)
+        self.query_one(Banner).show_problems(services.redis_error, services.kafka_error,
+                                             have_data=self.polls > 0,
+                                             refresh_error=services.refresh_error)
 
     @staticmethod
     def _empty_text(snap: Snapshot) -> str:
@@ -163,35 +241,7 @@ class DashboardScreen(LiveScreen):
     # ------------------------------------------------------------------ submit
     @on(SubmitForm.Submitted)
     def _submit_requested(self, message: SubmitForm.Submitted) -> None:
-        refuse = None
-        if self.redis_error is not None:
-            refuse = "Redis is unreachable"
-        elif self.kafka_error is not None:
-            refuse = "Kafka is unreachable"
-        self._submit(message.text, refuse)
-
-    @work(thread=True, group="submit", exit_on_error=False, description="submit")
-    def _submit(self, text: str, refuse: str | None) -> None:
-        try:
-            name, args = self.service.parse(text)
-        except InvalidTask as exc:
-            self.post_message(SubmitFinished(text, error=str(exc), invalid=True))
-            return
-        label = f"{name} {format_args(args)}".strip()
-        if refuse is not None:
-            self.post_message(SubmitFinished(
-                text, label=label, error=f"{refuse}: {label} was not submitted; try again when "
-                                         "the banner is gone"))
-            return
-        try:
-            with self._send_lock:
-                task_id = self.service.submit(name, args)
-        except InvalidTask as exc:
-            self.post_message(SubmitFinished(text, label=label, error=str(exc), invalid=True))
-        except ServiceUnavailable as exc:
-            self.post_message(SubmitFinished(text, label=label, error=f"not submitted: {exc}"))
-        else:
-            self.post_message(SubmitFinished(text, task_id=task_id, label=label))
+        self.actions.submit(message.text, self, refuse=self.services.refused())
 
     def on_submit_finished(self, message: SubmitFinished) -> None:
         """Clear the form on success; otherwise keep the text and say why."""
@@ -201,7 +251,7 @@ class DashboardScreen(LiveScreen):
             return
         self.form.show_error(message.error or "not submitted")
         if not message.invalid:
-            self.check_health_now()
+            self.health_checker.now()
             self.poll_now()
 
     # ------------------------------------------------------------------ actions
@@ -266,7 +316,7 @@ class DashboardScreen(LiveScreen):
 
     def action_view_by_id(self) -> None:
         """Ask for a task id (full or the 8-character short id) and view that task."""
-        self.app.push_screen(TaskIdPrompt(self.context, tuple(self._tasks)),
+        self.app.push_screen(TaskIdPrompt(self.actions, tuple(self._tasks)),
                              self._id_prompt_closed)
 
     def _id_prompt_closed(self, task: Task | None) -> None:
@@ -287,25 +337,12 @@ class DashboardScreen(LiveScreen):
             self.notify(f"Only failed tasks can be retried; task {task.short_id} is "
                         f"{task.state.value}.", severity="warning", markup=False)
             return
-        if self.kafka_error is not None or self.redis_error is not None:
-            which = "Redis" if self.redis_error is not None else "Kafka"
-            self.notify(f"{which} is unreachable: task {task.short_id} was not retried.",
+        refuse = self.services.refused()
+        if refuse is not None:
+            self.notify(f"{refuse}: task {task.short_id} was not retried.",
                         severity="error", markup=False)
             return
-        self._retry(task)
-
-    @work(thread=True, group="retry", exit_on_error=False, description="retry")
-    def _retry(self, task: Task) -> None:
-        label = clean(f"{task.name} {format_args(task.args)}".strip(), 60)
-        try:
-            with self._send_lock:
-                self.service.retry(task.id)
-        except (InvalidTask, TaskNotFound, ServiceUnavailable) as exc:
-            self.post_message(ActionFinished("retry", f"Not retried: {exc}", ok=False))
-            return
-        self.post_message(ActionFinished(
-            "retry", f"Retrying {label} (task {task.short_id}): queued again as attempt "
-                     f"{task.attempt + 1} of the same task, same id."))
+        self.actions.retry(task, self)
 
     def action_reset(self) -> None:
         """Ask, then delete every task."""
@@ -314,20 +351,24 @@ class DashboardScreen(LiveScreen):
 
     def _reset_closed(self, confirmed: bool | None) -> None:
         if confirmed:
-            self._reset()
-
-    @work(thread=True, group="reset", exit_on_error=False, description="reset")
-    def _reset(self) -> None:
-        try:
-            deleted = self.service.reset()
-        except ServiceUnavailable as exc:
-            self.post_message(ActionFinished("reset", f"Not reset: {exc}", ok=False))
-            return
-        self.post_message(ActionFinished("reset", f"Reset: deleted {format_count(deleted)} "
-                                                  f"task{'s' if deleted != 1 else ''}."))
+            self.actions.reset(self)
 
     def on_action_finished(self, message: ActionFinished) -> None:
         """Tell the user, and show the change at once."""
         self.notify(message.message, title=message.action.capitalize(), markup=False,
                     severity="information" if message.ok else "error")
         self.poll_now()
+
+
+def _refresh(context: Context, state_filter: TaskState | None, with_specs: bool
+             ) -> SnapshotReady | PollFailed:
+    """One refresh, as the message to post (blocking: runs in the refresh worker)."""
+    result = refresh(context.service, state_filter, context.page_size, with_specs=with_specs)
+    if isinstance(result, RefreshFailed):
+        return PollFailed(result.error, result.specs)
+    return SnapshotReady(result)
+
+
+def _check_health(context: Context) -> HealthChecked:
+    """One health check, as the message to post (blocking: runs in the health worker)."""
+    return HealthChecked(context.service.health())

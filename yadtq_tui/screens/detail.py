@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.timer import Timer
 from textual.widgets import Button, Footer, Static
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from yadtq.models import Task, TaskState
-from yadtq_tui.data import Context
+from yadtq_tui.data import Context, read_task
 from yadtq_tui.messages import TaskLoaded
+from yadtq_tui.poller import Poller, Read
 from yadtq_tui.text import clean
 from yadtq_tui.widgets import TaskDetail
 
@@ -40,7 +41,9 @@ class DetailScreen(ModalScreen[Task | None]):
         self.shown = task
         """The task as last read (``task`` is taken by Textual)."""
         self.context = context
-        self._timer: Timer | None = None
+        self.refresher = Poller(self, self._next_read, interval=REFRESH_SECONDS, group="detail",
+                                description="task refresh")
+        """Re-reads the task while the view is open."""
 
     def compose(self) -> ComposeResult:
         """Title, body, buttons."""
@@ -59,7 +62,7 @@ class DetailScreen(ModalScreen[Task | None]):
         fresh."""
         self.query_one("#detail-scroll").focus()
         self.show(self.shown)
-        self._load(self.shown.id)
+        self.refresher.now()
 
     def show(self, task: Task) -> None:
         """Render ``task``."""
@@ -69,43 +72,36 @@ class DetailScreen(ModalScreen[Task | None]):
         self.query_one(TaskDetail).show_task(task, self.context.clock(), self.context.tz)
         self.query_one("#detail-retry-button", Button).disabled = task.state is not TaskState.FAILED
 
-    def _schedule(self) -> None:
-        self._timer = self.set_timer(REFRESH_SECONDS, self._reload, name="detail-refresh")
-
-    def _reload(self) -> None:
-        self._load(self.shown.id)
-
-    @work(thread=True, exclusive=True, group="detail", exit_on_error=False,
-          description="task refresh")
-    def _load(self, task_id: str) -> None:
-        worker = get_current_worker()
-        message = TaskLoaded.fetch(self.context.service, task_id)
-        if not worker.is_cancelled:
-            self.post_message(message)
+    def _next_read(self) -> Read:
+        return partial(_load, self.context, self.shown.id)
 
     def on_task_loaded(self, message: TaskLoaded) -> None:
         """Show the fresh task, or why it could not be read (keeping what is shown)."""
-        self._schedule()
+        result = message.result
         status = self.query_one("#detail-status", Static)
-        if message.task is not None:
+        if result.task is not None:
             status.update(Text(""))
             status.remove_class("-visible")
-            if message.task != self.shown:
-                self.show(message.task)
+            if result.task != self.shown:
+                self.show(result.task)
             return
-        if message.not_found:
+        if result.not_found:
             text = "⚠ This task no longer exists (reset?). Showing what was last read."
         else:
-            text = f"⚠ Could not refresh: {clean(message.error, 160)} — showing last data"
+            text = f"⚠ Could not refresh: {clean(result.error, 160)} — showing last data"
         status.update(Text(text))
         status.add_class("-visible")
 
+    def on_screen_resume(self) -> None:
+        """A screen on top (help) closed: run the refresh held back meanwhile."""
+        self.refresher.resume()
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """Keep refreshing after an unexpected error."""
+        """Schedule the next refresh; report an unexpected error and keep refreshing."""
+        self.refresher.finished(event)
         if event.state is WorkerState.ERROR:
             self.notify(f"Task refresh failed: {event.worker.error}", severity="error",
                         markup=False)
-            self._schedule()
 
     def action_close(self) -> None:
         """Back to the dashboard."""
@@ -126,3 +122,8 @@ class DetailScreen(ModalScreen[Task | None]):
     @on(Button.Pressed, "#detail-close-button")
     def _close_pressed(self) -> None:
         self.action_close()
+
+
+def _load(context: Context, task_id: str) -> TaskLoaded:
+    """One read of the task, as the message to post (blocking: runs in the refresh worker)."""
+    return TaskLoaded(read_task(context.service, task_id))

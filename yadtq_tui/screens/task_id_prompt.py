@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -14,7 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Static
 
 from yadtq.models import Task
-from yadtq_tui.data import Context, resolve_id
+from yadtq_tui.actions import Actions
+from yadtq_tui.data import resolve_id
 from yadtq_tui.messages import TaskLoaded
 from yadtq_tui.text import clean
 
@@ -27,9 +28,9 @@ class TaskIdPrompt(ModalScreen[Task | None]):
         Binding("escape", "cancel", "Cancel", id="id-prompt-cancel"),
     ]
 
-    def __init__(self, context: Context, known_ids: Sequence[str] = ()) -> None:
+    def __init__(self, actions: Actions, known_ids: Sequence[str] = ()) -> None:
         super().__init__(id="id-prompt")
-        self.context = context
+        self.actions = actions
         self.known_ids = tuple(known_ids)
 
     def compose(self) -> ComposeResult:
@@ -48,20 +49,16 @@ class TaskIdPrompt(ModalScreen[Task | None]):
     @on(Button.Pressed, "#id-view")
     def _lookup_requested(self) -> None:
         typed = self.query_one("#id-input", Input).value
-        self._lookup(resolve_id(typed, self.known_ids))
-
-    @work(thread=True, exclusive=True, group="lookup", exit_on_error=False,
-          description="task lookup")
-    def _lookup(self, task_id: str) -> None:
-        self.post_message(TaskLoaded.fetch(self.context.service, task_id))
+        self.actions.look_up(resolve_id(typed, self.known_ids), self)
 
     def on_task_loaded(self, message: TaskLoaded) -> None:
         """Open the task, or say why not and keep the typed text."""
-        if message.task is not None:
-            self.dismiss(message.task)
+        result = message.result
+        if result.task is not None:
+            self.dismiss(result.task)
             return
         line = self.query_one("#id-message", Static)
-        line.update(Text(f"✘ {clean(message.error or 'not found', 200)}"))
+        line.update(Text(f"✘ {clean(result.error or 'not found', 200)}"))
         line.add_class("-error")
         self.query_one("#id-input", Input).add_class("-invalid")
 

@@ -1,4 +1,5 @@
-"""The disconnection banner shown above the data while Redis or Kafka is unreachable."""
+"""The disconnection banner shown above the data while Redis or Kafka is unreachable, or while
+refreshes fail for another reason."""
 
 from __future__ import annotations
 
@@ -16,15 +17,18 @@ class Banner(Static):
         self.lines: tuple[str, ...] = ()
 
     def show_problems(self, redis_error: str | None, kafka_error: str | None, *,
-                      have_data: bool = True) -> None:
-        """Show one line per unreachable service, or hide the banner when both are fine."""
+                      have_data: bool = True, refresh_error: str | None = None) -> None:
+        """Show one line per unreachable service, and one for a failing refresh that an
+        unreachable Redis does not explain; hide the banner when all is fine."""
         lines = []
+        shown = "showing last data" if have_data else "no data yet"
         if redis_error:
-            shown = "showing last data" if have_data else "no data yet"
             lines.append(f"⚠ {_about('Redis', redis_error)} — {shown}, retrying")
         if kafka_error:
             lines.append(f"⚠ {_about('Kafka', kafka_error)} — submits and retries are refused "
                          "until it is back")
+        if refresh_error and not redis_error:
+            lines.append(f"⚠ Could not refresh: {clean(refresh_error, 140)} — {shown}, retrying")
         self.lines = tuple(lines)
         self.update(Text("\n".join(lines)))
         self.set_class(bool(lines), "-visible")
