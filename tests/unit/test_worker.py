@@ -80,7 +80,8 @@ class Harness:
     def worker(self, worker_id: str = "w1", consumer_factory: Any = None) -> Worker:
         return Worker(self.settings, self.reg, store=self.store,
                       consumer_factory=consumer_factory or self.broker.consumer,
-                      producer_factory=self.broker.producer, worker_id=worker_id)
+                      producer_factory=self.broker.producer, offsets_factory=self.broker.offsets,
+                      worker_id=worker_id)
 
     def run(self, worker_id: str = "w1", idle_exit: float = 0.3, **kw: Any) -> Worker:
         w = self.worker(worker_id, **kw)
