@@ -9,7 +9,7 @@ import time
 import pytest
 
 import worker.repair as repair_module
-from tests.unit.test_worker import C, P, Q, Harness
+from tests.unit.test_worker import C, Harness, P, Q
 from worker.outbox import Outbox
 from worker.repair import Reconciler
 from yadtq.models import TaskState
