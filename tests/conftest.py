@@ -167,7 +167,7 @@ def fake_broker() -> FakeBroker:
 
 @pytest.fixture
 def fake_settings() -> Settings:
-    return Settings(key_prefix="yadtq:unit", heartbeat_interval=0.2)
+    return Settings(key_prefix="yadtq:unit", heartbeat_interval=0.2, commit_after=0.0)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 
 from worker.heartbeat import Heartbeat, Identity
 from worker.interfaces import (
@@ -91,8 +92,13 @@ class Worker:
         self._batch: Batch | None = None
         self._pending: list[Record] = []
         self._committed: dict[int, int] = {}
+        self._staged: dict[int, int] = {}
+        """partition -> newest finished offset handed to ``_ready`` (or committed)."""
+        self._ready: deque[tuple[float, dict[int, int]]] = deque()
+        """Finished offsets waiting ``commit_after`` seconds (until Redis has them on disk)."""
         self._lock = threading.Lock()
-        """Guards ``_pending`` and ``_committed``: rebalance callbacks run on Kafka's thread."""
+        """Guards ``_pending``, ``_committed``, ``_staged`` and ``_ready``: rebalance callbacks run
+        on Kafka's thread."""
         self._runner_failures = 0
 
     @property
@@ -148,6 +154,7 @@ class Worker:
                     break  # stopped while reconnecting
                 consumer, unjoined_since = fresh, None
                 continue
+            self._commit_aged(consumer)
             with self._lock:
                 records, self._pending = self._pending, []
             if not records:
@@ -182,7 +189,7 @@ class Worker:
                 return len(records)
             if not self.runner.alive():
                 log.error("the runner thread ended; restarting the worker")
-                self._commit(consumer, self._finished(consumer, batch))
+                self._stage(consumer, batch)
                 self.exit_code = EXIT_RESTART
                 return len(records)
             now = time.monotonic()
@@ -204,10 +211,12 @@ class Worker:
                     log.warning("poll during a batch failed: %s", exc)
                 last_poll = time.monotonic()
             if now - last_commit > PROGRESS_COMMIT_SECONDS:
-                self._commit(consumer, self._finished(consumer, batch))
+                self._stage(consumer, batch)
+                self._commit_aged(consumer)
                 last_commit = now
         self._batch = None
-        self._commit(consumer, self._finished(consumer, batch))
+        self._stage(consumer, batch)
+        self._commit_aged(consumer)
         if batch.failed:
             self._seek_back(consumer, batch)
         else:
@@ -219,15 +228,37 @@ class Worker:
                 log.warning("resume failed: %s", exc)
         return len(records)
 
-    def _finished(self, consumer: Consumer, batch: Batch) -> dict[int, int]:
-        """What may be committed now: finished offsets of partitions still ours, not yet committed."""
+    def _stage(self, consumer: Consumer, batch: Batch) -> None:
+        """Queue the batch's newly finished offsets (of partitions still ours) for committing."""
         try:
             owned = consumer.assignment()
         except YadtqError:
-            return {}
+            return
         with self._lock:
-            return {p: o for p, o in batch.processed.items()
-                    if p not in batch.revoked and p in owned and self._committed.get(p) != o}
+            fresh = {p: o for p, o in batch.processed.items()
+                     if p not in batch.revoked and p in owned and self._staged.get(p) != o}
+            if fresh:
+                self._staged.update(fresh)
+                self._ready.append((time.monotonic(), fresh))
+
+    def _commit_aged(self, consumer: Consumer, wait: bool = False) -> None:
+        """Commit the staged offsets that are ``commit_after`` seconds old (all of them with
+        ``wait``, after sleeping until they are)."""
+        delay = self.settings.commit_after
+        with self._lock:
+            if wait and self._ready:
+                newest = self._ready[-1][0]
+                pause = newest + delay - time.monotonic()
+            else:
+                pause = 0.0
+        if pause > 0:
+            time.sleep(pause)
+        cutoff = time.monotonic() - delay
+        offsets: dict[int, int] = {}
+        with self._lock:
+            while self._ready and self._ready[0][0] <= cutoff:
+                offsets.update(self._ready.popleft()[1])
+        self._commit(consumer, offsets)
 
     def _seek_back(self, consumer: Consumer, batch: Batch) -> None:
         """The runner failed on this batch: read its partitions again from the first unfinished
@@ -286,7 +317,6 @@ class Worker:
                                 f"within {grace:g} s more (blocked in C code or ignoring the "
                                 "interrupt): its worker process was restarted")
         batch, rec = stuck.batch, stuck.record
-        offsets = self._finished(consumer, batch)
         try:
             written = self.store.finish(self.id, [outcome])
         except YadtqError as exc:
@@ -297,9 +327,10 @@ class Worker:
                 self.runner.status.failed += 1
             first_unfinished = batch.processed.get(rec.partition, batch.first_offset(rec.partition))
             if first_unfinished == rec.offset and rec.partition not in batch.revoked:
-                offsets[rec.partition] = rec.offset + 1
+                batch.processed[rec.partition] = rec.offset + 1
         self.exit_code = EXIT_RESTART
-        self._commit(consumer, offsets)
+        self._stage(consumer, batch)
+        self._commit_aged(consumer, wait=True)
 
     # ------------------------------------------------------------------ group membership
     def _connect(self) -> Consumer | None:
@@ -327,6 +358,8 @@ class Worker:
         self._assigned = frozenset()
         with self._lock:
             self._committed.clear()
+            self._staged.clear()
+            self._ready.clear()
             self._pending = []
         fresh = self._connect()
         self._consumer = fresh
@@ -351,6 +384,9 @@ class Worker:
         with self._lock:
             for p in partitions:
                 self._committed.pop(p, None)
+                self._staged.pop(p, None)
+            self._ready = deque((t, kept) for t, offsets in self._ready
+                                if (kept := {p: o for p, o in offsets.items() if p not in partitions}))
             self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 
@@ -365,6 +401,8 @@ class Worker:
         self.runner.stop()
         consumer = self._consumer
         if consumer is not None:
+            if not self.exit_code:
+                self._commit_aged(consumer, wait=True)
             with self._lock:
                 final = {p: o for p, o in self._committed.items() if p in self._assigned}
             if final and not self.exit_code:  # make the asynchronous commits durable

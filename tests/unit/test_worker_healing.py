@@ -167,3 +167,20 @@ def test_retries_wake_up_when_the_partition_moves(h: Harness, monkeypatch: pytes
     batch.revoked = frozenset({0})
     t.join(2)
     assert not t.is_alive() and batch.processed == {}
+
+
+def test_offsets_are_committed_only_once_redis_has_had_time_to_persist(
+        fake_settings: Settings, fake_store: RedisStore) -> None:
+    """With appendfsync everysec a Redis crash loses up to a second of writes: a finished task's
+    offset is committed ``commit_after`` seconds after its outcome was written, never sooner."""
+    settings = fake_settings.with_(commit_after=0.6)
+    h = Harness(settings, RedisStore(settings, fake_store.r), FakeBroker(partitions=1))
+    ids = [h.submit("ADD", i, 1) for i in range(3)]
+    w = h.worker()
+    t = run_in_thread(w, idle_exit=1.5)
+    assert wait_until(lambda: all(h.get(i).state is C for i in ids))
+    finished_at = time.monotonic()
+    assert h.committed() == {}
+    assert wait_until(lambda: h.committed() == {0: 3}, 2)
+    assert time.monotonic() - finished_at >= 0.5
+    t.join(5)
