@@ -47,14 +47,16 @@ def wait_all_final(client: Client, total: int, timeout: float) -> None:
 def send_raw(settings: Settings, values: Sequence[bytes | None],
              partitions: Iterable[int]) -> list[tuple[int, int, bytes | None]]:
     """Send each raw value (``None`` = a message with a null value) to each partition, bypassing the
-    client; returns ``(partition, offset, value)`` per message sent, in order."""
+    client (each with a key: kafka-python sends no message without both); returns
+    ``(partition, offset, value)`` per message sent, in order."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
                              max_request_size=2 * 1024 * 1024)
     try:
-        futures = [(producer.send(settings.topic, value=value, partition=p), value)
-                   for p in partitions for value in values]
+        futures = [(producer.send(settings.topic, key=f"hostile-{i}".encode(), value=value,
+                                  partition=p), value)
+                   for p in partitions for i, value in enumerate(values)]
         producer.flush(timeout=20)
         out = []
         for fut, value in futures:
@@ -97,16 +99,21 @@ def dead_letter_at(letters: Sequence[Any], partition: int, offset: int) -> dict[
     return None
 
 
-def topic_end_offsets(settings: Settings) -> int:
-    """How many messages the tasks topic holds in all (the sum of its partitions' end offsets)."""
-    from kafka import KafkaConsumer, TopicPartition
+class TopicSize:
+    """How many messages the tasks topic holds in all (the sum of its partitions' end offsets);
+    one consumer kept open, so each call is one quick request."""
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    try:
-        parts = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
-        return sum(consumer.end_offsets(parts).values())
-    finally:
-        consumer.close()
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self._consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+        self._parts = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+
+    def __call__(self) -> int:
+        return int(sum(self._consumer.end_offsets(self._parts).values()))
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def states_of(client: Client, ids: Sequence[str]) -> dict[str, str | None]:
