@@ -35,6 +35,7 @@ from tests.integration.helpers import (
     read_dead_letters,
     send_raw,
     states_of,
+    wait_balanced,
     wait_ids_final,
     wait_until,
 )
@@ -391,11 +392,12 @@ SCALE_TASKS = 20_000
 @pytest.mark.timeout(240)
 def test_scale_up_and_warm_stop_during_a_drain_run_each_task_once(
         real_settings: Settings, workers: WorkerProcs) -> None:
-    """20,000 COUNT tasks in long batches; 1 worker, then 2 more while it drains, then one of them
-    stops warm: every task completed, each run exactly once (a side counter in Redis)."""
-    client = _use(real_settings, workers, max_poll_records=2000)
+    """20,000 COUNT tasks in long batches (up to 20,000 records a poll, ~0.5 ms a task, so a batch
+    outlasts the rebalance); 1 worker, then 2 more while it drains, then one of them stops warm:
+    every task completed, each run exactly once (a side counter in Redis)."""
+    client = _use(real_settings, workers, partitions=12, max_poll_records=SCALE_TASKS)
     counts_key = f"{client.settings.key_prefix}:test-counts"
-    env = {**ISOLATION_ENV, "YADTQ_TEST_COUNTS": counts_key, "YADTQ_TEST_COUNT_SLEEP": "0.001"}
+    env = {**ISOLATION_ENV, "YADTQ_TEST_COUNTS": counts_key, "YADTQ_TEST_COUNT_SLEEP": "0.0005"}
     for chunk in range(0, SCALE_TASKS, 2000):
         client.submit_many([("COUNT", [str(i)]) for i in range(chunk, chunk + 2000)])
 
@@ -405,9 +407,9 @@ def test_scale_up_and_warm_stop_during_a_drain_run_each_task_once(
     workers.start(1, env=env)
     wait_until(lambda: completed() >= 1000, 60, "the first worker to start draining")
     workers.start(2, env=env)
-    workers.wait_alive(3)
+    wait_balanced(client, 3, client.settings.partitions, logs=workers.logs)
     mark = completed()
-    wait_until(lambda: completed() >= min(SCALE_TASKS - 2000, mark + 2000), 60,
+    wait_until(lambda: completed() >= min(SCALE_TASKS - 2000, mark + 1000), 60,
                "the three workers to drain more")
     leaving = workers.procs[2]
     leaving.send_signal(signal.SIGTERM)
