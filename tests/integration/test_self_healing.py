@@ -258,6 +258,32 @@ def test_tasks_of_killed_clients_are_resent(real_client: Client, workers: Worker
     print(f"{total} recorded, {total_sent} sent before the kills; repairs: {repairs}")
 
 
+_BURST_AND_EXIT = """
+from yadtq import Client
+client = Client()
+for i in range(5000):
+    client.submit("ADD", [i, 3], wait=False)
+print("submitted", flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_wait_false_burst_is_sent_at_normal_exit(real_client: Client,
+                                                 workers: WorkerProcs) -> None:
+    """A program that submits 5,000 tasks with ``wait=False`` and ends normally without
+    ``flush()``: every task is sent before the interpreter exits, and every one completes."""
+    workers.start(1, env=ISOLATION_ENV)
+    out = subprocess.run([sys.executable, "-c", _BURST_AND_EXIT], env=workers.env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "submitted" in out.stdout, out.stderr[-2000:]
+    ids = real_client.store.r.zrange(real_client.store.keys.index, 0, -1)
+    assert len(ids) == 5000, f"{len(ids)} of 5000 recorded; stderr: {out.stderr[-2000:]}"
+    wait_ids_final(real_client, ids, timeout=60, logs=workers.logs)
+    counts = real_client.counts()
+    failed = real_client.list(TaskState.FAILED, limit=3)
+    assert counts[TaskState.COMPLETED] == 5000, (counts, [t.error for t in failed])
+
+
 @pytest.mark.timeout(90)
 def test_retry_that_died_before_its_send_is_resent(real_client: Client,
                                                    workers: WorkerProcs) -> None:
