@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import fakeredis
@@ -103,19 +103,23 @@ class WorkerProcs:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def env(self) -> dict[str, str]:
-        env = {**os.environ, **self.settings.to_env()}
+    def env(self, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of a worker (or CLI) process: these settings, then ``extra_env``."""
+        env = {**os.environ, **self.settings.to_env(), **(extra_env or {})}
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
-    def start(self, n: int = 1, *extra: str) -> list[subprocess.Popen[bytes]]:
+    def start(self, n: int = 1, *extra: str,
+              env: Mapping[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
+        """Start ``n`` workers with the extra command-line arguments ``extra`` and the extra
+        environment variables ``env`` (on top of the settings' own)."""
         started = []
         for _ in range(n):
             i = len(self.procs)
             log = open(self.log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
             proc = subprocess.Popen(
                 [sys.executable, "-m", "worker.main", "--tasks", TEST_TASKS, *extra],
-                env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                env=self.env(env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
             self.procs.append(proc)
             started.append(proc)
         return started

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
+from typing import Any
+
+import redis
 
 from yadtq import task
 
@@ -38,3 +43,80 @@ def nap(seconds: float) -> float:
     """Sleep (like SLEEP, without its limit checks)."""
     time.sleep(seconds)
     return seconds
+
+
+# ---------------------------------------------------------------- hostile tasks (self-healing tests)
+@task("EXIT", max_attempts=1)
+def exit_task() -> None:
+    """Call ``sys.exit(3)`` (a ``BaseException`` from task code)."""
+    sys.exit(3)
+
+
+@task("INTERRUPT", max_attempts=1)
+def interrupt_task() -> None:
+    """Raise ``KeyboardInterrupt`` from task code."""
+    raise KeyboardInterrupt
+
+
+@task("BLOCKC", max_attempts=1, time_limit=1)
+def block_in_c() -> None:
+    """Block inside C code forever: the time-limit exception is never delivered."""
+    threading.Event().wait()
+
+
+@task("SWALLOW", max_attempts=1, time_limit=1)
+def swallow() -> None:
+    """Run forever, swallowing every exception (the time-limit one included)."""
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # the point of this task
+            pass
+
+
+@task("SURROGATE", max_attempts=1)
+def surrogate() -> None:
+    """Fail with an error text holding a lone surrogate (not encodable as UTF-8)."""
+    raise RuntimeError("bad \ud800 text")
+
+
+DEEP_LEVELS = 100_000
+
+
+@task("DEEP", max_attempts=1)
+def deep() -> list[Any]:
+    """Return a list nested 100,000 levels deep (too deep for ``json``)."""
+    value: list[Any] = []
+    for _ in range(DEEP_LEVELS):
+        value = [value]
+    return value
+
+
+class BadStrError(Exception):
+    """An exception that cannot be turned into text."""
+
+    def __str__(self) -> str:
+        raise ValueError("__str__ refuses")
+
+
+@task("BADSTR", max_attempts=1)
+def bad_str() -> None:
+    """Raise an exception whose ``__str__`` raises."""
+    raise BadStrError("unprintable")
+
+
+_count_redis: Any = None
+
+
+@task("COUNT", max_attempts=3)
+def count(key: str) -> str:
+    """Count one run of ``key``: HINCRBY on the hash named by $YADTQ_TEST_COUNTS (Redis at
+    $YADTQ_REDIS_URL), after sleeping $YADTQ_TEST_COUNT_SLEEP seconds (default 0)."""
+    global _count_redis
+    if _count_redis is None:
+        _count_redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
+    pause = float(os.environ.get("YADTQ_TEST_COUNT_SLEEP") or 0)
+    if pause:
+        time.sleep(pause)
+    _count_redis.hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
+    return key
