@@ -166,13 +166,23 @@ stop_kafka() {
   fi
 }
 
+kill_redis() {  # SIGKILL, as a crash: AOF (appendfsync everysec) may lose its last second
+  if pid_alive "$REDIS_DIR/redis.pid"; then
+    kill -9 "$(cat "$REDIS_DIR/redis.pid")" || true
+    for _ in $(seq 1 50); do pid_alive "$REDIS_DIR/redis.pid" || break; sleep 0.1; done
+    rm -f "$REDIS_DIR/redis.pid"
+    log "redis killed (SIGKILL)"
+  fi
+}
+
 case "${1:-}" in
   start) start_redis; start_kafka ;;
   stop) stop_kafka; stop_redis ;;
   status) redis_ping && kafka_ready ;;
   start-redis) start_redis ;;
   stop-redis) stop_redis ;;
+  kill-redis) kill_redis ;;
   start-kafka) start_kafka ;;
   stop-kafka) stop_kafka ;;
-  *) echo "usage: $0 start|stop|status|start-redis|stop-redis|start-kafka|stop-kafka" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|start-redis|stop-redis|kill-redis|start-kafka|stop-kafka" >&2; exit 2 ;;
 esac

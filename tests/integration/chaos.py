@@ -33,7 +33,11 @@ from yadtq.broker import ensure_topics
 from yadtq.errors import ServiceUnavailable
 from yadtq.models import TaskState
 
-ALL_FAULTS = ("kill", "stop", "redis", "kafka", "term")
+ALL_FAULTS = ("kill", "stop", "redis", "kafka", "term", "redis9", "client9", "poison")
+CLIENT_MARK = 1_000_000
+"""Second argument of the ADD tasks a killed client submits (to find the ones it recorded)."""
+POISON = (b'{"v":1,"id":"%s","name":"ADD","args":[1,2],"created_at":1' + b"0" * 400 + b"}",
+          b"\xff\xfe not UTF-8", b"[" * 5000, b'"a string"', b'{"v":99}')
 
 
 @dataclass
@@ -48,6 +52,9 @@ class Report:
     extra_attempts: int = 0
     tasks_with_extra_attempts: int = 0
     recovery_seconds: list[float] = field(default_factory=list)
+    repaired: int = 0
+    """Tasks the reconciler re-sent or re-queued."""
+    dead_lettered: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -71,6 +78,9 @@ def services(action: str) -> None:
 class Chaos:
     def __init__(self, settings: Settings, log_dir: Path, n_short: int, n_long: int,
                  outage: float, seed: int) -> None:
+        # a reconciler that looks often, so its repairs land within the run
+        settings = settings.with_(repair_interval=min(settings.repair_interval, 2.0),
+                                  repair_after=min(settings.repair_after, 5.0))
         self.settings = settings
         self.client = Client(settings)
         self.pool = WorkerProcs(settings, log_dir)
@@ -170,6 +180,44 @@ class Chaos:
         services("start-kafka")
         self.report.faults["kafka_restart"] += 1
 
+    def redis9(self) -> None:
+        """SIGKILL Redis under load (it may lose its last second of writes), then start it."""
+        services("kill-redis")
+        time.sleep(self.outage)
+        services("start-redis")
+        self.report.faults["redis_sigkill"] += 1
+
+    def client9(self) -> None:
+        """A client SIGKILLed in the middle of a large submit_many: every task it recorded must
+        still run (the reconciler re-sends what Kafka never got)."""
+        code = (f"import os, threading, time\n"
+                f"from yadtq import Client\n"
+                f"c = Client()\n"
+                f"threading.Timer(0.4, lambda: os.kill(os.getpid(), 9)).start()\n"
+                f"for k in range(20):\n"
+                f"    c.submit_many([('ADD', (i, {CLIENT_MARK})) for i in range(k * 200, k * 200 + 200)])\n"
+                f"time.sleep(5)\n")
+        proc = subprocess.run([sys.executable, "-c", code], env=self.pool.env(), timeout=60,
+                              capture_output=True, check=False)
+        self.report.faults["client_sigkill"] += 1
+        if proc.returncode != -signal.SIGKILL:
+            self.report.problems.append(f"client9: the client ended with {proc.returncode}: "
+                                        f"{proc.stderr.decode(errors='replace')[-300:]}")
+
+    def poison(self) -> None:
+        """Hostile messages on the tasks topic (every partition): dead-lettered, nothing stranded."""
+        from yadtq.broker import TaskProducer
+
+        producer = TaskProducer(self.settings)
+        try:
+            for i in range(self.settings.partitions * 2):
+                for j, raw in enumerate(POISON):
+                    body = raw.replace(b"%s", f"{i:016x}{j:016x}".encode())
+                    producer.send_raw(self.settings.topic, body, key=f"poison-{i}-{j}".encode())
+        finally:
+            producer.close()
+        self.report.faults["poison_messages"] += self.settings.partitions * 2 * len(POISON)
+
     def term(self) -> None:
         live = [p for p in self.pool.procs if p.poll() is None]
         for p in live:
@@ -198,6 +246,7 @@ class Chaos:
                 time.sleep(gap)
                 getattr(self, name)()
             load.join(timeout=duration + 120)
+            self.adopt_client_tasks()
             self.wait_final(timeout)
         finally:
             self.pool.stop()
@@ -220,11 +269,21 @@ class Chaos:
                 continue
             if counts[TaskState.QUEUED] == 0 and counts[TaskState.IN_PROGRESS] == 0 \
                     and sum(counts.values()) >= len(self.expected):
-                return
+                self.adopt_client_tasks()
+                if sum(counts.values()) >= len(self.expected):
+                    return
             time.sleep(0.5)
+
+    def adopt_client_tasks(self) -> None:
+        """The tasks the killed client managed to record in Redis are owed a run like any other."""
+        for task in self.client.list(limit=1_000_000, history=False):
+            if task.id not in self.expected and len(task.args) == 2 and task.args[1] == CLIENT_MARK:
+                self.expected[task.id] = task.args[0] + CLIENT_MARK
 
     def check(self) -> None:
         r = self.report
+        repairs = self.client.repairs()
+        r.repaired = repairs.resent_queued + repairs.requeued_in_progress
         r.tasks_submitted = len(self.expected)
         for task_id, value in self.expected.items():
             task = self.client.store.get(task_id)

@@ -14,11 +14,12 @@ pytestmark = pytest.mark.integration
 
 def test_faults_lose_nothing(real_settings: Settings, tmp_path: Path) -> None:
     chaos = Chaos(real_settings, tmp_path, n_short=600, n_long=6, outage=4.0, seed=7)
-    report = chaos.run(("kill", "stop", "redis", "kafka", "term"), gap=1.5, timeout=150)
+    report = chaos.run(("kill", "stop", "redis", "kafka", "term", "redis9", "client9"), gap=1.5,
+                       timeout=150)
     summary = report.summary()
     print(summary)
     assert report.tasks_submitted > 300, summary
     assert (report.lost, report.stuck, report.wrong) == (0, 0, 0), (summary, chaos.pool.logs())
     assert report.refused_marked_failed <= report.submits_refused, summary
     assert len(report.recovery_seconds) == 2, summary  # the SIGKILLed and the SIGSTOPped task
-    assert sum(report.faults.values()) == 5, summary
+    assert sum(report.faults.values()) == 7, summary
