@@ -41,6 +41,8 @@ SEND_MARGIN_SECONDS = 12.0
 """A message is acknowledged or given up by its producer within this long after its record was
 written (the producer's delivery timeout is 10 s)."""
 MAX_SNAPSHOTS = 512
+ROUND_LIMIT = 2000
+"""Most candidates of each state one round looks at (oldest first)."""
 
 
 @dataclass(frozen=True)
@@ -123,25 +125,32 @@ class Reconciler:
         t = time.time() if now is None else now
         self._snapshots.append(Snapshot(t, ends))
         older = t - self.settings.repair_after
-        candidates = [*self.store.stale(TaskState.QUEUED, older),
-                      *self.store.stale(TaskState.IN_PROGRESS, older)]
+        candidates = [*self.store.stale(TaskState.QUEUED, older, limit=ROUND_LIMIT),
+                      *self.store.stale(TaskState.IN_PROGRESS, older, limit=ROUND_LIMIT)]
         late_after = self.settings.heartbeat_interval * 2
         busy = {w.current_task for w in self.store.workers(late_after=late_after)
                 if w.status is not WorkerStatus.DEAD and w.current_task}
-        resent = requeued = 0
+        chosen: list[Task] = []
         for task in candidates:
             if task.problem or task.state.is_final:
                 continue
             if task.state is TaskState.IN_PROGRESS and task.id in busy:
                 continue
             partition = offsets.partition_of(task.id, partitions)
-            if not self._consumed_past(task, partition, committed):
+            if self._consumed_past(task, partition, committed) and self._mark(task):
+                chosen.append(task)
+        errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at) for t in chosen])
+        resent = requeued = 0
+        for task, err in zip(chosen, errors, strict=True):
+            if err is not None:
+                log.warning("could not re-send task %s (tried again in a later round): %s", task.id, err)
                 continue
-            if self._repair(task):
-                if task.state is TaskState.QUEUED:
-                    resent += 1
-                else:
-                    requeued += 1
+            log.info("task %s (%s) %s", task.id, task.name, "re-sent" if task.state is TaskState.QUEUED
+                     else "re-queued and re-sent")
+            if task.state is TaskState.QUEUED:
+                resent += 1
+            else:
+                requeued += 1
         self.store.record_repairs(self.worker_id, resent, requeued)
         return Round(resent, requeued, len(candidates))
 
@@ -151,7 +160,9 @@ class Reconciler:
         snap = next((s for s in self._snapshots if s.at >= after), None)
         return snap is not None and committed.get(partition, 0) >= snap.ends.get(partition, 0)
 
-    def _repair(self, task: Task) -> bool:
+    def _mark(self, task: Task) -> bool:
+        """Note the repair in the task's history (compare-and-set on its state and attempt): an
+        in-progress task goes back to queued. False if it changed meanwhile."""
         if task.state is TaskState.IN_PROGRESS:
             note = (f"re-queued by the reconciler: nobody runs it (worker {task.worker or '?'}) and its "
                     "partition was consumed past it")
@@ -161,11 +172,4 @@ class Reconciler:
             note = "re-sent by the reconciler: its partition was consumed past it (no message behind it)"
             moved = self.store.transition(task.id, TaskState.QUEUED, TaskState.QUEUED, note,
                                           attempt=task.attempt)
-        if moved != 1:
-            return False  # it changed meanwhile: nothing to repair
-        err = self.outbox.resend([Envelope(task.id, task.name, task.args, task.created_at)])[0]
-        if err is not None:
-            log.warning("could not re-send task %s (tried again in a later round): %s", task.id, err)
-            return False
-        log.info("task %s (%s) %s", task.id, task.name, note)
-        return True
+        return moved == 1
