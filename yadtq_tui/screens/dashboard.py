@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from yadtq.models import Task, TaskState
+from yadtq.models import Task, TaskState, WorkerStatus
 from yadtq.registry import TaskSpec
 from yadtq_tui.actions import Actions
 from yadtq_tui.data import Context, RefreshFailed, Services, Snapshot, next_filter, refresh
@@ -37,6 +37,7 @@ from yadtq_tui.screens.detail import DetailScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
 from yadtq_tui.text import format_count
 from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, WorkerPanel
+from yadtq_tui.widgets.worker_panel import STATUS_ORDER
 
 SPECS_EVERY = 20
 """Re-read the known task names every this many refreshes (workers may publish new ones)."""
@@ -138,8 +139,9 @@ class DashboardScreen(Screen[None]):
         self.query_one("#tasks-title", Static).update(Text(text + "   (f: filter)"))
         if snap is not None:
             c = snap.worker_counts()
-            self.query_one("#workers-title", Static).update(Text(
-                "Workers · " + " · ".join(f"{n} {s.value}" for s, n in c.items())))
+            parts = [f"{c[s]} {s.value}" for s in STATUS_ORDER
+                     if c[s] or s is not WorkerStatus.STALLED]  # stalled only when there is one
+            self.query_one("#workers-title", Static).update(Text("Workers · " + " · ".join(parts)))
 
     # ------------------------------------------------------------------ refresh and health
     def poll_now(self) -> None:

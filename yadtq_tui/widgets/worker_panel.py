@@ -1,4 +1,4 @@
-"""The worker-health panel: every known worker, alive, late or dead."""
+"""The worker-health panel: every known worker, alive, stalled, late or dead."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from yadtq.models import Task, WorkerInfo, WorkerStatus
 from yadtq_tui.text import format_duration, literal
 from yadtq_tui.widgets.live_table import LiveTable, Row
 
-STATUS_ICONS = {WorkerStatus.ALIVE: "●", WorkerStatus.LATE: "◐", WorkerStatus.DEAD: "✘"}
+STATUS_ICONS = {WorkerStatus.ALIVE: "●", WorkerStatus.STALLED: "⊘", WorkerStatus.LATE: "◐",
+                WorkerStatus.DEAD: "✘"}
+"""A symbol per status, so statuses differ even without colour."""
+STATUS_ORDER = (WorkerStatus.ALIVE, WorkerStatus.STALLED, WorkerStatus.LATE, WorkerStatus.DEAD)
+"""The panel's order: working, then the ones that need a look (stalled, late), then dead."""
 
 COLUMNS = (
     ("worker", "Worker"),
@@ -29,6 +33,7 @@ class WorkerPanel(LiveTable):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "worker-panel--alive",
+        "worker-panel--stalled",
         "worker-panel--late",
         "worker-panel--dead",
         "worker-panel--muted",
@@ -63,7 +68,7 @@ class WorkerPanel(LiveTable):
 
     def show_workers(self, workers: Sequence[WorkerInfo], now: float,
                      names: Mapping[str, Task]) -> None:
-        """Show ``workers`` (alive first, then late, then dead; by id within each)."""
-        order = {WorkerStatus.ALIVE: 0, WorkerStatus.LATE: 1, WorkerStatus.DEAD: 2}
-        ranked = sorted(workers, key=lambda w: (order.get(w.status, 3), w.id))
+        """Show ``workers`` in ``STATUS_ORDER``, by id within each status."""
+        order = {status: i for i, status in enumerate(STATUS_ORDER)}
+        ranked = sorted(workers, key=lambda w: (order.get(w.status, len(order)), w.id))
         self.sync_rows([self.worker_row(w, now, names) for w in ranked])
