@@ -1,7 +1,7 @@
 """What the dashboard reads from YADTQ, as plain data. No Textual import.
 
-The dashboard talks to one injected service object (``DashboardService``; ``yadtq_tui.service``
-adapts a ``yadtq.Client`` to it). ``refresh`` makes every read of one refresh and returns an
+The dashboard talks to one injected service object (``DashboardService``; a ``yadtq.Client`` is
+one). ``refresh`` makes every read of one refresh and returns an
 immutable ``Snapshot`` (or why it could not), ``read_task`` reads one task; both block and run in
 thread workers, never on the UI thread. ``Services`` tracks what the health checks said.
 """
