@@ -52,13 +52,15 @@ class WorkerPanel(LiveTable):
         if worker.current_task:
             task = names.get(worker.current_task)
             current = worker.current_task[:8] + (f" {task.name}" if task else "")
+        elif worker.status is WorkerStatus.STALLED:
+            current = stalled_reason(worker)  # e.g. the runner thread ended: no task to name
         dead = worker.status is WorkerStatus.DEAD
         cells = (
             literal(worker.id, status if dead else "", 28),
             literal(worker.host, muted, 20),
             literal(str(worker.pid) if worker.pid else "", muted),
             literal(f"{STATUS_ICONS.get(worker.status, '?')} {worker.status.value}", status),
-            literal(current, "", 28),
+            literal(current, status if worker.status is WorkerStatus.STALLED else "", 28),
             literal(str(worker.done)),
             literal(str(worker.failed)),
             literal(format_duration(worker.uptime(now))),
@@ -72,3 +74,19 @@ class WorkerPanel(LiveTable):
         order = {status: i for i, status in enumerate(STATUS_ORDER)}
         ranked = sorted(workers, key=lambda w: (order.get(w.status, len(order)), w.id))
         self.sync_rows([self.worker_row(w, now, names) for w in ranked])
+
+
+def stalled_reason(worker: WorkerInfo) -> str:
+    """Why ``worker`` is stalled, with its current task's id shortened to the 8 characters the
+    tables show (the reason is the worker's own words, e.g. "task <id> (ADD) is 40 s over its
+    time limit of 10 s and has not stopped")."""
+    reason = worker.stalled or "no reason given"
+    if worker.current_task:
+        reason = reason.replace(worker.current_task, worker.current_task[:8])
+    return reason
+
+
+def stalled_notes(workers: Sequence[WorkerInfo]) -> list[str]:
+    """One line per stalled worker, by id: ``⊘ <worker> stalled: <reason>``."""
+    return [f"{STATUS_ICONS[WorkerStatus.STALLED]} {w.id} stalled: {stalled_reason(w)}"
+            for w in sorted(workers, key=lambda w: w.id) if w.status is WorkerStatus.STALLED]
