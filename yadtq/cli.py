@@ -15,14 +15,16 @@ from typing import TextIO
 from yadtq import __version__
 from yadtq.cli_output import (
     print_json,
+    print_repairs,
     print_task,
     print_tasks,
     print_workers,
+    repairs_json,
     task_json,
     worker_json,
 )
 from yadtq.client import Client
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound, YadtqError
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
@@ -35,6 +37,7 @@ EXIT_NOT_FOUND = 3
 EXIT_DECLINED = 4
 EXIT_TASK_FAILED = 5
 EXIT_TIMED_OUT = 6
+EXIT_REFUSED = 7
 
 EXIT_MEANINGS = {
     EXIT_OK: "ok",
@@ -44,6 +47,7 @@ EXIT_MEANINGS = {
     EXIT_DECLINED: "reset declined",
     EXIT_TASK_FAILED: "task failed (--wait)",
     EXIT_TIMED_OUT: "timed out (--wait)",
+    EXIT_REFUSED: "Redis refused the request",
 }
 """Every exit code and what it means (``yadtq --help`` and README.md list these)."""
 
@@ -51,6 +55,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidTask, EXIT_INVALID),
     (TaskNotFound, EXIT_NOT_FOUND),
     (ServiceUnavailable, EXIT_UNAVAILABLE),
+    (StoreError, EXIT_REFUSED),  # reachable, but refusing for good (WRONGTYPE, OOM, ...)
     (YadtqError, EXIT_UNAVAILABLE),  # any other refusal by Redis or Kafka
     (ValueError, EXIT_INVALID),  # bad settings (a malformed YADTQ_* value)
     (OSError, EXIT_INVALID),  # a password file that cannot be read
@@ -181,16 +186,18 @@ def cmd_stats(ctx: Context) -> int:
     client, out = ctx.client, ctx.out
     counts = client.counts()
     finished = sum(client.finished_per_second(60))
+    repairs = client.repairs()
     health = client.health()
     if ctx.args.json:
         print_json({"counts": {s.value: n for s, n in counts.items()},
-               "finished_last_minute": finished, "redis_ok": health.redis_ok,
-               "kafka_ok": health.kafka_ok, "redis_error": health.redis_error,
-               "kafka_error": health.kafka_error}, out)
+                    "finished_last_minute": finished, "repairs": repairs_json(repairs),
+                    "redis_ok": health.redis_ok, "kafka_ok": health.kafka_ok,
+                    "redis_error": health.redis_error, "kafka_error": health.kafka_error}, out)
         return EXIT_OK
     for s, n in counts.items():
         print(f"{s.value:<12} {n}", file=out)
     print(f"finished in the last minute: {finished}", file=out)
+    print_repairs(repairs, out)
     print(f"redis: {'ok' if health.redis_ok else safe_text(health.redis_error or '')}", file=out)
     print(f"kafka: {'ok' if health.kafka_ok else safe_text(health.kafka_error or '')}", file=out)
     return EXIT_OK
@@ -257,9 +264,11 @@ COMMANDS = (
             cmd_reset, _reset_arguments,
             "Delete every task under this key prefix; workers and other Redis data are kept."),
     Command("workers", "workers [--json]",
-            "workers: alive / late / dead, running task, done, failed, uptime", cmd_workers, _json_flag),
+            "workers: alive / stalled (and why) / late / dead, running task, done, failed, uptime",
+            cmd_workers, _json_flag),
     Command("stats", "stats [--json]",
-            "totals per state, completions in the last minute, Redis/Kafka health", cmd_stats,
+            "totals per state, completions in the last minute, repairs, Redis/Kafka health",
+            cmd_stats,
             _json_flag),
     Command("completion", "completion bash|zsh|fish",
             "print a shell completion script (bash, zsh or fish)", cmd_completion,
@@ -342,6 +351,8 @@ def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
     deadline = time.monotonic() + seconds
     while True:
         task = client.get(task_id)
+        if task.problem is not None:
+            raise CliError(f"task {task_id} is invalid: {task.problem}", EXIT_TASK_FAILED)
         if task.state is TaskState.COMPLETED:
             print(format_value(task.result), file=out)
             return EXIT_OK

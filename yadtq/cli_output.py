@@ -1,7 +1,10 @@
-"""How the ``yadtq`` CLI prints tasks and workers: aligned text tables and ``--json``.
+"""How the ``yadtq`` CLI prints tasks, workers and the reconciler's repairs: aligned text tables
+and ``--json``.
 
 Every value that comes from a task or a worker goes through ``yadtq.text`` (terminal-safe); JSON
-output keeps ``ensure_ascii``, so control characters stay escaped there too.
+output keeps ``ensure_ascii``, so control characters stay escaped there too. A task whose stored
+record is malformed (``Task.problem``) shows the state ``invalid`` and its problem, in text and
+JSON alike; its other fields are best effort.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, TextIO
 
-from yadtq.models import Task, TaskState, WorkerInfo
+from yadtq.models import RepairStats, Task, TaskState, WorkerInfo, WorkerStatus
 from yadtq.text import format_args, format_duration, format_timestamp, format_value, safe_text
+
+INVALID = "invalid"
+"""The state shown for a task whose stored record is malformed."""
+
+
+def state_text(t: Task) -> str:
+    """The task's state, or ``invalid`` when its record is malformed (its state is then a guess)."""
+    return INVALID if t.problem is not None else t.state.value
 
 
 def task_json(t: Task) -> dict[str, Any]:
-    """``t`` as the JSON object ``--json`` prints (every field, history included)."""
-    return {"id": t.id, "name": t.name, "args": list(t.args), "state": t.state.value,
+    """``t`` as the JSON object ``--json`` prints (every field, history included; ``problem`` is
+    null unless the record is malformed, and ``state`` is then ``invalid``)."""
+    return {"id": t.id, "name": t.name, "args": list(t.args), "state": state_text(t),
+            "problem": t.problem,
             "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
             "created_at": t.created_at, "updated_at": t.updated_at,
             "history": [{"state": h.state.value, "at": h.at, "worker": h.worker,
@@ -26,10 +39,18 @@ def task_json(t: Task) -> dict[str, Any]:
 
 
 def worker_json(w: WorkerInfo) -> dict[str, Any]:
-    """``w`` as the JSON object ``yadtq workers --json`` prints."""
+    """``w`` as the JSON object ``yadtq workers --json`` prints (``stalled``: why a stalled
+    worker's runner makes no progress, else null)."""
     return {"id": w.id, "host": w.host, "pid": w.pid, "status": w.status.value,
-            "current_task": w.current_task, "done": w.done, "failed": w.failed,
-            "last_beat": w.last_beat, "uptime": round(w.uptime(), 1)}
+            "stalled": w.stalled, "current_task": w.current_task, "done": w.done,
+            "failed": w.failed, "last_beat": w.last_beat, "uptime": round(w.uptime(), 1)}
+
+
+def repairs_json(r: RepairStats) -> dict[str, Any]:
+    """The reconciler's counters as ``yadtq stats --json`` prints them (``repairs``)."""
+    return {"runs": r.runs, "resent_queued": r.resent_queued,
+            "requeued_in_progress": r.requeued_in_progress, "last_run_at": r.last_run_at,
+            "last_leader": r.last_leader, "last_repaired": r.last_repaired}
 
 
 def print_json(data: Any, out: TextIO) -> None:
@@ -57,7 +78,9 @@ def print_tasks(tasks: list[Task], out: TextIO) -> None:
     for t in tasks:
         done = t.state is TaskState.COMPLETED
         outcome = format_value(t.result, 30) if done else safe_text(t.error or "", 30)
-        rows.append((t.id, safe_text(t.name, 16), format_args(t.args, 24), t.state.value, outcome,
+        if t.problem is not None:
+            outcome = safe_text(t.problem, 60)
+        rows.append((t.id, safe_text(t.name, 16), format_args(t.args, 24), state_text(t), outcome,
                      safe_text(t.worker or "", 20), str(t.attempt), format_duration(t.age(now))))
     _print_table(rows, out)
 
@@ -65,7 +88,9 @@ def print_tasks(tasks: list[Task], out: TextIO) -> None:
 def print_task(t: Task, out: TextIO) -> None:
     """Every field of one task, then its history (``yadtq view``); timestamps in UTC."""
     fields = [("id", t.id), ("task", safe_text(t.name)), ("args", format_args(t.args)),
-              ("state", t.state.value), ("result", format_value(t.result)),
+              ("state", state_text(t)),
+              *([("problem", safe_text(t.problem))] if t.problem is not None else []),
+              ("result", format_value(t.result)),
               ("error", safe_text(t.error or "")), ("attempts", str(t.attempt)),
               ("worker", safe_text(t.worker or "")), ("created", _timestamp(t.created_at)),
               ("updated", _timestamp(t.updated_at))]
@@ -83,8 +108,23 @@ def print_workers(workers: list[WorkerInfo], out: TextIO) -> None:
     if not workers:
         print("no workers", file=out)
         return
-    rows = [("WORKER", "STATUS", "RUNNING", "DONE", "FAILED", "UPTIME")]
+    rows = [("WORKER", "STATUS", "RUNNING", "DONE", "FAILED", "UPTIME", "STALLED BECAUSE")]
     for w in workers:
+        why = (safe_text(w.stalled or "no reason given", 120)
+               if w.status is WorkerStatus.STALLED else "")
         rows.append((safe_text(w.id, 40), w.status.value, safe_text(w.current_task or "-", 32),
-                     str(w.done), str(w.failed), format_duration(w.uptime())))
+                     str(w.done), str(w.failed), format_duration(w.uptime()), why))
     _print_table(rows, out)
+
+
+def print_repairs(r: RepairStats, out: TextIO) -> None:
+    """The reconciler's counters (``yadtq stats``); the last run in UTC."""
+    print(f"repair runs: {r.runs}", file=out)
+    print(f"re-sent queued: {r.resent_queued}", file=out)
+    print(f"re-queued in-progress: {r.requeued_in_progress}", file=out)
+    if r.last_run_at is None:
+        print("last repair run: never", file=out)
+        return
+    leader = f" by {safe_text(r.last_leader, 60)}" if r.last_leader else ""
+    print(f"last repair run: {_timestamp(r.last_run_at)}{leader} ({r.last_repaired} repaired)",
+          file=out)

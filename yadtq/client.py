@@ -29,7 +29,7 @@ from yadtq.batcher import BackgroundSubmitter
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
-from yadtq.settings import Settings
+from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
@@ -86,6 +86,12 @@ class Client:
         self._unconfirmed_errors: list[tuple[str, Exception]] = []
         self._errors_lock = threading.Lock()
         self._producer_lock = threading.Lock()
+
+    def describe(self) -> str:
+        """Where this client's data lives, for people: ``<key prefix> on <Redis URL>``, the
+        password masked (``yadtq on redis://:***@host:6379/0``)."""
+        url = redact_url(self.settings.redis_url)
+        return f"{self.settings.key_prefix} on {url}" if url else self.settings.key_prefix
 
     # ------------------------------------------------------------------ tasks names
     def registry(self, refresh: bool = True) -> Registry:

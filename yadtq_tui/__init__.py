@@ -4,7 +4,7 @@
     from yadtq_tui import make_app
     make_app(Client()).run()
 
-``yadtq_tui.data``, ``yadtq_tui.service`` and ``yadtq_tui.text`` do not import Textual; the app is
+``yadtq_tui.data`` and ``yadtq_tui.text`` do not import Textual; the app is
 imported on first use.
 """
 

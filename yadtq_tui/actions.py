@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.worker import Worker
 
-from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
 from yadtq.models import Task
 from yadtq_tui.data import DashboardService, read_task
 from yadtq_tui.messages import ActionFinished, SubmitFinished, TaskLoaded
@@ -73,7 +73,7 @@ class Actions:
             task_id = self.service.submit(name, args)
         except InvalidTask as exc:
             return SubmitFinished(text, label=label, error=str(exc), invalid=True)
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, StoreError) as exc:  # StoreError says "Redis refused: ..."
             return SubmitFinished(text, label=label, error=f"not submitted: {exc}")
         return SubmitFinished(text, task_id=task_id, label=label)
 
@@ -81,7 +81,7 @@ class Actions:
         label = clean(f"{task.name} {format_args(task.args)}".strip(), 60)
         try:
             self.service.retry(task.id)
-        except (InvalidTask, TaskNotFound, ServiceUnavailable) as exc:
+        except (InvalidTask, TaskNotFound, ServiceUnavailable, StoreError) as exc:
             return ActionFinished("retry", f"Not retried: {exc}", ok=False)
         return ActionFinished("retry", f"Retrying {label} (task {task.short_id}): queued again "
                                        f"as attempt {task.attempt + 1} of the same task, same id.")
@@ -89,7 +89,7 @@ class Actions:
     def _reset(self) -> ActionFinished:
         try:
             deleted = self.service.reset()
-        except ServiceUnavailable as exc:
+        except (ServiceUnavailable, StoreError) as exc:
             return ActionFinished("reset", f"Not reset: {exc}", ok=False)
         return ActionFinished("reset", f"Reset: deleted {format_count(deleted)} "
                                        f"task{'s' if deleted != 1 else ''}.")

@@ -1,7 +1,7 @@
 """The dashboard application. Build it with ``make_app(client)`` (the CLI and the tests do).
 
-The App is given one service object (a ``DashboardService``; a ``yadtq.Client`` is adapted by
-``ClientService``) and never imports Redis or Kafka itself. It owns ``Actions``, which runs the
+The App is given one service object (a ``DashboardService``, such as a ``yadtq.Client``) and never
+imports Redis or Kafka itself. It owns ``Actions``, which runs the
 user's submits, retries, resets and look-ups in thread workers; the screens' refresh loops run in
 their own workers. Both answer with typed messages.
 """
@@ -19,12 +19,10 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from yadtq.client import Client
 from yadtq_tui.actions import Actions
 from yadtq_tui.data import Clock, Context, DashboardService
 from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen
 from yadtq_tui.screens.help import HelpSection
-from yadtq_tui.service import ClientService
 from yadtq_tui.widgets import TaskTable
 
 
@@ -118,7 +116,7 @@ class YadtqApp(App[None]):
         return [(", ".join(keys), text) for keys, text in by_action.values()]
 
 
-def make_app(service: Client | DashboardService, *, clock: Clock = time.time,
+def make_app(service: DashboardService, *, clock: Clock = time.time,
              tz: tzinfo | None = None, poll_interval: float = 0.5, health_interval: float = 2.0,
              page_size: int = 100, target: str | None = None) -> YadtqApp:
     """Build the dashboard around ``service`` (a ``yadtq.Client``, or any ``DashboardService``).
@@ -127,8 +125,6 @@ def make_app(service: Client | DashboardService, *, clock: Clock = time.time,
     end of one refresh and the next; ``page_size`` is how many of the newest tasks the table shows;
     ``target`` names where the data lives in the reset dialog (default: ``service.describe()``).
     """
-    if isinstance(service, Client):
-        service = ClientService(service)
     context = Context(service=service, clock=clock, tz=tz, poll_interval=poll_interval,
                       health_interval=health_interval, page_size=page_size,
                       target=service.describe() if target is None else target)

@@ -1,7 +1,7 @@
 """What the dashboard reads from YADTQ, as plain data. No Textual import.
 
-The dashboard talks to one injected service object (``DashboardService``; ``yadtq_tui.service``
-adapts a ``yadtq.Client`` to it). ``refresh`` makes every read of one refresh and returns an
+The dashboard talks to one injected service object (``DashboardService``; a ``yadtq.Client`` is
+one). ``refresh`` makes every read of one refresh and returns an
 immutable ``Snapshot`` (or why it could not), ``read_task`` reads one task; both block and run in
 thread workers, never on the UI thread. ``Services`` tracks what the health checks said.
 """
@@ -15,15 +15,22 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
-from yadtq.errors import ServiceUnavailable, TaskNotFound
-from yadtq.models import Health, Task, TaskState, View, WorkerInfo, WorkerStatus
+from yadtq.errors import ServiceUnavailable, StoreError, TaskNotFound
+from yadtq.models import (
+    STATES,
+    Health,
+    RepairStats,
+    Task,
+    TaskState,
+    View,
+    WorkerInfo,
+    WorkerStatus,
+)
 from yadtq.registry import TaskSpec
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
 
-STATES: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
-                                 TaskState.FAILED)
 FILTER_CYCLE: tuple[TaskState | None, ...] = (None, *STATES)
 """The task table's filter cycles all -> queued -> in-progress -> completed -> failed -> all."""
 
@@ -37,7 +44,8 @@ class DashboardService(Protocol):
     """Every call the dashboard makes, and nothing else.
 
     ``describe`` only formats settings; every other method may block and may raise
-    ``yadtq.errors.ServiceUnavailable`` (``parse``, ``submit`` and ``retry`` also
+    ``yadtq.errors.ServiceUnavailable`` (a service cannot be reached) or
+    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit`` and ``retry`` also
     ``yadtq.errors.InvalidTask``, ``get`` and ``retry`` ``yadtq.errors.TaskNotFound``); the dashboard
     calls them from thread workers only. ``health`` never raises: it says which service is down.
     """
@@ -92,11 +100,13 @@ class Snapshot:
     throughput: tuple[int, ...]
     """Tasks finished in each of the last ``THROUGHPUT_SECONDS`` seconds, oldest first."""
     workers: tuple[WorkerInfo, ...]
-    """Every known worker, alive, late or dead."""
+    """Every known worker, alive, stalled, late or dead."""
     specs: tuple[TaskSpec, ...] | None
     """The known tasks, when this refresh read them (they change rarely), else None."""
     fetch_seconds: float = 0.0
     """How long the reads took."""
+    repairs: RepairStats = RepairStats()
+    """What the workers' reconciler repaired so far."""
 
     @property
     def total(self) -> int:
@@ -150,25 +160,27 @@ def fetch_snapshot(service: DashboardService, state_filter: TaskState | None, li
     view = service.view(state_filter, limit=limit, seconds=THROUGHPUT_SECONDS)
     specs = tuple(service.task_specs()) if with_specs else None
     return Snapshot(state_filter, tuple(view.tasks), view.counts, tuple(view.throughput),
-                    tuple(view.workers), specs, time.perf_counter() - started)
+                    tuple(view.workers), specs, time.perf_counter() - started, view.repairs)
 
 
 def refresh(service: DashboardService, state_filter: TaskState | None, limit: int, *,
             with_specs: bool = False) -> Snapshot | RefreshFailed:
-    """``fetch_snapshot``, or why it failed (blocking; never raises ``ServiceUnavailable``)."""
+    """``fetch_snapshot``, or why it failed (blocking; never raises ``ServiceUnavailable`` or
+    ``StoreError``)."""
     try:
         return fetch_snapshot(service, state_filter, limit, with_specs=with_specs)
-    except ServiceUnavailable as exc:
+    except (ServiceUnavailable, StoreError) as exc:
         return RefreshFailed(str(exc), tuple(service.task_specs()) if with_specs else None)
 
 
 def read_task(service: DashboardService, task_id: str) -> TaskRead:
-    """Read one task (blocking; never raises ``ServiceUnavailable`` or ``TaskNotFound``)."""
+    """Read one task (blocking; never raises ``ServiceUnavailable``, ``StoreError`` or
+    ``TaskNotFound``)."""
     try:
         return TaskRead(service.get(task_id))
     except TaskNotFound as exc:
         return TaskRead(None, str(exc), not_found=True)
-    except ServiceUnavailable as exc:
+    except (ServiceUnavailable, StoreError) as exc:
         return TaskRead(None, str(exc))
 
 

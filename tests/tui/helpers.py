@@ -74,10 +74,11 @@ def finish(client: Client, worker: str, tid: str, state: TaskState, result: Any 
 
 
 def beat(client: Client, worker: str, *, started: float, current: str | None = None,
-         done: int = 0, failed: int = 0, ttl: float = 3600.0) -> None:
-    """A heartbeat for ``worker`` (``host-pid`` form)."""
+         done: int = 0, failed: int = 0, ttl: float = 3600.0, stalled: str = "") -> None:
+    """A heartbeat for ``worker`` (``host-pid`` form); ``stalled`` is the watchdog's reason."""
     host, _, pid = worker.rpartition("-")
-    client.store.heartbeat(Beat(worker, host, int(pid), started, current, done, failed), ttl)
+    client.store.heartbeat(Beat(worker, host, int(pid), started, current, done, failed,
+                                stalled=stalled), ttl)
 
 
 def populate_busy(client: Client, clock: FrozenClock) -> dict[str, str]:
@@ -111,6 +112,32 @@ def populate_busy(client: Client, clock: FrozenClock) -> dict[str, str]:
     clock.now = now
     beat(client, w1, started=now - 3725, current=ids["sleeping"], done=2)
     time.sleep(0.01)
+    return ids
+
+
+STALLED_WORKER = "node-d-2040"
+
+
+def populate_troubled(client: Client, clock: FrozenClock) -> dict[str, str]:
+    """``populate_busy``, plus what self-healing reports: a worker stalled on a task past its
+    time limit, a task whose stored record is malformed (``attempt`` is not a number), and
+    three repairs by the reconciler. Returns ids by label (``stuck``, ``broken`` added)."""
+    ids = populate_busy(client, clock)
+    now = clock.now
+    clock.now = now - 75
+    ids["stuck"] = create(client, 8, "SLEEP", (600,), clock.now)
+    clock.now = now - 72
+    start(client, STALLED_WORKER, ids["stuck"])
+    clock.now = now - 50
+    ids["broken"] = create(client, 9, "ADD", (1, 1), clock.now)
+    client.store.r.hset(client.store.keys.task(ids["broken"]), "attempt", "x")
+    clock.now = now - 15
+    client.store.record_repairs("node-a-1201", 2, 1)
+    clock.now = now
+    client.store.record_repairs("node-a-1201", 0, 0)
+    beat(client, STALLED_WORKER, started=now - 900, current=ids["stuck"], done=7,
+         stalled=f"task {ids['stuck']} (SLEEP) is 42 s over its time limit of 30 s and has not "
+                 "stopped")
     return ids
 
 

@@ -37,7 +37,6 @@ from yadtq_tui import messages as message_module
 from yadtq_tui.app import YadtqApp, make_app
 from yadtq_tui.messages import ActionFinished, SubmitFinished, TaskLoaded
 from yadtq_tui.screens import DetailScreen, HelpScreen
-from yadtq_tui.service import ClientService
 from yadtq_tui.widgets import Banner
 
 pytestmark = pytest.mark.tui
@@ -154,18 +153,20 @@ async def test_submit_with_kafka_failing(fake_client: Client, fake_broker: FakeB
         assert "Redis ● up" in _light(app, "redis")
 
 
-async def test_submits_run_side_by_side(fake_client: Client, fake_broker: FakeBroker) -> None:
+async def test_submits_run_side_by_side(fake_client: Client, fake_broker: FakeBroker,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """No lock in the dashboard: a submit waiting for Kafka does not hold up the next one."""
     gate = threading.Event()
+    real_submit = fake_client.submit
 
-    class SlowSleeps(ClientService):
-        def submit(self, name: str, args: Iterable[Any] = ()) -> str:
-            if name == "SLEEP":
-                gate.wait(5)
-            return super().submit(name, args)
+    def slow_sleeps(name: str, args: Iterable[Any] = (), *, wait: bool = True) -> str:
+        if name == "SLEEP":
+            gate.wait(5)
+        return real_submit(name, args, wait=wait)
 
+    monkeypatch.setattr(fake_client, "submit", slow_sleeps)
     hook = Recorder()
-    app = make_app(SlowSleeps(fake_client), poll_interval=0.05, health_interval=0.1)
+    app = make_app(fake_client, poll_interval=0.05, health_interval=0.1)
     async with app.run_test(size=SIZE, message_hook=hook) as pilot:
         await wait_refreshed(pilot)
         slow = app.actions.submit("SLEEP 1", app.dashboard)
@@ -290,12 +291,12 @@ async def test_look_up_found_missing_and_redis_failing(fake_client: Client,
 
 # ---------------------------------------------------------------------- unexpected errors
 async def test_an_action_crashing_is_reported_and_the_dashboard_goes_on(
-        fake_client: Client) -> None:
-    class Broken(ClientService):
-        def reset(self) -> int:
-            raise RuntimeError("boom")
+        fake_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> int:
+        raise RuntimeError("boom")
 
-    app = make_app(Broken(fake_client), poll_interval=0.05, health_interval=0.1)
+    monkeypatch.setattr(fake_client, "reset", broken)
+    app = make_app(fake_client, poll_interval=0.05, health_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)
         worker = app.actions.reset(app.dashboard)
@@ -322,18 +323,20 @@ async def test_a_kafka_outage_is_reported_as_kafka(fake_client: Client,
         assert app.dashboard.services.redis_error is None
 
 
-async def test_a_refresh_failing_for_kafka_is_not_blamed_on_redis(fake_client: Client,
-                                                                  fake_broker: FakeBroker) -> None:
+async def test_a_refresh_failing_for_kafka_is_not_blamed_on_redis(
+        fake_client: Client, fake_broker: FakeBroker, monkeypatch: pytest.MonkeyPatch) -> None:
     """A service whose refresh needs Kafka (say, for consumer lag): when Kafka is down the
     refresh fails, and the dashboard says Kafka, with Redis still up."""
 
-    class ViewNeedsKafka(ClientService):
-        def view(self, state: TaskState | None = None, limit: int = 50,
-                 seconds: int = 60) -> View:
-            fake_broker.check()
-            return super().view(state, limit, seconds)
+    real_view = fake_client.view
 
-    app = make_app(ViewNeedsKafka(fake_client), poll_interval=0.05, health_interval=0.1)
+    def view_needs_kafka(state: TaskState | None = None, limit: int = 50,
+                         seconds: int = 60) -> View:
+        fake_broker.check()
+        return real_view(state, limit, seconds)
+
+    monkeypatch.setattr(fake_client, "view", view_needs_kafka)
+    app = make_app(fake_client, poll_interval=0.05, health_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)
         banner = app.dashboard.query_one(Banner)
@@ -350,18 +353,19 @@ async def test_a_refresh_failing_for_kafka_is_not_blamed_on_redis(fake_client: C
         assert not any("Redis is reachable again" in n.message for n in app._notifications)
 
 
-async def test_a_refresh_failing_while_both_services_answer(fake_client: Client) -> None:
+async def test_a_refresh_failing_while_both_services_answer(
+        fake_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """A read refused although Redis answers pings (e.g. BUSY): shown as a failed refresh."""
     failing = threading.Event()
+    real_view = fake_client.view
 
-    class Busy(ClientService):
-        def view(self, state: TaskState | None = None, limit: int = 50,
-                 seconds: int = 60) -> View:
-            if failing.is_set():
-                raise ServiceUnavailable("Redis error: BUSY running a script")
-            return super().view(state, limit, seconds)
+    def busy(state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View:
+        if failing.is_set():
+            raise ServiceUnavailable("Redis error: BUSY running a script")
+        return real_view(state, limit, seconds)
 
-    app = make_app(Busy(fake_client), poll_interval=0.05, health_interval=0.1)
+    monkeypatch.setattr(fake_client, "view", busy)
+    app = make_app(fake_client, poll_interval=0.05, health_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)
         banner = app.dashboard.query_one(Banner)
@@ -375,27 +379,30 @@ async def test_a_refresh_failing_while_both_services_answer(fake_client: Client)
 
 
 # ---------------------------------------------------------------------- the detail view's loop
-async def test_detail_refresh_never_stacks_and_pauses_under_help(fake_client: Client) -> None:
+async def test_detail_refresh_never_stacks_and_pauses_under_help(
+        fake_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     tid = fake_client.submit("ADD", (2, 3))
+    task = fake_client.get(tid)
     lock = threading.Lock()
     calls = active = peak = 0
+    real_get = fake_client.get
 
-    class SlowGet(ClientService):
-        def get(self, task_id: str) -> Task:
-            nonlocal calls, active, peak
-            with lock:
-                calls += 1
-                active += 1
-                peak = max(peak, active)
-            time.sleep(0.1)
-            with lock:
-                active -= 1
-            return super().get(task_id)
+    def slow_get(task_id: str) -> Task:
+        nonlocal calls, active, peak
+        with lock:
+            calls += 1
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.1)
+        with lock:
+            active -= 1
+        return real_get(task_id)
 
-    app = make_app(SlowGet(fake_client), poll_interval=0.05, health_interval=0.1)
+    monkeypatch.setattr(fake_client, "get", slow_get)
+    app = make_app(fake_client, poll_interval=0.05, health_interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)
-        app.dashboard.open_detail(fake_client.get(tid))
+        app.dashboard.open_detail(task)
         await wait_for(pilot, lambda: calls >= 2, timeout=5, what="two detail refreshes")
         assert isinstance(app.screen, DetailScreen)
         app.action_help()  # a screen on top of the detail view

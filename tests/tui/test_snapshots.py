@@ -18,6 +18,7 @@ from tests.tui.helpers import (
     finish,
     frozen_app,
     populate_busy,
+    populate_troubled,
     start,
     wait_for,
     wait_refreshed,
@@ -131,3 +132,25 @@ def test_help(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> Non
 
     assert snap_compare(frozen_app(fake_client, clock), terminal_size=SIZE,
                         run_before=run_before)
+
+
+def test_stalled_worker_and_invalid_task(snap_compare: Any, fake_client: Client,
+                                         clock: FrozenClock) -> None:
+    """A worker stalled on a task past its limit (between alive and late, its reason under the
+    panel), a malformed task record (an ``invalid`` row) and the reconciler's repairs."""
+    populate_troubled(fake_client, clock)
+    assert snap_compare(frozen_app(fake_client, clock), terminal_size=SIZE, run_before=_ready)
+
+
+def test_invalid_task_detail(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> None:
+    ids = populate_troubled(fake_client, clock)
+    app = frozen_app(fake_client, clock)
+
+    async def run_before(pilot: Any) -> None:
+        await _ready(pilot)
+        pilot.app.dashboard.open_detail(fake_client.get(ids["broken"]))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -26,7 +26,7 @@ def test_filter_cycle_and_helpers() -> None:
 
 
 def test_headless_modules_do_not_import_textual() -> None:
-    code = ("import sys, yadtq_tui.data, yadtq_tui.service, yadtq_tui.text; "
+    code = ("import sys, yadtq_tui.data, yadtq_tui.text; "
             "sys.exit(1 if 'textual' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -59,10 +59,8 @@ def test_bad_arguments_are_refused() -> None:
 
 def test_the_dashboard_never_shows_the_redis_password() -> None:
     from yadtq import Client, Settings
-    from yadtq_tui.service import ClientService
-
     settings = Settings(redis_url="rediss://ops:hunter2@redis.internal:6380/0")
-    shown = ClientService(Client(settings)).describe()
+    shown = Client(settings).describe()
     assert "hunter2" not in shown and "rediss://ops:***@redis.internal:6380/0" in shown
 
 

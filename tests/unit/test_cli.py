@@ -18,7 +18,7 @@ import pytest
 from yadtq import cli
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
-from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, TaskNotFound
+from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
 from yadtq.models import TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
@@ -258,7 +258,7 @@ def test_hostile_results_and_errors_never_reach_the_terminal_raw(client: Client)
 def test_every_exit_code_has_one_name_and_one_meaning() -> None:
     names = {n: getattr(cli, n) for n in dir(cli)
              if n.startswith("EXIT_") and isinstance(getattr(cli, n), int)}
-    assert sorted(names.values()) == list(range(7)) == sorted(cli.EXIT_MEANINGS)
+    assert sorted(names.values()) == list(range(8)) == sorted(cli.EXIT_MEANINGS)
     assert {code for _kind, code in cli.EXIT_CODES} <= set(cli.EXIT_MEANINGS)
 
 
@@ -267,6 +267,7 @@ def test_every_exit_code_has_one_name_and_one_meaning() -> None:
     (InvalidTask("x"), cli.EXIT_INVALID),
     (TaskNotFound("x"), cli.EXIT_NOT_FOUND),
     (ServiceUnavailable("x"), cli.EXIT_UNAVAILABLE),
+    (StoreError("Redis refused: OOM"), cli.EXIT_REFUSED),
     (DecodeError("x"), cli.EXIT_UNAVAILABLE),
     (ValueError("x"), cli.EXIT_INVALID),
     (PermissionError("x"), cli.EXIT_INVALID),
@@ -338,3 +339,114 @@ def test_bash_completion_completes(words: list[str], expected: list[str], tmp_pa
     proc = subprocess.run([bash, "--norc", "-c", probe], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == expected
+
+
+# ---------------------------------------------------------------- self-healing: what it reports
+def malformed(client: Client, **fields: str) -> str:
+    """A submitted task whose stored hash then had ``fields`` overwritten."""
+    task_id = run(client, "submit", "ADD", "1", "2")[1].strip()
+    client.store.r.hset(client.store.keys.task(task_id), mapping=fields)
+    return task_id
+
+
+def test_tasks_show_a_malformed_task_as_an_invalid_row(client: Client) -> None:
+    good = run(client, "submit", "ADD", "3", "4")[1].strip()
+    bad = malformed(client, attempt="x")
+    code, out, err = run(client, "tasks")
+    assert (code, err) == (0, "")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows[bad].split()[4:6] == ["invalid", "attempt"]
+    assert "attempt 'x' is not a number" in rows[bad]
+    assert rows[good].split()[4] == "queued"
+    data = {d["id"]: d for d in json.loads(run(client, "tasks", "--json")[1])}
+    assert (data[bad]["state"], data[bad]["problem"]) == ("invalid", "attempt 'x' is not a number")
+    assert (data[good]["state"], data[good]["problem"]) == ("queued", None)
+
+
+def test_view_shows_the_problem_and_exits_0(client: Client) -> None:
+    bad = malformed(client, state="exploded", name=HOSTILE)
+    code, out, err = run(client, "view", bad)
+    assert (code, err) == (0, "")
+    lines = {line[:10].strip(): line[11:] for line in out.splitlines() if not line.startswith(" ")}
+    assert lines["state:"] == "invalid"
+    assert lines["problem:"].startswith("name ") and "unknown state 'exploded'" in lines["problem:"]
+    assert "\x1b" not in out and "\x9b" not in out and "\u202e" not in out
+    data = json.loads(run(client, "view", "--json", bad)[1])
+    assert data["state"] == "invalid" and "unknown state 'exploded'" in data["problem"]
+
+
+def test_a_key_of_the_wrong_type_is_an_invalid_task_not_a_traceback(client: Client) -> None:
+    task_id = run(client, "submit", "ADD", "1", "2")[1].strip()
+    key = client.store.keys.task(task_id)
+    client.store.r.delete(key)
+    client.store.r.set(key, "not a hash")
+    code, out, err = run(client, "view", task_id)
+    assert (code, err) == (0, "")
+    assert "state:     invalid" in out and "not a task record" in out
+    assert run(client, "tasks")[0] == 0
+
+
+def test_submit_wait_on_an_invalid_task_exits_5(client: Client,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    real_submit = client.submit_text
+
+    def submit_and_break(text: str) -> str:
+        task_id = real_submit(text)
+        client.store.r.hset(client.store.keys.task(task_id), "attempt", "x")
+        return task_id
+
+    monkeypatch.setattr(client, "submit_text", submit_and_break)
+    code, out, err = run(client, "submit", "ADD", "1", "2", "--wait", "5")
+    assert (code, out) == (cli.EXIT_TASK_FAILED, "")
+    assert "is invalid: attempt 'x' is not a number" in err
+
+
+def test_workers_show_a_stalled_worker_and_why(client: Client) -> None:
+    why = "task abc (SLEEP) is 40 s over its time limit of 10 s and has not stopped"
+    client.store.heartbeat(Beat("host-7", "host", 7, time.time() - 90, "abc", 3, 1, stalled=why),
+                           ttl=10)
+    client.store.heartbeat(Beat("host-8", "host", 8, time.time() - 90, None, 0, 0), ttl=10)
+    code, out, _ = run(client, "workers")
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.split()[-2:] == ["STALLED", "BECAUSE"]
+    rows = {line.split()[0]: line for line in lines}
+    assert rows["host-7"].split()[1] == "stalled" and rows["host-7"].endswith(why)
+    assert rows["host-8"].split()[1] == "alive" and rows["host-8"].split()[-1] != "stopped"
+    data = {w["id"]: w for w in json.loads(run(client, "workers", "--json")[1])}
+    assert (data["host-7"]["status"], data["host-7"]["stalled"]) == ("stalled", why)
+    assert (data["host-8"]["status"], data["host-8"]["stalled"]) == ("alive", None)
+
+
+def test_stats_print_the_repair_counters(client: Client) -> None:
+    out = run(client, "stats")[1]
+    assert "repair runs: 0" in out and "last repair run: never" in out
+    assert json.loads(run(client, "stats", "--json")[1])["repairs"] == {
+        "runs": 0, "resent_queued": 0, "requeued_in_progress": 0, "last_run_at": None,
+        "last_leader": None, "last_repaired": 0}
+    client.store.record_repairs("node-a-1", 2, 1)
+    client.store.record_repairs("node-b-2", 0, 4)
+    code, out, _ = run(client, "stats")
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index("repair runs: 2")
+    assert lines[start + 1:start + 3] == ["re-sent queued: 2", "re-queued in-progress: 5"]
+    assert re.fullmatch(r"last repair run: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}Z by "
+                        r"node-b-2 \(4 repaired\)", lines[start + 3])
+    repairs = json.loads(run(client, "stats", "--json")[1])["repairs"]
+    assert (repairs["runs"], repairs["resent_queued"], repairs["requeued_in_progress"],
+            repairs["last_leader"], repairs["last_repaired"]) == (2, 2, 5, "node-b-2", 4)
+    assert abs(repairs["last_run_at"] - time.time()) < 60
+
+
+def test_redis_refusing_exits_7_with_its_words(client: Client,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_a: object, **_k: object) -> None:
+        raise StoreError("Redis refused: OOM command not allowed when used memory > 'maxmemory'.")
+
+    monkeypatch.setattr(client.store, "create", refuse)
+    code, out, err = run(client, "submit", "ADD", "1", "2")
+    assert (code, out) == (cli.EXIT_REFUSED, "")
+    assert err == "yadtq: Redis refused: OOM command not allowed when used memory > 'maxmemory'.\n"
+    monkeypatch.setattr(client.store, "reset", refuse)
+    assert run(client, "reset", "--yes")[0] == cli.EXIT_REFUSED

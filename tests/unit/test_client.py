@@ -307,3 +307,14 @@ def test_repairs_come_with_the_view_and_on_their_own(fake_client: Client) -> Non
     assert (stats.runs, stats.resent_queued, stats.requeued_in_progress, stats.last_leader,
             stats.last_repaired) == (1, 2, 1, "w1", 3)
     assert fake_client.view().repairs == stats
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cret@cache:6379/2", "yadtq:app on redis://:***@cache:6379/2"),
+    ("rediss://ops:p@ss@redis.internal:6380/0", "yadtq:app on rediss://ops:***@redis.internal:6380/0"),
+    ("redis://cache:6379/0?password=s3cret", "yadtq:app on redis://cache:6379/0?password=***"),
+    ("redis://cache:6379/0", "yadtq:app on redis://cache:6379/0"),
+])
+def test_describe_names_the_prefix_and_url_without_the_password(url: str, shown: str) -> None:
+    client = Client(Settings(redis_url=url, key_prefix="yadtq:app"))
+    assert client.describe() == shown

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from yadtq.models import Task, TaskState
+from yadtq.models import Task, TaskState, WorkerStatus
 from yadtq.registry import TaskSpec
 from yadtq_tui.actions import Actions
 from yadtq_tui.data import Context, RefreshFailed, Services, Snapshot, next_filter, refresh
@@ -35,8 +35,9 @@ from yadtq_tui.poller import Poller, Read
 from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
 from yadtq_tui.screens.detail import DetailScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
-from yadtq_tui.text import format_count
+from yadtq_tui.text import clean, format_count
 from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, WorkerPanel
+from yadtq_tui.widgets.worker_panel import STATUS_ORDER, stalled_notes
 
 SPECS_EVERY = 20
 """Re-read the known task names every this many refreshes (workers may publish new ones)."""
@@ -104,6 +105,7 @@ class DashboardScreen(Screen[None]):
         yield Static(Text("No workers: start one with yadtq-worker."), id="workers-empty",
                      classes="empty")
         yield WorkerPanel(id="workers")
+        yield Static(Text(""), id="workers-stalled")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -138,8 +140,9 @@ class DashboardScreen(Screen[None]):
         self.query_one("#tasks-title", Static).update(Text(text + "   (f: filter)"))
         if snap is not None:
             c = snap.worker_counts()
-            self.query_one("#workers-title", Static).update(Text(
-                "Workers · " + " · ".join(f"{n} {s.value}" for s, n in c.items())))
+            parts = [f"{c[s]} {s.value}" for s in STATUS_ORDER
+                     if c[s] or s is not WorkerStatus.STALLED]  # stalled only when there is one
+            self.query_one("#workers-title", Static).update(Text("Workers · " + " · ".join(parts)))
 
     # ------------------------------------------------------------------ refresh and health
     def poll_now(self) -> None:
@@ -211,13 +214,23 @@ class DashboardScreen(Screen[None]):
         empty.set_class(not snap.tasks, "-visible")
         self.query_one(WorkerPanel).show_workers(snap.workers, now, self._tasks)
         self.query_one("#workers-empty").set_class(not snap.workers, "-visible")
+        self._show_stalled(snap)
         bar = self.query_one(StatusBar)
         bar.show_counts(snap.counts)
+        bar.show_repairs(snap.repairs, self.context.tz)
         bar.show_throughput(snap.throughput)
         if snap.specs is not None:
             self.show_specs(snap.specs)
         self._update_titles()
         self.apply_seconds = time.perf_counter() - started
+
+    def _show_stalled(self, snap: Snapshot) -> None:
+        """Under the panel, each stalled worker's reason in full (the row has room for little)."""
+        notes = stalled_notes(snap.workers)
+        widget = self.query_one("#workers-stalled", Static)
+        widget.set_class(bool(notes), "-visible")
+        if notes:
+            widget.update(Text("\n".join(clean(line, 240) for line in notes)))
 
     def show_specs(self, specs: tuple[TaskSpec, ...]) -> None:
         """Known task names and usages, under the form."""
@@ -333,6 +346,10 @@ class DashboardScreen(Screen[None]):
 
     def start_retry(self, task: Task) -> None:
         """Re-queue a failed task as a new attempt of the same task (same id)."""
+        if task.problem is not None:
+            self.notify(f"Task {task.short_id} cannot be retried: its stored record is malformed "
+                        f"({clean(task.problem, 120)}).", severity="warning", markup=False)
+            return
         if task.state is not TaskState.FAILED:
             self.notify(f"Only failed tasks can be retried; task {task.short_id} is "
                         f"{task.state.value}.", severity="warning", markup=False)

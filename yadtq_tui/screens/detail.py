@@ -70,7 +70,8 @@ class DetailScreen(ModalScreen[Task | None]):
         self.query_one("#detail-title", Static).update(
             Text(f"Task {task.short_id} · {clean(task.name, 40)}"))
         self.query_one(TaskDetail).show_task(task, self.context.clock(), self.context.tz)
-        self.query_one("#detail-retry-button", Button).disabled = task.state is not TaskState.FAILED
+        self.query_one("#detail-retry-button", Button).disabled = (
+            task.state is not TaskState.FAILED or task.problem is not None)
 
     def _next_read(self) -> Read:
         return partial(_load, self.context, self.shown.id)
@@ -109,6 +110,10 @@ class DetailScreen(ModalScreen[Task | None]):
 
     def action_retry(self) -> None:
         """Hand the task back to the dashboard to retry (failed tasks only)."""
+        if self.shown.problem is not None:
+            self.notify(f"Task {self.shown.short_id} cannot be retried: its stored record is "
+                        "malformed (see Problem).", severity="warning", markup=False)
+            return
         if self.shown.state is not TaskState.FAILED:
             self.notify(f"Only failed tasks can be retried; task {self.shown.short_id} is "
                         f"{self.shown.state.value}.", severity="warning", markup=False)

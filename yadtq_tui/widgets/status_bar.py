@@ -1,17 +1,18 @@
-"""The top bar: service connections, tasks per state and throughput."""
+"""The top bar: service connections, tasks per state, throughput and the reconciler's repairs."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import tzinfo
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from yadtq.models import TaskState
-from yadtq_tui.data import STATES, rate
-from yadtq_tui.text import format_count, format_rate
+from yadtq.models import STATES, RepairStats, TaskState
+from yadtq_tui.data import rate
+from yadtq_tui.text import format_count, format_rate, format_time
 
 
 class ServiceLight(Static):
@@ -32,7 +33,7 @@ class ServiceLight(Static):
 
 class StatusBar(Vertical):
     """Redis and Kafka state and throughput (a sparkline of the last minute and a rate) on the
-    first line, tasks per state on the second."""
+    first line, tasks per state and the reconciler's repairs (once it made some) on the second."""
 
     def compose(self) -> ComposeResult:
         """The parts of the bar."""
@@ -49,6 +50,7 @@ class StatusBar(Vertical):
                 yield Static(Text(f"{state.value} -"), id=f"count-{state.value}",
                              classes=f"count state-{state.value}")
             yield Static(Text("total -"), id="count-total", classes="count")
+            yield Static(Text(""), id="repairs")
 
     def show_counts(self, counts: Mapping[TaskState, int]) -> None:
         """Tasks per state (from the counters)."""
@@ -57,6 +59,19 @@ class StatusBar(Vertical):
                 Text(f"{state.value} {format_count(counts.get(state, 0))}"))
         total = sum(counts.values())
         self.query_one("#count-total", Static).update(Text(f"total {format_count(total)}"))
+
+    def show_repairs(self, repairs: RepairStats, tz: tzinfo | None = None) -> None:
+        """``repaired N`` once the reconciler re-sent or re-queued a task; its tooltip says which
+        kinds, how many rounds ran, and when and by whom the last one (timestamps in ``tz``)."""
+        widget = self.query_one("#repairs", Static)
+        repaired = repairs.resent_queued + repairs.requeued_in_progress
+        widget.set_class(repaired > 0, "-visible")
+        if repaired <= 0:
+            return
+        widget.update(Text(f"⟲ repaired {format_count(repaired)}"))
+        tooltip = repairs_text(repairs, tz)
+        if str(widget.tooltip) != tooltip:
+            widget.tooltip = Text(tooltip)
 
     def show_throughput(self, per_second: Sequence[int]) -> None:
         """Tasks finished per second over the last minute (oldest first)."""
@@ -70,3 +85,17 @@ class StatusBar(Vertical):
         """Connection state of each service."""
         self.query_one("#redis-light", ServiceLight).set_up(redis_up)
         self.query_one("#kafka-light", ServiceLight).set_up(kafka_up)
+
+
+def repairs_text(repairs: RepairStats, tz: tzinfo | None = None) -> str:
+    """What the reconciler did, in a sentence or two (the ``repaired N`` tooltip)."""
+    text = (f"The workers' reconciler re-sent {format_count(repairs.resent_queued)} queued "
+            f"task{'s' if repairs.resent_queued != 1 else ''} that had no message and re-queued "
+            f"{format_count(repairs.requeued_in_progress)} in-progress "
+            f"task{'s' if repairs.requeued_in_progress != 1 else ''} of dead workers, in "
+            f"{format_count(repairs.runs)} round{'s' if repairs.runs != 1 else ''}.")
+    if repairs.last_run_at is not None:
+        text += (f" Last round at {format_time(repairs.last_run_at, tz)}"
+                 f"{f' by {repairs.last_leader}' if repairs.last_leader else ''}: "
+                 f"{format_count(repairs.last_repaired)} repaired.")
+    return text

@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from yadtq.models import Task, TaskState
 from yadtq_tui.text import format_args, format_duration, format_time, format_value, literal
-from yadtq_tui.widgets.task_table import state_label
+from yadtq_tui.widgets.task_table import state_label, task_state_label
 
 
 class TaskDetail(Static):
@@ -25,6 +25,7 @@ class TaskDetail(Static):
         "task-detail--in-progress",
         "task-detail--completed",
         "task-detail--failed",
+        "task-detail--invalid",
         "task-detail--error",
         "task-detail--muted",
     }
@@ -54,7 +55,8 @@ class TaskDetail(Static):
             ("ID", literal(task.id)),
             ("Task", literal(task.name)),
             ("Arguments", literal(format_args(task.args) or "(none)", "", 4000)),
-            ("State", literal(state_label(task.state), self._style(task.state.value))),
+            ("State", literal(task_state_label(task),
+                              self._style("invalid" if task.problem else task.state.value))),
             ("Result", result),
             ("Error", error),
             ("Worker", literal(task.worker) if task.worker else none),
@@ -62,6 +64,10 @@ class TaskDetail(Static):
             ("Created", literal(created)),
             ("Updated", literal(format_time(task.updated_at, tz)) if task.updated_at else none),
         ]
+        if task.problem is not None:
+            rows.insert(4, ("Problem", literal(
+                f"the stored record is malformed: {task.problem} (other fields are best effort)",
+                self._style("error"), 4000, keep_newlines=True)))
         for name, value in rows:
             fields.add_row(Text(name), value)
         n = len(task.history)

@@ -19,6 +19,8 @@ STATE_ICONS = {
     TaskState.FAILED: "✘",
 }
 """A symbol per state, so states differ even without colour."""
+INVALID_LABEL = "⚠ invalid"
+"""The state shown for a task whose stored record is malformed (``Task.problem``)."""
 
 COLUMNS = (
     ("id", "ID"),
@@ -41,6 +43,12 @@ def state_label(state: TaskState) -> str:
     return f"{STATE_ICONS.get(state, '?')} {state.value}"
 
 
+def task_state_label(task: Task) -> str:
+    """``state_label`` of the task's state, or ``⚠ invalid`` when its record is malformed (its
+    state is then a guess)."""
+    return INVALID_LABEL if task.problem is not None else state_label(task.state)
+
+
 class TaskTable(LiveTable):
     """Tasks newest first; each state has its own component class (styled in ``styles.tcss``)."""
 
@@ -49,6 +57,7 @@ class TaskTable(LiveTable):
         "task-table--in-progress",
         "task-table--completed",
         "task-table--failed",
+        "task-table--invalid",
         "task-table--error",
         "task-table--muted",
         "task-table--name",
@@ -64,14 +73,17 @@ class TaskTable(LiveTable):
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
-    def state_style(self, state: TaskState) -> str:
-        """The component class name for ``state``."""
-        return f"task-table--{state.value}"
+    def state_style(self, task: Task) -> str:
+        """The component class name for the task's state (``task-table--invalid`` for a
+        malformed record)."""
+        return "task-table--invalid" if task.problem is not None else f"task-table--{task.state.value}"
 
     def task_row(self, task: Task, now: float) -> Row:
         """The cells of one task."""
         muted = self.style_of("task-table--muted")
-        if task.state is TaskState.FAILED:
+        if task.problem is not None:
+            outcome = literal(task.problem, self.style_of("task-table--error"), OUTCOME_WIDTH)
+        elif task.state is TaskState.FAILED:
             outcome = literal(task.error or "", self.style_of("task-table--error"), OUTCOME_WIDTH)
         elif task.state is TaskState.COMPLETED:
             outcome = literal(format_value(task.result), "", OUTCOME_WIDTH)
@@ -81,7 +93,7 @@ class TaskTable(LiveTable):
             literal(task.short_id, muted),
             literal(task.name, self.style_of("task-table--name"), 16),
             literal(format_args(task.args), "", ARGS_WIDTH),
-            literal(state_label(task.state), self.style_of(self.state_style(task.state))),
+            literal(task_state_label(task), self.style_of(self.state_style(task))),
             outcome,
             # a queued task (new, or retried) has no worker yet; the last one is in the detail view
             literal("" if task.state is TaskState.QUEUED else task.worker or "", muted,
