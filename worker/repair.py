@@ -131,14 +131,20 @@ class Reconciler:
         busy = {w.current_task for w in self.store.workers(late_after=late_after)
                 if w.status is not WorkerStatus.DEAD and w.current_task}
         chosen: list[Task] = []
+        waiting: dict[int, int] = {}
         for task in candidates:
             if task.problem or task.state.is_final:
                 continue
             if task.state is TaskState.IN_PROGRESS and task.id in busy:
                 continue
             partition = offsets.partition_of(task.id, partitions)
-            if self._consumed_past(task, partition, committed) and self._mark(task):
+            if not self._consumed_past(task, partition, committed):
+                waiting[partition] = waiting.get(partition, 0) + 1
+            elif self._mark(task):
                 chosen.append(task)
+        if waiting:
+            log.debug("round: %d candidates still behind their partition's committed offset %s",
+                      sum(waiting.values()), waiting)
         errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at) for t in chosen])
         resent = requeued = 0
         for task, err in zip(chosen, errors, strict=True):

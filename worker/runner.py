@@ -319,7 +319,8 @@ class Runner:
             self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
                                          "(other name or arguments): not run")
         elif code == MALFORMED:
-            self.outbox.dead_letter(rec, f"the stored record of task {env.id} is malformed: not run")
+            self.outbox.dead_letter(rec, f"Redis holds a malformed record for task {env.id} (a missing "
+                                         "or ill-typed field, or a key of another type): not run")
         else:
             self.outbox.dead_letter(rec, f"Redis refused to start task {env.id}: {reason}")
 
