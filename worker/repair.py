@@ -143,8 +143,9 @@ class Reconciler:
             elif self._mark(task):
                 chosen.append(task)
         if waiting:
-            log.debug("round: %d candidates still behind their partition's committed offset %s",
-                      sum(waiting.values()), waiting)
+            log.debug("round: %d candidates still behind their partition's committed offset %s "
+                      "(committed %s, snapshot ends %s)", sum(waiting.values()), waiting, committed,
+                      self._snapshots[0].ends if self._snapshots else None)
         errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at) for t in chosen])
         resent = requeued = 0
         for task, err in zip(chosen, errors, strict=True):

@@ -58,6 +58,10 @@ workers keep polling, so a real rebalance takes seconds; kafka-python 3.0 member
 stuck in a join for good (alive, no partitions) while the others shared the work."""
 RUNNER_FAILURES_BEFORE_RESTART = 3
 PROGRESS_COMMIT_SECONDS = 1.0
+RECOMMIT_SECONDS = 5.0
+"""How often the committed offsets are sent again: an asynchronous commit can fail unseen (say
+during a rebalance), and an idle partition would otherwise keep its old offset for good (the
+reconciler waits on committed offsets)."""
 
 
 class Worker:
@@ -141,9 +145,12 @@ class Worker:
     # ------------------------------------------------------------------ the loop
     def _consume(self, consumer: Consumer, max_tasks: int | None, idle_exit: float | None) -> int:
         handled = 0
-        last_work = time.monotonic()
+        last_work = last_recommit = time.monotonic()
         unjoined_since: float | None = None
         while not self.stopping.is_set() and not self.exit_code:
+            if time.monotonic() - last_recommit > RECOMMIT_SECONDS:
+                self._recommit(consumer)
+                last_recommit = time.monotonic()
             if consumer.joined():
                 unjoined_since = None
             elif unjoined_since is None:
@@ -240,6 +247,20 @@ class Worker:
             if fresh:
                 self._staged.update(fresh)
                 self._ready.append((time.monotonic(), fresh))
+
+    def _recommit(self, consumer: Consumer) -> None:
+        """Send the committed offsets of the partitions still ours again (idempotent)."""
+        try:
+            owned = consumer.assignment()
+        except YadtqError:
+            return
+        with self._lock:
+            offsets = {p: o for p, o in self._committed.items() if p in owned}
+        if offsets:
+            try:
+                consumer.commit(offsets, wait=False)
+            except YadtqError as exc:
+                log.debug("re-commit not sent: %s", exc)
 
     def _commit_aged(self, consumer: Consumer, wait: bool = False) -> None:
         """Commit the staged offsets that are ``commit_after`` seconds old (all of them with

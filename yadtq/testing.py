@@ -130,6 +130,8 @@ class FakeConsumer:
         self._position: dict[int, int] = {}
         self._pending_rebalance = True
         self.closed = False
+        self.lose_async_commits = 0
+        """Tests: this many asynchronous commits fail unseen (as one sent during a rebalance)."""
         self.stuck = False
         """Tests: a member whose group join never finishes (polls return nothing, ``joined()`` is
         False), as kafka-python 3.0 members sometimes are."""
@@ -194,6 +196,9 @@ class FakeConsumer:
             self._position[partition] = offset
 
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
+        if not wait and self.lose_async_commits > 0:
+            self.lose_async_commits -= 1
+            return
         self.broker.check()
         with self.broker.lock:
             lost = set(offsets) - self._assigned

@@ -184,3 +184,29 @@ def test_offsets_are_committed_only_once_redis_has_had_time_to_persist(
     assert wait_until(lambda: h.committed() == {0: 3}, 2)
     assert time.monotonic() - finished_at >= 0.5
     t.join(5)
+
+
+def test_a_lost_asynchronous_commit_is_sent_again(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An asynchronous commit that fails unseen (during a rebalance) must not leave an idle
+    partition's committed offset behind for good: the reconciler waits on it."""
+    import worker.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "RECOMMIT_SECONDS", 0.2)
+    consumers: list[Any] = []
+
+    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
+        consumer = h.broker.consumer(settings, wid, revoked, assigned)
+        consumer.lose_async_commits = 1_000_000 if not consumers else 0
+        consumers.append(consumer)
+        return consumer
+
+    ids = [h.submit("ADD", i, 1) for i in range(3)]
+    w = h.worker(consumer_factory=factory)
+    t = run_in_thread(w, idle_exit=5.0)
+    assert wait_until(lambda: all(h.get(i).state is C for i in ids))
+    time.sleep(0.5)
+    assert h.committed() == {}  # every asynchronous commit so far was lost
+    consumers[0].lose_async_commits = 0  # the rebalance is over: the next re-commit lands
+    assert wait_until(lambda: h.committed() == {0: 3}, 1.5)  # well before the idle exit's commit
+    w.request_stop()
+    t.join(5)
