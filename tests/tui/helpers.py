@@ -15,6 +15,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from tests.polling import wait_async
 from yadtq import Client
 from yadtq.errors import ServiceUnavailable
 from yadtq.models import TaskState
@@ -163,12 +164,7 @@ def dashboard(app: YadtqApp) -> DashboardScreen:
 async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 5.0,
                    what: str = "condition") -> None:
     """Let the app run until ``predicate()`` is true (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    await wait_async(pilot.pause, predicate, timeout, what)
 
 
 async def wait_refreshed(pilot: Pilot[Any], times: int = 1, timeout: float = 5.0) -> None:
