@@ -19,7 +19,6 @@ import builtins
 import functools
 import sys
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -126,7 +125,7 @@ class Client:
                     wait: bool = True) -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together."""
         envelopes = []
-        now = time.time()
+        now = self.store.clock()
         for i, (name, args) in enumerate(tasks):
             values_in = tuple(args)
             spec, values = self._lookup_registry(
