@@ -86,7 +86,7 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
                 out[name] = {"error": str(exc), "check": exc.check}
                 if name == "ready" or not peer.alive():
                     break
-    except Exception as exc:  # noqa: BLE001 - one system's failure must not end the run
+    except Exception as exc:  # one system's failure must not end the run
         out["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     finally:
@@ -145,7 +145,7 @@ def machine_info() -> dict[str, Any]:
         import redis
         info["redis_server"] = redis.Redis.from_url(os.environ.get("PEERS_REDIS", "redis://127.0.0.1:6379")
                                                     ).info("server")["redis_version"]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         info["redis_server"] = f"unknown ({exc})"
     root = Path(__file__).resolve().parent.parent
     state = Path(os.environ.get("YADTQ_STATE_DIR", root / ".local" / "services"))
@@ -199,7 +199,7 @@ def main() -> int:
         try:
             peers[name] = load(name)
             peers[name].prepare()
-        except Exception as exc:  # noqa: BLE001 - record it and run the others
+        except Exception as exc:  # record it and run the others
             results["failed"][name] = f"{type(exc).__name__}: {exc}"
             print(f"{name}: not run: {results['failed'][name]}", flush=True)
             peers.pop(name, None)
@@ -230,7 +230,7 @@ def main() -> int:
                     peer.cleanup()
                     Recorder(peer.ns).cleanup()
                     break
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     print(f"{name}: cleanup failed ({exc}); " + ("retrying" if attempt < 5 else
                           "run `bench/bench_peers.py --sweep` later"), file=sys.stderr)
                     time.sleep(5)

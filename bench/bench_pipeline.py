@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     Workers,
     fresh_settings,
     machine,
@@ -30,9 +30,9 @@ from bench.common import (  # noqa: E402
     wait_for,
     write_result,
 )
-from yadtq import Client  # noqa: E402
-from yadtq.broker import ensure_topics  # noqa: E402
-from yadtq.models import TaskState  # noqa: E402
+from yadtq import Client
+from yadtq.broker import ensure_topics
+from yadtq.models import TaskState
 
 
 def check_and_latencies(client: Client, expected: dict[str, int]) -> tuple[list[float], float]:

@@ -199,7 +199,7 @@ def cleanup(client: Client, settings: Settings) -> None:
         admin.delete_topics([settings.topic, settings.dead_letter_topic], raise_errors=False)
         try:
             admin.delete_groups([settings.group])
-        except Exception as exc:  # noqa: BLE001 - leftover group metadata only; report, go on
+        except Exception as exc:  # leftover group metadata only; report, go on
             print(f"note: consumer group {settings.group} not deleted: {exc}", file=sys.stderr)
     finally:
         admin.close()

@@ -81,7 +81,7 @@ def real_settings(settings_factory: Callable[..., Settings]) -> Iterator[Setting
         store = RedisStore(settings)
         for key in list(store.r.scan_iter(match=settings.key_prefix + ":*", count=1000)):
             store.r.unlink(key)
-    except Exception:  # noqa: BLE001 - best-effort cleanup
+    except Exception:  # best-effort cleanup
         pass
 
 
@@ -116,7 +116,7 @@ class WorkerProcs:
         started = []
         for _ in range(n):
             i = len(self.procs)
-            log = open(self.log_dir / f"worker-{i}.log", "wb")  # noqa: SIM115
+            log = open(self.log_dir / f"worker-{i}.log", "wb")
             proc = subprocess.Popen(
                 [sys.executable, "-m", "worker.main", "--tasks", TEST_TASKS, *extra],
                 env=self.env(env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.runner import RunnerStatus
-from yadtq.errors import ServiceUnavailable, YadtqError
+from yadtq.errors import ServiceUnavailable
 from yadtq.settings import Settings
 from yadtq.store import Beat, RedisStore
 
@@ -57,7 +57,7 @@ class Heartbeat:
                 self.store.heartbeat(self.beat(), self.settings.heartbeat_ttl)
             except ServiceUnavailable as exc:
                 log.debug("heartbeat failed: %s", exc)
-            except (YadtqError, Exception):  # noqa: BLE001 - a heartbeat thread that dies makes a live worker "dead"
+            except Exception:  # a heartbeat thread that dies makes a live worker "dead"
                 log.exception("heartbeat failed")
             if self._stopping.wait(self.settings.heartbeat_interval):
                 return

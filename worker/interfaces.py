@@ -1,14 +1,14 @@
-"""What the worker needs from Kafka, and the default factories that build it on kafka-python
-through ``yadtq.broker``. Tests pass ``yadtq.testing.FakeBroker`` methods instead."""
+"""What the worker needs from Kafka besides the core's producer (``yadtq.broker_types``): its
+consumer and the reconciler's offset reader, and the default factories that build them on
+kafka-python through ``yadtq.broker``. Tests pass ``yadtq.testing.FakeBroker`` methods instead."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
-from yadtq.broker_types import Record
+from yadtq.broker_types import Producer, ProducerFactory, Record, kafka_producer
 from yadtq.settings import Settings
-from yadtq.wire import Envelope
 
 
 class Consumer(Protocol):
@@ -19,12 +19,6 @@ class Consumer(Protocol):
     def resume(self, partitions: set[int]) -> None: ...
     def seek(self, partition: int, offset: int) -> None: ...
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None: ...
-    def close(self) -> None: ...
-
-
-class Producer(Protocol):
-    def send(self, envelopes: Sequence[Envelope], timeout: float = ...) -> list[Exception | None]: ...
-    def dead_letter(self, record: Record, reason: str, worker_id: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -40,7 +34,6 @@ class Offsets(Protocol):
 
 ConsumerFactory = Callable[[Settings, str, Callable[[set[int]], None], Callable[[set[int]], None]],
                            Consumer]
-ProducerFactory = Callable[[Settings], Producer]
 OffsetsFactory = Callable[[Settings], Offsets]
 
 
@@ -52,13 +45,11 @@ def kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set
     return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
 
 
-def kafka_producer(settings: Settings) -> Producer:
-    from yadtq.broker import TaskProducer
-
-    return TaskProducer(settings)
-
-
 def kafka_offsets(settings: Settings) -> Offsets:
     from yadtq.broker import OffsetReader
 
     return OffsetReader(settings)
+
+
+__all__ = ["Consumer", "ConsumerFactory", "Offsets", "OffsetsFactory", "Producer", "ProducerFactory",
+           "kafka_consumer", "kafka_offsets", "kafka_producer"]

@@ -81,7 +81,7 @@ class Reconciler:
 
     def _loop(self) -> None:
         interval = self.settings.repair_interval
-        if self.stopping.wait(random.uniform(0.2, 1.0) * interval):  # noqa: S311 - spreads workers
+        if self.stopping.wait(random.uniform(0.2, 1.0) * interval):  # spreads workers
             return
         while True:
             try:
@@ -93,7 +93,7 @@ class Reconciler:
             except YadtqError as exc:
                 log.warning("repair round failed: %s", exc)
                 self._drop_offsets()
-            except Exception:  # noqa: BLE001 - the repair loop must outlive any one bad round
+            except Exception:  # the repair loop must outlive any one bad round
                 log.exception("repair round failed")
                 self._drop_offsets()
             if self.stopping.wait(interval):

@@ -187,7 +187,7 @@ class Runner:
                 return
             try:
                 self.run_batch(batch)
-            except BaseException:  # noqa: BLE001 - must not kill the runner: the batch is sought back
+            except BaseException:  # must not kill the runner: the batch is sought back
                 log.exception("runner failed on a batch; reading again from its first unfinished "
                               "offsets")
                 batch.failed = True

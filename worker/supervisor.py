@@ -54,7 +54,7 @@ def supervise(argv: Sequence[str]) -> int:
         env = {**os.environ, CHILD_ENV: str(os.getpid())}
         started = time.monotonic()
         child = subprocess.Popen([sys.executable, "-m", "worker.main", *argv], env=env,
-                                 preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads yet here
+                                 preexec_fn=_die_with_parent)  # no threads yet here
         code = _wait(child)
         if stopping.is_set() or code in NO_RESTART_CODES:
             return 0 if code in (0, 130, 143) and stopping.is_set() else code

@@ -106,6 +106,11 @@ class Worker:
         self._runner_failures = 0
 
     @property
+    def batch(self) -> Batch | None:
+        """The batch the runner has now (None between batches)."""
+        return self._batch
+
+    @property
     def done(self) -> int:
         return self.runner.status.done
 

@@ -84,14 +84,14 @@ class BackgroundSubmitter:
                 self._in_flight = len(batch)
             try:
                 self._create(batch)
-            except Exception as exc:  # Redis down: nothing recorded, nothing sent
+            except Exception as exc:  # noqa: BLE001 - Redis down: nothing recorded, nothing sent
                 err = exc if isinstance(exc, ServiceUnavailable) else ServiceUnavailable(str(exc))
                 for env in batch:
                     self._on_error(env, err)
             else:
                 try:
                     self._send_async(batch)
-                except Exception as exc:  # no producer: refused like a failed send
+                except Exception as exc:  # noqa: BLE001 - no producer: refused like a failed send
                     for env in batch:
                         self._on_error(env, ServiceUnavailable(f"Kafka: {exc}"))
             finally:

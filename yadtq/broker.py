@@ -198,9 +198,6 @@ class TaskProducer:
         except Exception:  # noqa: BLE001, S110 - the per-message futures say what failed
             pass
 
-    def connected(self) -> bool:
-        return bool(self._p.bootstrap_connected())
-
     def close(self) -> None:
         try:
             self._p.close(timeout=2)

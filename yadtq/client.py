@@ -19,13 +19,13 @@ import builtins
 import functools
 import sys
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from yadtq.batcher import BackgroundSubmitter
+from yadtq.broker_types import Producer, ProducerFactory, kafka_producer
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
@@ -33,33 +33,12 @@ from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
-
-class Producer(Protocol):
-    """What the client needs from a Kafka producer (``yadtq.broker.TaskProducer`` or a fake)."""
-
-    def send(self, envelopes: Sequence[Envelope], timeout: float = ...) -> list[Exception | None]: ...
-    def send_async(self, envelopes: Sequence[Envelope],
-                   on_error: Callable[[Envelope, Exception], None]) -> None: ...
-    def flush(self, timeout: float = ...) -> None: ...
-    def close(self) -> None: ...
-
-
-ProducerFactory = Callable[..., Producer]
-"""``factory(settings, linger_ms=N)`` -> a producer."""
-
 ASYNC_LINGER_MS = 0
 """Producer linger for ``wait=False`` submits: none; the background submitter batches a burst
 itself (``yadtq.batcher.BUSY_LINGER_SECONDS``) and sends a lone task at once."""
 
 EXIT_DRAIN_SECONDS = 30.0
 """How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
-
-
-def _kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
-    from yadtq.broker import TaskProducer, ensure_topics
-
-    ensure_topics(settings, timeout=10.0)
-    return TaskProducer(settings, linger_ms=linger_ms)
 
 
 def _kafka_ping(settings: Settings) -> None:
@@ -77,7 +56,7 @@ class Client:
                  registry: Registry | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.store = store or RedisStore(self.settings)
-        self._producer_factory = producer_factory or _kafka_producer
+        self._producer_factory = producer_factory or kafka_producer
         self._kafka_ping = kafka_ping or _kafka_ping
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None
@@ -146,7 +125,7 @@ class Client:
                     wait: bool = True) -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together."""
         envelopes = []
-        now = time.time()
+        now = self.store.clock()
         for i, (name, args) in enumerate(tasks):
             values_in = tuple(args)
             spec, values = self._lookup_registry(
@@ -223,7 +202,7 @@ class Client:
             return self._get_producer().send(envelopes)
         except ServiceUnavailable as exc:
             return [exc] * len(envelopes)
-        except Exception as exc:  # the Kafka client raises many kinds
+        except Exception as exc:  # noqa: BLE001 - the Kafka client raises many kinds
             return [ServiceUnavailable(f"Kafka: {type(exc).__name__}: {exc}")] * len(envelopes)
 
     def _not_enqueued(self, task_id: str, err: Exception) -> None:

@@ -81,8 +81,11 @@ class Beat:
 class RedisStore:
     """Task state in Redis. Pass ``client`` to use another Redis-compatible client (tests)."""
 
-    def __init__(self, settings: Settings, client: Any = None) -> None:
+    def __init__(self, settings: Settings, client: Any = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock
+        """Epoch seconds for every stored time (tests set a fixed one)."""
         self.keys = Keys(settings.key_prefix)
         if client is None:
             client = redis.Redis.from_url(
@@ -139,7 +142,7 @@ class RedisStore:
         """Record new tasks as ``queued``; False for an id that already existed."""
         if not envelopes:
             return []
-        args: list[Any] = [time.time()]
+        args: list[Any] = [self.clock()]
         for e in envelopes:
             args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index,
@@ -154,7 +157,7 @@ class RedisStore:
         -3 the record is untouched and the message should be dead-lettered."""
         if not envelopes:
             return []
-        args: list[Any] = [_safe(worker_id), time.time()]
+        args: list[Any] = [_safe(worker_id), self.clock()]
         for e in envelopes:
             args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
@@ -166,7 +169,7 @@ class RedisStore:
         malformed (then False)."""
         if not outcomes:
             return []
-        now = time.time()
+        now = self.clock()
         args: list[Any] = [_safe(worker_id), now]
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
@@ -182,14 +185,14 @@ class RedisStore:
         1 moved, 0 not (something else changed it first, or its record is malformed), -1 no such
         task."""
         keys = [self.keys.counts, *self._state_keys, self.keys.task(task_id)]
-        args = [time.time(), expected.value, new.value, _safe(note), _safe(error),
+        args = [self.clock(), expected.value, new.value, _safe(note), _safe(error),
                 "" if attempt is None else attempt]
         return int(self._call(lambda: self._transition(keys=keys, args=args)))
 
     def reset(self) -> int:
         """Delete every task of this prefix (and the counters), never the whole database. Returns how many."""
         def run() -> int:
-            self.r.set(self.keys.reset_marker, repr(time.time()))
+            self.r.set(self.keys.reset_marker, repr(self.clock()))
             deleted = 0
             batch: list[str] = []
             for key in self.r.scan_iter(match=self.keys.task_pattern, count=1000):
@@ -249,13 +252,13 @@ class RedisStore:
 
     def finished_per_second(self, seconds: int = 60, now: float | None = None) -> builtins.list[int]:
         """Tasks finished in each of the last ``seconds`` whole seconds, oldest first."""
-        end = int(now if now is not None else time.time())
+        end = int(now if now is not None else self.clock())
         keys = [self.keys.rate(s) for s in range(end - seconds, end)]
         return records.rates(self._call(lambda: self.r.mget(keys)))
 
     # ------------------------------------------------------------------ workers
     def heartbeat(self, beat: Beat, ttl: float) -> None:
-        now = time.time()
+        now = self.clock()
         worker_id = _safe(beat.worker_id)
         key = self.keys.worker(worker_id)
 
@@ -299,7 +302,7 @@ class RedisStore:
         """What a dashboard refresh shows, in one round trip (the ``VIEW`` script): the newest
         ``limit`` tasks without history, the counts, tasks finished per second over ``seconds``,
         the workers (as ``workers``) and the reconciler's counters."""
-        t = time.time() if now is None else now
+        t = self.clock() if now is None else now
         index = self.keys.index if state is None else self.keys.state_index(state)
         keys = [index, self.keys.counts, self.keys.workers, self.keys.workers_last,
                 self.keys.repairs, *(self.keys.rate(s) for s in range(int(t) - seconds, int(t)))]
@@ -360,7 +363,7 @@ class RedisStore:
             pipe.hincrby(key, "runs", 1)
             pipe.hincrby(key, "resent_queued", resent_queued)
             pipe.hincrby(key, "requeued_in_progress", requeued_in_progress)
-            pipe.hset(key, mapping={"last_run_at": repr(time.time()),
+            pipe.hset(key, mapping={"last_run_at": repr(self.clock()),
                                     "last_leader": _safe(worker_id),
                                     "last_repaired": resent_queued + requeued_in_progress})
             pipe.execute()

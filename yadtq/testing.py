@@ -112,9 +112,6 @@ class FakeProducer:
         self.broker.check()
         self.broker.append(self.settings.dead_letter_topic, reason.encode())
 
-    def connected(self) -> bool:
-        return self.broker.available
-
     def close(self) -> None:
         pass
 

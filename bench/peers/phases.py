@@ -76,7 +76,7 @@ def _wait(peer: Peer, rec: Recorder, phase: str, n: int, timeout: float,
         if checked is not None:
             try:
                 result = check(peer, rec, *checked)
-            except Exception:  # noqa: BLE001 - the services may be what failed
+            except Exception:  # the services may be what failed
                 result = None
         raise PhaseError(f"{phase}: {rec.completed(phase)} of {n} completed ({state})", result)
 

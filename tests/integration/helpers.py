@@ -8,17 +8,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from tests.polling import wait_until
 from yadtq import Client, Settings
 from yadtq.models import TaskState
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_balanced(client: Client, n_workers: int, partitions: int, timeout: float = 60.0,
@@ -140,3 +132,6 @@ def wait_ids_final(client: Client, ids: Sequence[str], timeout: float,
                 f"{len(pending)} of {len(ids)} tasks not final after {timeout}s: "
                 f"{dict(Counter(states[i] for i in pending))}\n{logs() if logs else ''}")
         time.sleep(0.2)
+
+
+__all__ = ["wait_until"]

@@ -13,9 +13,9 @@ from yadtq.testing import FakeBroker
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+def clock(fake_store: RedisStore) -> FrozenClock:
     """Frozen time for the core (stored timestamps) and the app (ages, uptimes)."""
-    return FrozenClock().install(monkeypatch)
+    return FrozenClock().install(fake_store)
 
 
 @pytest.fixture

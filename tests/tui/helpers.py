@@ -7,7 +7,6 @@ import hashlib
 import html
 import re
 import time
-import types
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
@@ -15,10 +14,11 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from tests.polling import wait_async
 from yadtq import Client
 from yadtq.errors import ServiceUnavailable
 from yadtq.models import TaskState
-from yadtq.store import Beat, Outcome
+from yadtq.store import Beat, Outcome, RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 from yadtq_tui.app import YadtqApp, make_app
@@ -31,7 +31,7 @@ T0 = 1_732_800_000.0
 
 
 class FrozenClock:
-    """A clock that only moves when told; patches the core's ``time`` so stored times are fixed."""
+    """A clock that only moves when told; given to the store so stored times are fixed."""
 
     def __init__(self, now: float = T0) -> None:
         self.now = now
@@ -39,11 +39,8 @@ class FrozenClock:
     def __call__(self) -> float:
         return self.now
 
-    def install(self, monkeypatch: Any) -> FrozenClock:
-        fake = types.SimpleNamespace(time=self, perf_counter=time.perf_counter,
-                                     monotonic=time.monotonic, sleep=time.sleep)
-        monkeypatch.setattr("yadtq.store.time", fake)
-        monkeypatch.setattr("yadtq.client.time", fake)
+    def install(self, store: RedisStore) -> FrozenClock:
+        store.clock = self
         return self
 
 
@@ -163,12 +160,7 @@ def dashboard(app: YadtqApp) -> DashboardScreen:
 async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float = 5.0,
                    what: str = "condition") -> None:
     """Let the app run until ``predicate()`` is true (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    await wait_async(pilot.pause, predicate, timeout, what)
 
 
 async def wait_refreshed(pilot: Pilot[Any], times: int = 1, timeout: float = 5.0) -> None:

@@ -82,7 +82,7 @@ def test_a_lone_submit_goes_out_at_once_and_a_burst_waits_to_batch(
     try:
         env = Envelope("0" * 32, "ADD", (1, 2), time.time())
         sub.add([env])          # alone: taken at once
-        while not sub._in_flight:  # noqa: SLF001 - until the flusher holds it (time.sleep is patched)
+        while not sub._in_flight:  # until the flusher holds it (time.sleep is patched)
             threading.Event().wait(0.001)
         sub.add([env] * 5)      # arrives while the first is in flight: one batch of 5
         gate.set()

@@ -13,6 +13,7 @@ import pytest
 import worker.runner as runner_module
 import worker.watchdog as watchdog_module
 import worker.worker as worker_module
+from tests.polling import eventually
 from worker.runner import backoff
 from worker.worker import Worker
 from yadtq.builtins import register_builtins
@@ -115,13 +116,7 @@ def history(task: Task) -> list[tuple[str, int, str | None]]:
     return [(e.state.value, e.attempt, e.note) for e in task.history]
 
 
-def wait_until(condition: Any, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+wait_until = eventually
 
 
 # ---------------------------------------------------------------- the happy path
@@ -392,7 +387,7 @@ def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
     def preempted_interrupt(thread: threading.Thread, exc: type[BaseException]) -> bool:
         # The watchdog saw the task over its limit, then lost the CPU until the runner had
         # finished the task and its batch (the task ended on its own, just past its limit).
-        batch = w._batch
+        batch = w.batch
         if batch is not None:
             batch.done.wait(2)
         return real_interrupt(thread, exc)
@@ -408,8 +403,8 @@ def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
         assert wait_until(lambda: h.get(after).state is C, 2)
     finally:
         w.request_stop()
-        if w._batch is not None:
-            w._batch.done.set()  # release a worker whose runner died
+        if w.batch is not None:
+            w.batch.done.set()  # release a worker whose runner died
         t.join(5)
 
 

@@ -44,7 +44,7 @@ def h(fake_settings: Settings, fake_store: RedisStore) -> Harness:
         while not release.is_set():
             try:
                 time.sleep(0.01)
-            except BaseException:  # noqa: S112, BLE001 - what a careless task does
+            except BaseException:  # what a careless task does
                 continue
 
     harness.client = Client(settings, store=harness.store, producer_factory=harness.broker.producer,
