@@ -131,8 +131,9 @@ def main() -> int:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         # one worker, assigned every partition, then the submitter (its warm-up task included)
-        procs["worker"] = subprocess.Popen([sys.executable, "-m", "worker.main", "--max-tasks",
-                                            str(n + 1), "--log-level", "WARNING"], env=env, cwd=ROOT)
+        procs["worker"] = subprocess.Popen([sys.executable, "-m", "worker.main", "--no-supervisor",
+                                            "--max-tasks", str(n + 1), "--log-level", "WARNING"],
+                                           env=env, cwd=ROOT)
         deadline = time.monotonic() + 60
         while not any(len(w.partitions) == settings.partitions for w in client.workers()):
             if time.monotonic() > deadline or procs["worker"].poll() is not None:

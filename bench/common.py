@@ -40,7 +40,8 @@ class Workers:
     def __init__(self, settings: Settings, n: int, log_level: str = "WARNING") -> None:
         self.settings = settings
         self.procs = [subprocess.Popen(
-            [sys.executable, "-m", "worker.main", "--log-level", log_level],
+            # --no-supervisor: the pid measured for CPU is the worker itself, not its supervisor
+            [sys.executable, "-m", "worker.main", "--no-supervisor", "--log-level", log_level],
             env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(n)]
 
