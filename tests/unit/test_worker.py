@@ -16,9 +16,10 @@ import worker.worker as worker_module
 from tests.polling import eventually
 from worker.runner import backoff
 from worker.worker import Worker
+from yadtq import default_registry
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
-from yadtq.errors import PermanentTaskError
+from yadtq.errors import PermanentTaskError, ServiceUnavailable
 from yadtq.models import Task, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
@@ -430,3 +431,23 @@ def test_a_task_never_shows_in_progress_while_it_waits_behind_a_slow_one(
     t.join(5)
     assert seen == [[Q, Q, Q]]
     assert h.get(long_id).state is C and [h.get(i).state for i in first] == [C, C, C]
+
+
+# ---------------------------------------------------------------- a worker started before Kafka waits for it
+def test_worker_waits_for_kafka(fake_client: Client, fake_broker: FakeBroker,
+                                fake_settings: Settings, fake_store: RedisStore) -> None:
+    task_id = fake_client.submit("ADD", [2, 3])
+    attempts = []
+
+    def flaky_factory(*args: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ServiceUnavailable("Kafka unreachable (test)")
+        return fake_broker.consumer(*args)
+
+    worker = Worker(fake_settings, default_registry, store=fake_store,
+                    consumer_factory=flaky_factory, producer_factory=fake_broker.producer)
+    worker.run(idle_exit=0.3)
+    assert len(attempts) == 3
+    task = fake_client.get(task_id)
+    assert task.state is TaskState.COMPLETED and task.result == 5
