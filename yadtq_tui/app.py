@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import tzinfo
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -24,6 +26,14 @@ from yadtq_tui.data import Clock, Context, DashboardService
 from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen
 from yadtq_tui.screens.help import HelpSection
 from yadtq_tui.widgets import TaskTable
+
+
+class Notice(NamedTuple):
+    """One notification the dashboard showed."""
+
+    message: str
+    title: str
+    severity: str
 
 
 class YadtqApp(App[None]):
@@ -48,6 +58,14 @@ class YadtqApp(App[None]):
         """The injected service and settings every screen uses."""
         self.actions = Actions(self, context.service)
         """Runs the user's submits, retries, resets and look-ups."""
+        self.notified: deque[Notice] = deque(maxlen=100)
+        """The latest notifications shown, oldest first (tests read what was said)."""
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Show a notification (Textual's), and keep its text in ``notified``."""
+        self.notified.append(Notice(message, title, severity))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def on_mount(self) -> None:
         """Once the first screen is drawn, settle memory (below)."""

@@ -206,7 +206,7 @@ async def test_retry_with_redis_failing(fake_client: Client, fake_broker: FakeBr
         [done] = hook.of(ActionFinished)
         assert not done.ok and done.message.startswith("Not retried: Redis unreachable")
         await wait_for(pilot, lambda: any(n.message == done.message and n.severity == "error"
-                                          for n in app._notifications), what="the notice")
+                                          for n in app.notified), what="the notice")
         switch.down = False
         assert fake_client.get(task.id).state is TaskState.FAILED
         assert len(messages(fake_broker, fake_client)) == 1  # only the original submit
@@ -302,7 +302,7 @@ async def test_an_action_crashing_is_reported_and_the_dashboard_goes_on(
         worker = app.actions.reset(app.dashboard)
         await wait_for(pilot, lambda: any(
             n.title == "Unexpected error" and n.message == "reset failed: RuntimeError: boom"
-            for n in app._notifications), what="the notice")
+            for n in app.notified), what="the notice")
         assert worker.is_finished
         await wait_refreshed(pilot, 2)  # still refreshing
         assert app.is_running
@@ -349,8 +349,8 @@ async def test_a_refresh_failing_for_kafka_is_not_blamed_on_redis(
         fake_broker.available = True
         await wait_for(pilot, lambda: not banner.has_class("-visible"), what="recovery")
         await wait_for(pilot, lambda: any("Kafka is reachable again" in n.message
-                                          for n in app._notifications), what="the notice")
-        assert not any("Redis is reachable again" in n.message for n in app._notifications)
+                                          for n in app.notified), what="the notice")
+        assert not any("Redis is reachable again" in n.message for n in app.notified)
 
 
 async def test_a_refresh_failing_while_both_services_answer(

@@ -139,7 +139,7 @@ async def test_an_invalid_task_is_not_retried(fake_client: Client, clock: Frozen
         assert task.state is TaskState.FAILED and task.problem
         app.dashboard.start_retry(task)
         await pilot.pause()
-        assert [n.message for n in app._notifications] == [
+        assert [n.message for n in app.notified] == [
             f"Task {tid[:8]} cannot be retried: its stored record is malformed "
             "(attempt 'x' is not a number)."]
         assert fake_client.get(tid).state is TaskState.FAILED
@@ -196,10 +196,10 @@ async def test_a_refused_retry_or_reset_is_reported_and_the_dashboard_goes_on(
         monkeypatch.setattr(fake_client.store, "reset", refuse)
         task: Task = fake_client.get(tid)
         app.dashboard.start_retry(task)
-        await wait_for(pilot, lambda: len(app._notifications) == 1, what="the retry's notice")
+        await wait_for(pilot, lambda: len(app.notified) == 1, what="the retry's notice")
         app.actions.reset(app.dashboard)
-        await wait_for(pilot, lambda: len(app._notifications) == 2, what="the reset's notice")
-        assert [(n.message, n.severity) for n in app._notifications] == [
+        await wait_for(pilot, lambda: len(app.notified) == 2, what="the reset's notice")
+        assert [(n.message, n.severity) for n in app.notified] == [
             (f"Not retried: {REFUSED}", "error"), (f"Not reset: {REFUSED}", "error")]
         await wait_refreshed(pilot, 2)
         assert app.is_running
@@ -217,6 +217,6 @@ async def test_a_refused_refresh_is_a_failed_refresh_not_redis_down(
         await wait_for(pilot, lambda: banner.has_class("-visible"), what="the banner")
         assert banner.lines == (f"⚠ Could not refresh: {REFUSED} — showing last data, retrying",)
         assert "Redis ● up" in light(app, "redis")
-        assert not any(n.title == "Unexpected error" for n in app._notifications)
+        assert not any(n.title == "Unexpected error" for n in app.notified)
         monkeypatch.undo()
         await wait_for(pilot, lambda: not banner.has_class("-visible"), what="recovery")

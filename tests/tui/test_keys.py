@@ -174,7 +174,7 @@ async def test_reset_confirmed_deletes_every_task(fake_client: Client, clock: Fr
         assert fake_client.total() == 0
         assert sum(fake_client.counts().values()) == 0
         await wait_for(pilot, lambda: table_text(app) == [], what="the empty table")
-        assert any("deleted 7 tasks" in n.message for n in app._notifications)
+        assert any("deleted 7 tasks" in n.message for n in app.notified)
 
 
 async def test_reset_confirmed_with_the_mouse(fake_client: Client, clock: FrozenClock) -> None:
@@ -206,7 +206,7 @@ async def test_retry_requeues_a_failed_task_as_a_new_attempt(fake_client: Client
         assert task.state is TaskState.QUEUED
         assert task.history[-1].note == "retry requested"
         assert len(messages(fake_broker, fake_client)) == 1  # sent again, same id
-        notes = [n.message for n in app._notifications]
+        notes = [n.message for n in app.notified]
         assert any("attempt 2 of the same task" in n and ids["divzero"][:8] in n for n in notes)
         await wait_for(pilot, lambda: table_text(app)[4][3] == "○ queued", what="the new state")
         assert table_text(app)[4][0] == ids["divzero"][:8]  # same row, same id
@@ -221,7 +221,7 @@ async def test_retry_refuses_tasks_that_did_not_fail(fake_client: Client, fake_b
         await focus_table(pilot)
         await pilot.press("y")  # the newest task is queued
         await settle(pilot)
-        assert any("Only failed tasks can be retried" in n.message for n in app._notifications)
+        assert any("Only failed tasks can be retried" in n.message for n in app.notified)
         assert messages(fake_broker, fake_client) == []
 
 

@@ -94,7 +94,7 @@ async def test_redis_down_keeps_last_data_and_recovers(fake_client: Client,
         assert messages(fake_broker, fake_client) == []
         switch.down = False
         await wait_for(pilot, lambda: not banner.has_class("-visible"), what="recovery")
-        assert any("Redis is reachable again" in n.message for n in app._notifications)
+        assert any("Redis is reachable again" in n.message for n in app.notified)
         await type_and_submit(pilot, "")  # the kept text, submitted again
         assert len(messages(fake_broker, fake_client)) == 1
 
