@@ -133,3 +133,16 @@ def test_the_danger_scanner_finds_what_it_looks_for(tmp_path: Path) -> None:
                                     "calls exec() on line 4", "calls flushall() on line 5",
                                     "sends FLUSHDB on line 6", "string 'FLUSHDB' on line 6",
                                     "Lua FLUSH on line 7"])
+
+
+def test_only_web_imports_textual_serve_and_aiohttp() -> None:
+    assert importers("textual_serve") == {"yadtq_tui/web.py"}
+    assert importers("aiohttp") == {"yadtq_tui/web.py"}
+
+
+def test_the_terminal_dashboard_does_not_load_the_web_server() -> None:
+    code = ("import sys, yadtq_tui.__main__, yadtq_tui.app; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'textual_serve')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr
