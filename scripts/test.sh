@@ -10,6 +10,7 @@ PY="$ROOT/.venv/bin/python"
 need=()
 command -v tmux >/dev/null || need+=(tmux)
 command -v redis-server >/dev/null || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # tests/tui/test_web.py (Playwright drives it)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "test: installing ${need[*]}" >&2
