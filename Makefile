@@ -10,10 +10,11 @@ WORKERS ?= 3
 export YADTQ_KAFKA_PORT ?= 9092
 export YADTQ_REDIS_PORT ?= 6379
 
-.PHONY: help venv services stop run workers test test-unit lint bench bench-peers bench-tui bench-profile chaos clean
+.PHONY: help venv services stop run web workers test test-unit lint bench bench-peers bench-tui bench-profile chaos clean
 
 help:
 	@echo "make run        start Kafka + Redis, $(WORKERS) workers and the dashboard"
+	@echo "make web        serve the dashboard to a browser (WEB_HOST=127.0.0.1 WEB_PORT=8000; a token off loopback)"
 	@echo "make test       set everything up, start test services, run the whole suite"
 	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
 	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
@@ -44,6 +45,9 @@ workers: services
 run: services
 	@scripts/run-workers.sh start $(WORKERS)
 	@trap 'scripts/run-workers.sh stop' EXIT INT TERM; $(VENV)/bin/yadtq-tui
+
+web: $(STAMP)
+	$(VENV)/bin/yadtq-tui --serve --host $(or $(WEB_HOST),127.0.0.1) --port $(or $(WEB_PORT),8000) $(ARGS)
 
 test: $(STAMP)
 	@scripts/test.sh
