@@ -2,9 +2,10 @@
 
 The token tests start the real server on a free port and talk to it with ``http.client``. The
 browser test drives Debian's ``/usr/bin/chromium`` with Playwright (never a downloaded browser)
-against the real Kafka and Redis and one real worker, through the token login. The browser client draws on canvases, so the
-screen is read from xterm.js's buffer: an init script catches textual-serve's client object (the one
-object with ``fitAddon``, ``terminal`` and ``websocket_url``) as the page builds it.
+against the real Kafka and Redis and one real worker, through the token login. The browser client
+draws on canvases, so the screen is read from xterm.js's buffer: an init script catches
+textual-serve's client object (the one object with ``fitAddon``, ``terminal`` and
+``websocket_url``) as the page builds it.
 
 Without Chromium or Playwright the browser test is skipped locally and FAILS when ``CI=true``.
 """
