@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.tui]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = ROOT / "docs" / "dashboard-browser.png"
+SCREENSHOT = (ROOT / "docs" / "dashboard-browser.png" if os.environ.get("YADTQ_UPDATE_SCREENSHOT")
+              else Path(os.environ.get("YADTQ_TEST_DIR", "/tmp")) / "dashboard-browser.png")
+"""The README's picture is rewritten only with YADTQ_UPDATE_SCREENSHOT=1 (a run leaves the tree clean)."""
 TOKEN = "t0k3n-" + "q7Zx9-RwM2kP4vLs"  # 22 characters; searched for in what the server emits
 COLS, ROWS = 120, 40
 
