@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from textual.message import Message
+from textual.pilot import Pilot
 from textual.widgets import Static
 from textual.worker import Worker
 
@@ -75,13 +77,20 @@ def _failed_task(client: Client) -> Task:
     return client.get(tid)
 
 
+@asynccontextmanager
+async def running(client: Client) -> AsyncIterator[tuple[YadtqApp, Pilot[None], Recorder]]:
+    """The dashboard over ``client``, its first refresh applied, every message recorded."""
+    hook = Recorder()
+    app = fast_app(client)
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await wait_refreshed(pilot)
+        yield app, pilot, hook
+
+
 # ---------------------------------------------------------------------- submit
 async def test_submit_sends_the_task_and_answers_with_its_id(fake_client: Client,
                                                              fake_broker: FakeBroker) -> None:
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         await _run(pilot, app.actions.submit("add 2 3", app.dashboard))
         [done] = hook.of(SubmitFinished)
         assert done.error is None and done.label == "ADD 2 3"
@@ -92,10 +101,7 @@ async def test_submit_sends_the_task_and_answers_with_its_id(fake_client: Client
 
 async def test_submit_refuses_invalid_input_without_sending(fake_client: Client,
                                                             fake_broker: FakeBroker) -> None:
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         await _run(pilot, app.actions.submit("ADD 2 x", app.dashboard))
         [done] = hook.of(SubmitFinished)
         assert done.invalid and done.task_id is None and "'x' is not a number" in (done.error or "")
@@ -104,10 +110,7 @@ async def test_submit_refuses_invalid_input_without_sending(fake_client: Client,
 
 async def test_submit_with_a_known_outage_sends_nothing(fake_client: Client,
                                                         fake_broker: FakeBroker) -> None:
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         await _run(pilot, app.actions.submit("ADD 2 3", app.dashboard,
                                              refuse="Kafka is unreachable"))
         [done] = hook.of(SubmitFinished)
@@ -181,10 +184,7 @@ async def test_submits_run_side_by_side(fake_client: Client, fake_broker: FakeBr
 # ---------------------------------------------------------------------- retry
 async def test_retry_queues_a_new_attempt(fake_client: Client, fake_broker: FakeBroker) -> None:
     task = _failed_task(fake_client)
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         await _run(pilot, app.actions.retry(task, app.dashboard))
         [done] = hook.of(ActionFinished)
         assert done.ok and done.action == "retry"
@@ -197,10 +197,7 @@ async def test_retry_with_redis_failing(fake_client: Client, fake_broker: FakeBr
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     task = _failed_task(fake_client)
     switch = RedisSwitch(fake_client, monkeypatch)
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         switch.down = True
         await _run(pilot, app.actions.retry(task, app.dashboard))
         [done] = hook.of(ActionFinished)
@@ -214,10 +211,7 @@ async def test_retry_with_redis_failing(fake_client: Client, fake_broker: FakeBr
 
 async def test_retry_with_kafka_failing(fake_client: Client, fake_broker: FakeBroker) -> None:
     task = _failed_task(fake_client)
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         fake_broker.available = False
         await _run(pilot, app.actions.retry(task, app.dashboard))
         [done] = hook.of(ActionFinished)
@@ -273,10 +267,7 @@ async def test_look_up_found_missing_and_redis_failing(fake_client: Client,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     tid = fake_client.submit("ADD", (2, 3))
     switch = RedisSwitch(fake_client, monkeypatch)
-    hook = Recorder()
-    app = fast_app(fake_client)
-    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-        await wait_refreshed(pilot)
+    async with running(fake_client) as (app, pilot, hook):
         await _run(pilot, app.actions.look_up(tid, app.dashboard))
         await _run(pilot, app.actions.look_up("0" * 32, app.dashboard))
         switch.down = True
