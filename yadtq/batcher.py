@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from yadtq.errors import ServiceUnavailable
+from yadtq.errors import ServiceUnavailable, YadtqError
 from yadtq.wire import Envelope
 
 MAX_BATCH = 1000
@@ -84,14 +84,14 @@ class BackgroundSubmitter:
                 self._in_flight = len(batch)
             try:
                 self._create(batch)
-            except Exception as exc:  # noqa: BLE001 - Redis down: nothing recorded, nothing sent
+            except YadtqError as exc:  # Redis down or refusing: nothing recorded, nothing sent
                 err = exc if isinstance(exc, ServiceUnavailable) else ServiceUnavailable(str(exc))
                 for env in batch:
                     self._on_error(env, err)
             else:
                 try:
                     self._send_async(batch)
-                except Exception as exc:  # noqa: BLE001 - no producer: refused like a failed send
+                except YadtqError as exc:  # no producer: refused like a failed send
                     for env in batch:
                         self._on_error(env, ServiceUnavailable(f"Kafka: {exc}"))
             finally:

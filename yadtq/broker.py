@@ -25,6 +25,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import (
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     NodeNotReadyError,
     TopicAlreadyExistsError,
@@ -39,6 +40,15 @@ from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
 
+
+KAFKA_FAILURES: tuple[type[Exception], ...] = (KafkaError, OSError, ValueError, AssertionError,
+                                              RuntimeError)
+"""What kafka-python raises when a request fails: its own errors, socket errors, and the
+ValueError / AssertionError / RuntimeError its internals use for bad state (an unknown topic in
+the metadata, a closed client)."""
+
+_SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
+"""A send also fails when the envelope does not encode (``DecodeError``)."""
 
 _UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError, TimeoutError)
 
@@ -59,7 +69,7 @@ def _errors(bootstrap: str, what: str) -> Iterator[None]:
         yield
     except YadtqError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the translation point: every failure of the client
+    except KAFKA_FAILURES as exc:  # the translation point: every failure of the client
         raise translate(exc, bootstrap, what) from None
 
 
@@ -88,7 +98,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         try:
             admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except KAFKA_FAILURES as exc:  # retried until the deadline
             last = exc
             time.sleep(0.5)
             continue
@@ -106,13 +116,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             if all(d.get("error_code", 0) == 0 and d.get("partitions")
                    and all(p.get("leader_id", -1) >= 0 for p in d["partitions"]) for d in described):
                 return
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except KAFKA_FAILURES as exc:  # retried until the deadline
             last = exc
         finally:
             try:
                 admin.close()
-            except Exception:  # noqa: BLE001, S110 - closing a client that failed
-                pass
+            except KAFKA_FAILURES:
+                pass  # closing a client that failed
         time.sleep(0.2)
     raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
 
@@ -137,7 +147,7 @@ class TaskProducer:
             try:
                 futures.append(self._p.send(self.settings.topic, key=env.id.encode(),
                                             value=env.encode()))
-            except Exception as exc:  # noqa: BLE001 - reported per task
+            except _SEND_FAILURES as exc:  # reported per task
                 futures.append(exc)
         if len(envelopes) > 1:
             self._flush(timeout)
@@ -150,7 +160,7 @@ class TaskProducer:
             try:
                 fut.get(timeout=max(0.01, deadline - time.monotonic()))
                 errors.append(None)
-            except Exception as exc:  # noqa: BLE001 - every failure is reported per task
+            except KAFKA_FAILURES as exc:  # every failure is reported per task
                 errors.append(ServiceUnavailable(
                     f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
         return errors
@@ -161,7 +171,7 @@ class TaskProducer:
         for env in envelopes:
             try:
                 fut = self._p.send(self.settings.topic, key=env.id.encode(), value=env.encode())
-            except Exception as exc:  # noqa: BLE001 - reported per task
+            except _SEND_FAILURES as exc:  # reported per task
                 on_error(env, self._refused(exc))
                 continue
             fut.add_errback(lambda exc, e=env: on_error(e, ServiceUnavailable(
@@ -195,13 +205,13 @@ class TaskProducer:
     def _flush(self, timeout: float) -> None:
         try:
             self._p.flush(timeout=timeout)
-        except Exception:  # noqa: BLE001, S110 - the per-message futures say what failed
-            pass
+        except KAFKA_FAILURES:
+            pass  # the per-message futures say what failed
 
     def close(self) -> None:
         try:
             self._p.close(timeout=2)
-        except Exception as exc:  # noqa: BLE001 - closing: nothing to hand back
+        except KAFKA_FAILURES as exc:  # closing: nothing to hand back
             log.warning("closing the producer: %s", exc)
 
 
@@ -351,7 +361,7 @@ class OffsetReader:
     def close(self) -> None:
         try:
             self._admin.close()
-        except Exception as exc:  # noqa: BLE001 - closing
+        except KAFKA_FAILURES as exc:  # closing
             log.debug("closing the admin client: %s", exc)
 
 
@@ -373,11 +383,11 @@ def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
                 admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
                 _probes[key] = admin
             admin.list_topics()
-        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable now"
+        except KAFKA_FAILURES as exc:  # any failure means "not reachable now"
             _probes.pop(key, None)
             if admin is not None:
                 try:
                     admin.close()
-                except Exception:  # noqa: BLE001, S110
-                    pass
+                except KAFKA_FAILURES:
+                    pass  # closing a probe that failed
             raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None

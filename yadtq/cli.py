@@ -74,6 +74,10 @@ class CliError(Exception):
         self.code = code
 
 
+_EXPECTED: tuple[type[BaseException], ...] = (CliError, *(kind for kind, _code in EXIT_CODES))
+"""Every exception a command ends with on purpose (anything else is a bug: a traceback)."""
+
+
 def exit_code(exc: BaseException) -> int | None:
     """The exit code for ``exc`` (``None``: not an error the CLI expects)."""
     if isinstance(exc, CliError):
@@ -323,10 +327,9 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
     handler: Handler = args.handler
     try:
         return handler(ctx)
-    except Exception as exc:
+    except _EXPECTED as exc:
         code = exit_code(exc)
-        if code is None:
-            raise
+        assert code is not None  # every class caught here has its exit code
         print(f"yadtq: {safe_text(str(exc))}", file=err)
         return code
     finally:

@@ -202,7 +202,7 @@ class Client:
             return self._get_producer().send(envelopes)
         except ServiceUnavailable as exc:
             return [exc] * len(envelopes)
-        except Exception as exc:  # noqa: BLE001 - the Kafka client raises many kinds
+        except Exception as exc:  # noqa: BLE001 - an injected producer (factory) may raise anything
             return [ServiceUnavailable(f"Kafka: {type(exc).__name__}: {exc}")] * len(envelopes)
 
     def _not_enqueued(self, task_id: str, err: Exception) -> None:
