@@ -24,7 +24,6 @@ class Outbox:
         self._settings, self._factory, self._worker_id = settings, factory, worker_id
         self._producer: Producer | None = None
         self._lock = threading.Lock()
-        self.dead_lettered = 0
 
     def _get(self) -> Producer:
         with self._lock:
@@ -34,7 +33,6 @@ class Outbox:
 
     def dead_letter(self, record: Record, reason: str) -> None:
         """Put ``record`` on the dead-letter topic with ``reason``; never blocks the partition on it."""
-        self.dead_lettered += 1
         log.warning("dead-lettering message %s/%d: %s", record.partition, record.offset,
                     safe_text(reason, 300))
         try:

@@ -57,7 +57,6 @@ class Round:
 
     resent_queued: int = 0
     requeued_in_progress: int = 0
-    checked: int = 0
 
 
 class Reconciler:
@@ -159,7 +158,7 @@ class Reconciler:
             else:
                 requeued += 1
         self.store.record_repairs(self.worker_id, resent, requeued)
-        return Round(resent, requeued, len(candidates))
+        return Round(resent, requeued)
 
     def _consumed_past(self, task: Task, partition: int, committed: dict[int, int]) -> bool:
         """True when the group committed past every message that could carry this task."""
