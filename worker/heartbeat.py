@@ -7,10 +7,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.runner import RunnerStatus
+from worker.state import RunnerStatus
 from yadtq.errors import ServiceUnavailable
+from yadtq.models import Beat
 from yadtq.settings import Settings
-from yadtq.store import Beat, RedisStore
+from yadtq.store import RedisStore
 
 log = logging.getLogger("yadtq.worker")
 

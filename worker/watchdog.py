@@ -7,7 +7,8 @@ import logging
 import time
 
 from worker.execute import TimeLimitExceeded, interrupt_thread
-from worker.runner import Runner, Running
+from worker.runner import Runner
+from worker.state import Running
 
 log = logging.getLogger("yadtq.worker")
 

@@ -9,7 +9,9 @@ status):
   is finished (during the batch every second, and at its end), and on a rebalance stops the runner
   from starting tasks of partitions that moved. Offsets are committed only after the final state of
   every message up to them is written to Redis (at-least-once), and only from this thread.
-- the runner (``worker.runner``, its own thread): validates and runs the batch's tasks.
+- the committer (``worker.commits``): finished offsets, committed ``commit_after`` seconds later.
+- the runner (``worker.runner``, its own thread): validates and runs the batch's tasks; what the
+  loop and the runner share is in ``worker.state``.
 - the watchdog (``worker.watchdog``, called here): time limits; a task that does not stop after its
   limit plus ``stuck_grace`` is failed, its offset committed, and the process exits with
   ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck in C cannot be killed).
@@ -24,8 +26,8 @@ import os
 import socket
 import threading
 import time
-from collections import deque
 
+from worker.commits import Committer
 from worker.heartbeat import Heartbeat, Identity
 from worker.interfaces import (
     Consumer,
@@ -38,14 +40,15 @@ from worker.interfaces import (
 )
 from worker.outbox import Outbox
 from worker.repair import Reconciler
-from worker.runner import Batch, Runner, Running
+from worker.runner import Runner
+from worker.state import Batch, Running
 from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable, StoreError, YadtqError
-from yadtq.models import TaskState
+from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Outcome, RedisStore
+from yadtq.store import RedisStore
 
 log = logging.getLogger("yadtq.worker")
 
@@ -95,14 +98,10 @@ class Worker:
         """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
         self._batch: Batch | None = None
         self._pending: list[Record] = []
-        self._committed: dict[int, int] = {}
-        self._staged: dict[int, int] = {}
-        """partition -> newest finished offset handed to ``_ready`` (or committed)."""
-        self._ready: deque[tuple[float, dict[int, int]]] = deque()
-        """Finished offsets waiting ``commit_after`` seconds (until Redis has them on disk)."""
+        self.commits = Committer(settings.commit_after,
+                                 lambda: self.stopping.is_set() or bool(self.exit_code))
         self._lock = threading.Lock()
-        """Guards ``_pending``, ``_committed``, ``_staged`` and ``_ready``: rebalance callbacks run
-        on Kafka's thread."""
+        """Guards ``_pending``: rebalance callbacks run on Kafka's thread."""
         self._runner_failures = 0
 
     @property
@@ -154,7 +153,7 @@ class Worker:
         unjoined_since: float | None = None
         while not self.stopping.is_set() and not self.exit_code:
             if time.monotonic() - last_recommit > RECOMMIT_SECONDS:
-                self._recommit(consumer)
+                self.commits.recommit(consumer)
                 last_recommit = time.monotonic()
             if consumer.joined():
                 unjoined_since = None
@@ -166,7 +165,7 @@ class Worker:
                     break  # stopped while reconnecting
                 consumer, unjoined_since = fresh, None
                 continue
-            self._commit_aged(consumer)
+            self.commits.commit_aged(consumer)
             with self._lock:
                 records, self._pending = self._pending, []
             if not records:
@@ -201,7 +200,7 @@ class Worker:
                 return len(records)
             if not self.runner.alive():
                 log.error("the runner thread ended; restarting the worker")
-                self._stage(consumer, batch)
+                self.commits.stage(consumer, batch)
                 self.exit_code = EXIT_RESTART
                 return len(records)
             now = time.monotonic()
@@ -223,12 +222,12 @@ class Worker:
                     log.warning("poll during a batch failed: %s", exc)
                 last_poll = time.monotonic()
             if now - last_commit > PROGRESS_COMMIT_SECONDS:
-                self._stage(consumer, batch)
-                self._commit_aged(consumer)
+                self.commits.stage(consumer, batch)
+                self.commits.commit_aged(consumer)
                 last_commit = now
         self._batch = None
-        self._stage(consumer, batch)
-        self._commit_aged(consumer)
+        self.commits.stage(consumer, batch)
+        self.commits.commit_aged(consumer)
         if batch.failed:
             self._seek_back(consumer, batch)
         else:
@@ -239,52 +238,6 @@ class Worker:
             except YadtqError as exc:
                 log.warning("resume failed: %s", exc)
         return len(records)
-
-    def _stage(self, consumer: Consumer, batch: Batch) -> None:
-        """Queue the batch's newly finished offsets (of partitions still ours) for committing."""
-        try:
-            owned = consumer.assignment()
-        except YadtqError:
-            return
-        with self._lock:
-            fresh = {p: o for p, o in batch.processed.items()
-                     if p not in batch.revoked and p in owned and self._staged.get(p) != o}
-            if fresh:
-                self._staged.update(fresh)
-                self._ready.append((time.monotonic(), fresh))
-
-    def _recommit(self, consumer: Consumer) -> None:
-        """Send the committed offsets of the partitions still ours again (idempotent)."""
-        try:
-            owned = consumer.assignment()
-        except YadtqError:
-            return
-        with self._lock:
-            offsets = {p: o for p, o in self._committed.items() if p in owned}
-        if offsets:
-            try:
-                consumer.commit(offsets, wait=False)
-            except YadtqError as exc:
-                log.debug("re-commit not sent: %s", exc)
-
-    def _commit_aged(self, consumer: Consumer, wait: bool = False) -> None:
-        """Commit the staged offsets that are ``commit_after`` seconds old (all of them with
-        ``wait``, after sleeping until they are)."""
-        delay = self.settings.commit_after
-        with self._lock:
-            if wait and self._ready:
-                newest = self._ready[-1][0]
-                pause = newest + delay - time.monotonic()
-            else:
-                pause = 0.0
-        if pause > 0:
-            time.sleep(pause)
-        cutoff = time.monotonic() - delay
-        offsets: dict[int, int] = {}
-        with self._lock:
-            while self._ready and self._ready[0][0] <= cutoff:
-                offsets.update(self._ready.popleft()[1])
-        self._commit(consumer, offsets)
 
     def _seek_back(self, consumer: Consumer, batch: Batch) -> None:
         """The runner failed on this batch: read its partitions again from the first unfinished
@@ -302,34 +255,6 @@ class Worker:
             log.error("the runner failed on %d batches in a row; restarting the worker",
                       self._runner_failures)
             self.exit_code = EXIT_RESTART
-
-    def _commit(self, consumer: Consumer, offsets: dict[int, int]) -> None:
-        """Commit after the outcomes are in Redis. While running, asynchronously: a lost commit only
-        means a redelivery, which Redis shows as already done and skips. At shutdown (and if sending
-        fails), synchronously with retries."""
-        if not offsets:
-            return
-        with self._lock:
-            self._committed.update(offsets)
-        if not self.stopping.is_set() and not self.exit_code:
-            try:
-                consumer.commit(offsets, wait=False)
-                return
-            except YadtqError as exc:
-                log.warning("asynchronous commit not sent, committing synchronously: %s", exc)
-        for attempt in range(1, 6):
-            try:
-                consumer.commit(offsets)
-                return
-            except ServiceUnavailable as exc:
-                if (self.stopping.is_set() or self.exit_code) and attempt >= 2:
-                    break
-                log.warning("commit failed (attempt %d): %s", attempt, exc)
-                time.sleep(min(2.0, 0.2 * attempt))
-            except YadtqError as exc:  # partitions moved: the next owner skips what is final
-                log.warning("commit refused (tasks will be redelivered and skipped): %s", exc)
-                return
-        log.warning("giving up committing %s; those tasks will be redelivered and skipped", offsets)
 
     # ------------------------------------------------------------------ escalation
     def _escalate(self, consumer: Consumer, stuck: Running) -> None:
@@ -355,8 +280,8 @@ class Worker:
             if first_unfinished == rec.offset and rec.partition not in batch.revoked:
                 batch.processed[rec.partition] = rec.offset + 1
         self.exit_code = EXIT_RESTART
-        self._stage(consumer, batch)
-        self._commit_aged(consumer, wait=True)
+        self.commits.stage(consumer, batch)
+        self.commits.commit_aged(consumer, wait=True)
 
     # ------------------------------------------------------------------ group membership
     def _connect(self) -> Consumer | None:
@@ -382,10 +307,8 @@ class Worker:
         except YadtqError as exc:
             log.warning("closing the stuck consumer: %s", exc)
         self._assigned = frozenset()
+        self.commits.forget()
         with self._lock:
-            self._committed.clear()
-            self._staged.clear()
-            self._ready.clear()
             self._pending = []
         fresh = self._connect()
         self._consumer = fresh
@@ -407,12 +330,8 @@ class Worker:
                     break
                 time.sleep(0.02)
         self._assigned = self._assigned - partitions
+        self.commits.forget(partitions)
         with self._lock:
-            for p in partitions:
-                self._committed.pop(p, None)
-                self._staged.pop(p, None)
-            self._ready = deque((t, kept) for t, offsets in self._ready
-                                if (kept := {p: o for p, o in offsets.items() if p not in partitions}))
             self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 
@@ -428,9 +347,8 @@ class Worker:
         consumer = self._consumer
         if consumer is not None:
             if not self.exit_code:
-                self._commit_aged(consumer, wait=True)
-            with self._lock:
-                final = {p: o for p, o in self._committed.items() if p in self._assigned}
+                self.commits.commit_aged(consumer, wait=True)
+            final = self.commits.committed(self._assigned)
             if final and not self.exit_code:  # make the asynchronous commits durable
                 try:
                     consumer.commit(final)

@@ -136,3 +136,33 @@ class View:
     """Tasks finished in each of the last seconds, oldest first."""
     workers: list[WorkerInfo]
     repairs: RepairStats = field(default_factory=RepairStats)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one attempt, to be written with a compare-and-set on the attempt."""
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    result: Any = None
+    error: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One worker heartbeat."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    current_task: str | None
+    done: int
+    failed: int
+    partitions: tuple[int, ...] = ()
+    stalled: str = ""
+    """Why the runner makes no progress (the worker shows as ``stalled``); empty when it is fine."""
+    progress_at: float = 0.0
+    """When the runner last made progress (epoch seconds)."""

@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -22,7 +21,7 @@ from redis.retry import Retry
 from yadtq import lua, records
 from yadtq.errors import ServiceUnavailable, StoreError
 from yadtq.keys import Keys
-from yadtq.models import STATES, RepairStats, Task, TaskState, View, WorkerInfo
+from yadtq.models import STATES, Beat, Outcome, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.records import BRIEF as _BRIEF
 from yadtq.records import dump as _dump
 from yadtq.records import safe_text as _safe
@@ -46,36 +45,6 @@ STALE_PAGE = 500
 STALE_SCAN_MAX = 20_000
 """``stale`` reads the state set oldest first in pages of ``STALE_PAGE`` ids and looks at no more
 than ``STALE_SCAN_MAX`` ids per call (the next round goes on from the oldest again)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The end of one attempt, to be written with a compare-and-set on the attempt."""
-
-    task_id: str
-    attempt: int
-    state: TaskState
-    result: Any = None
-    error: str | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Beat:
-    """One worker heartbeat."""
-
-    worker_id: str
-    host: str
-    pid: int
-    started_at: float
-    current_task: str | None
-    done: int
-    failed: int
-    partitions: tuple[int, ...] = ()
-    stalled: str = ""
-    """Why the runner makes no progress (the worker shows as ``stalled``); empty when it is fine."""
-    progress_at: float = 0.0
-    """When the runner last made progress (epoch seconds)."""
 
 
 class RedisStore:

@@ -17,8 +17,8 @@ import redis
 from tests.conftest import ROOT
 from yadtq import Settings
 from yadtq.errors import StoreError
-from yadtq.models import TaskState
-from yadtq.store import Outcome, RedisStore
+from yadtq.models import Outcome, TaskState
+from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import time
 import fakeredis
 
 from yadtq import Client, Settings
-from yadtq.models import TaskState
+from yadtq.models import Beat, Outcome, TaskState
 from yadtq.registry import default_registry
-from yadtq.store import Beat, Outcome, RedisStore
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 from yadtq_tui.app import make_app

@@ -17,8 +17,8 @@ from textual.widgets import Static
 from tests.polling import wait_async
 from yadtq import Client
 from yadtq.errors import ServiceUnavailable
-from yadtq.models import TaskState
-from yadtq.store import Beat, Outcome, RedisStore
+from yadtq.models import Beat, Outcome, TaskState
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 from yadtq_tui.app import YadtqApp, make_app

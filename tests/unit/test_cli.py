@@ -19,10 +19,10 @@ from yadtq import cli
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
 from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
-from yadtq.models import TaskState
+from yadtq.models import Beat, Outcome, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Beat, Outcome, RedisStore
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 

@@ -12,10 +12,10 @@ from yadtq import wire
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
 from yadtq.errors import InvalidTask, ServiceUnavailable, TaskNotFound
-from yadtq.models import TaskState
+from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Outcome, RedisStore
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 
 Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
@@ -276,7 +276,7 @@ def test_a_published_spec_with_an_invalid_name_is_ignored(fake_client: Client,
 
 
 def test_workers_use_twice_the_heartbeat_interval(fake_client: Client) -> None:
-    from yadtq.store import Beat
+    from yadtq.models import Beat
 
     fake_client.store.heartbeat(Beat("h-1", "h", 1, time.time(), None, 0, 0), ttl=10)
     assert [w.status.value for w in fake_client.workers()] == ["alive"]

@@ -12,9 +12,9 @@ import worker.repair as repair_module
 from tests.unit.test_worker import C, Harness, P, Q
 from worker.outbox import Outbox
 from worker.repair import Reconciler
-from yadtq.models import TaskState
+from yadtq.models import Beat, TaskState
 from yadtq.settings import Settings
-from yadtq.store import Beat, RedisStore
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 

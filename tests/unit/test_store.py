@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yadtq.errors import ServiceUnavailable
-from yadtq.models import STATES, TaskState, WorkerStatus
+from yadtq.models import STATES, Beat, Outcome, TaskState, WorkerStatus
 from yadtq.settings import Settings
-from yadtq.store import DEAD_WORKER_KEEP_SECONDS, Beat, Outcome, RedisStore
+from yadtq.store import DEAD_WORKER_KEEP_SECONDS, RedisStore
 from yadtq.wire import Envelope
 
 Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED

@@ -13,9 +13,9 @@ import pytest
 import redis
 
 from yadtq.errors import ServiceUnavailable, StoreError
-from yadtq.models import RepairStats, TaskState, WorkerStatus
+from yadtq.models import Beat, Outcome, RepairStats, TaskState, WorkerStatus
 from yadtq.settings import Settings
-from yadtq.store import Beat, Outcome, RedisStore
+from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
 Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED

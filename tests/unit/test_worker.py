@@ -20,10 +20,10 @@ from yadtq import default_registry
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
 from yadtq.errors import PermanentTaskError, ServiceUnavailable
-from yadtq.models import Task, TaskState
+from yadtq.models import Outcome, Task, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
-from yadtq.store import Outcome, RedisStore
+from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.text import safe_text
 from yadtq.wire import Envelope, decode, encode

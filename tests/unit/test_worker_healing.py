@@ -140,7 +140,7 @@ def test_a_task_that_will_not_stop_is_failed_and_the_worker_replaced(h: Harness,
 
 
 def test_tasks_of_a_revoked_partition_are_not_started(h: Harness) -> None:
-    from worker.runner import Batch
+    from worker.state import Batch
     from yadtq.broker_types import Record
 
     w = h.worker()
@@ -154,7 +154,7 @@ def test_tasks_of_a_revoked_partition_are_not_started(h: Harness) -> None:
 
 def test_retries_wake_up_when_the_partition_moves(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner_module, "RETRY_BASE_SECONDS", 30.0)
-    from worker.runner import Batch
+    from worker.state import Batch
     from yadtq.broker_types import Record
 
     w = h.worker()
