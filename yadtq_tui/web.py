@@ -20,13 +20,18 @@ import re
 import shlex
 import shutil
 import sys
+from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from textual_serve import server as textual_server
+from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 COOKIE = "yadtq_token"
+EXIT_WAIT = 5.0
+"""Seconds a dashboard process gets to exit after its session ended, before it is killed."""
 DENIED = "401: token required\n"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,6 +54,57 @@ class RedactToken(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.PATTERN.sub("token=***", record.getMessage()), ()
         return True
+
+
+class AppSession(AppService):
+    """One browser tab's dashboard process, reaped while the event loop still runs.
+
+    textual-serve neither closes the process's stdin nor waits for it, so the subprocess transport
+    is left to the garbage collector, which may run after the loop has closed: "RuntimeError: Event
+    loop is closed" tracebacks at shutdown (seen in CI; cpython#114177). A session here closes
+    stdin and waits for the process when its output ends; the server ends what is left before the
+    loop closes (:meth:`WebServer.on_cleanup`).
+    """
+
+    running: set[AppSession] = set()
+    """The sessions of this process's one server whose process is not reaped yet."""
+
+    process: Process | None = None
+    reaping: asyncio.Future[None] | None = None
+
+    async def _open_app_process(self, width: int = 80, height: int = 24) -> Process:
+        self.process = await super()._open_app_process(width, height)
+        AppSession.running.add(self)
+        return self.process
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await asyncio.shield(self.reap())
+
+    def reap(self) -> asyncio.Future[None]:
+        """Reaps the process once, however many ask."""
+        if self.reaping is None:
+            self.reaping = asyncio.ensure_future(self._reap())
+        return self.reaping
+
+    async def _reap(self) -> None:
+        """Closes stdin, waits up to EXIT_WAIT s for the exit (then kills); the transport closes
+        once the process is gone and its pipes are closed."""
+        process = self.process
+        try:
+            if process is None:
+                return
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), EXIT_WAIT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        finally:
+            AppSession.running.discard(self)
 
 
 class WebServer(Server):
@@ -97,6 +153,7 @@ class WebServer(Server):
     async def _make_app(self) -> web.Application:
         app = await super()._make_app()
         app.middlewares.append(self.guard)  # allowed until startup freezes the app
+        app.on_cleanup.append(self.on_cleanup)
         return app
 
     def initialize_logging(self) -> None:
@@ -115,6 +172,14 @@ class WebServer(Server):
         for transport in list(self._ws_transports):
             transport.close()
 
+    async def on_cleanup(self, app: web.Application) -> None:
+        """Ends the dashboards whose session outlived the websockets, before the loop closes."""
+        sessions = list(AppSession.running)
+        for session in sessions:
+            if session.process is not None and session.process.returncode is None:
+                session.process.terminate()
+        await asyncio.gather(*(session.reap() for session in sessions))
+
 
 def app_command(app_argv: Sequence[str]) -> str:
     """The shell command textual-serve runs per browser tab: this Python's ``yadtq_tui`` with
@@ -129,6 +194,8 @@ def app_command(app_argv: Sequence[str]) -> str:
 def serve(app_argv: Sequence[str], *, host: str, port: int, token: str | None,
           public_url: str | None = None) -> None:
     """Serves the dashboard (run with ``app_argv``) until SIGINT or SIGTERM."""
+    # textual-serve's handle_websocket builds the class by its module-level name
+    textual_server.AppService = AppSession  # type: ignore[attr-defined]
     server = WebServer(app_command(app_argv), host=host, port=port, title="YADTQ",
                        public_url=public_url, token=token)
     server.serve()
