@@ -38,6 +38,7 @@ from worker.interfaces import (
     kafka_offsets,
     kafka_producer,
 )
+from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.repair import Reconciler
 from worker.runner import Runner
@@ -75,7 +76,8 @@ class Worker:
                  consumer_factory: ConsumerFactory | None = None,
                  producer_factory: ProducerFactory | None = None,
                  offsets_factory: OffsetsFactory | None = None,
-                 worker_id: str | None = None, repair: bool = True) -> None:
+                 worker_id: str | None = None, repair: bool = True,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store or RedisStore(settings)
@@ -84,13 +86,17 @@ class Worker:
         self.id = self.identity.id
         self.stopping = threading.Event()
         self.exit_code = 0
-        self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id)
-        self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping)
+        self.metrics = metrics or Metrics()
+        self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id,
+                             self.metrics.dead_lettered.inc)
+        self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping,
+                             self.metrics)
+        self.metrics.running(lambda: int(self.runner.status.running is not None))
         self.watchdog = Watchdog(self.runner, settings.stuck_grace)
         self.heartbeat = Heartbeat(self.store, settings, self.identity, self.runner.status,
                                    self.watchdog.stalled, lambda: tuple(self._assigned), self.stopping)
         self.reconciler = (Reconciler(settings, self.store, offsets_factory or kafka_offsets,
-                                      self.outbox, self.id, self.stopping)
+                                      self.outbox, self.id, self.stopping, self.metrics.repaired)
                            if repair else None)
         self._consumer_factory = consumer_factory or kafka_consumer
         self._consumer: Consumer | None = None

@@ -47,17 +47,28 @@ def _kafka_ping(settings: Settings) -> None:
     kafka_ping(settings)
 
 
+def _kafka_offsets(settings: Settings) -> Any:
+    from yadtq.broker import OffsetReader
+
+    return OffsetReader(settings)
+
+
 class Client:
     """Submit, inspect, retry and reset tasks; list workers; report service health."""
 
     def __init__(self, settings: Settings | None = None, *, store: RedisStore | None = None,
                  producer_factory: ProducerFactory | None = None,
                  kafka_ping: Callable[[Settings], None] | None = None,
+                 offsets_factory: Callable[[Settings], Any] | None = None,
                  registry: Registry | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.store = store or RedisStore(self.settings)
         self._producer_factory = producer_factory or kafka_producer
         self._kafka_ping = kafka_ping or _kafka_ping
+        # the consumer lag is read from the real Kafka only when Kafka itself is not replaced
+        self._offsets_factory = offsets_factory or (_kafka_offsets if kafka_ping is None else None)
+        self._offsets: Any = None
+        self._offsets_lock = threading.Lock()
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None
         self._submitter: BackgroundSubmitter | None = None
@@ -68,8 +79,10 @@ class Client:
 
     def describe(self) -> str:
         """Where this client's data lives, for people: ``<key prefix> on <Redis URL>``, the
-        password masked (``yadtq on redis://:***@host:6379/0``)."""
-        url = redact_url(self.settings.redis_url)
+        password masked (``yadtq on redis://:***@host:6379/0``), or on ``Sentinel <addresses>
+        (<service>)``."""
+        url = (f"Sentinel {self.settings.redis_sentinels} ({self.settings.redis_service})"
+               if self.settings.redis_sentinels else redact_url(self.settings.redis_url))
         return f"{self.settings.key_prefix} on {url}" if url else self.settings.key_prefix
 
     # ------------------------------------------------------------------ tasks names
@@ -283,7 +296,26 @@ class Client:
             self._kafka_ping(self.settings)
         except ServiceUnavailable as exc:
             kafka_error = str(exc)
-        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error)
+        lag = self.lag() if kafka_error is None else None
+        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error, lag)
+
+    def lag(self) -> int | None:
+        """Messages of the tasks topic that the workers' group has not committed yet, over all
+        partitions (a partition never committed counts whole); None when Kafka cannot say."""
+        if self._offsets_factory is None:
+            return None
+        with self._offsets_lock:
+            try:
+                if self._offsets is None:
+                    self._offsets = self._offsets_factory(self.settings)
+                ends = self._offsets.end_offsets(self._offsets.partitions())
+                committed = self._offsets.committed()
+            except ServiceUnavailable:
+                if self._offsets is not None:
+                    self._offsets.close()
+                self._offsets = None
+                return None
+        return int(sum(max(0, end - committed.get(p, 0)) for p, end in ends.items()))
 
     def close(self) -> None:
         """Flush unconfirmed submits (raising if some failed) and close the producers."""
@@ -297,6 +329,10 @@ class Client:
                 if producer is not None:
                     producer.close()
             self._producer = self._async_producer = None
+            with self._offsets_lock:
+                if self._offsets is not None:
+                    self._offsets.close()
+                self._offsets = None
 
 
 def _drain_at_exit(client: Client) -> None:

@@ -108,6 +108,9 @@ class Health:
     kafka_ok: bool
     redis_error: str | None = None
     kafka_error: str | None = None
+    lag: int | None = None
+    """Messages of the tasks topic that the workers' group has not committed yet, over all
+    partitions (None: not known, e.g. Kafka unreachable)."""
 
 
 @dataclass(frozen=True)

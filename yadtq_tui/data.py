@@ -79,7 +79,7 @@ class DashboardService(Protocol):
         ...
 
     def health(self) -> Health:
-        """Whether Redis and Kafka answer, each with its own error."""
+        """Whether Redis and Kafka answer, each with its own error, and the consumer lag."""
         ...
 
     def task_specs(self) -> builtins.list[TaskSpec]:

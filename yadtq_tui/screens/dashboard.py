@@ -181,6 +181,7 @@ class DashboardScreen(Screen[None]):
     def on_health_checked(self, message: HealthChecked) -> None:
         """Record each service's state; say which came back."""
         back, changed = self.services.check(message.health)
+        self.query_one(StatusBar).show_lag(message.health.lag)
         for name in back:
             self.notify(f"{name} is reachable again.", title="Reconnected", markup=False)
         if changed:
