@@ -20,14 +20,14 @@ on its own thread. Names follow Prometheus conventions:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.interfaces import Offsets, OffsetsFactory
+from worker.interfaces import OffsetsFactory
+from yadtq.broker_types import LagReader
 from yadtq.errors import YadtqError
 from yadtq.settings import Settings
 
@@ -88,36 +88,25 @@ class Metrics:
 
 
 class LagCollector(Collector):
-    """The group's lag per partition, from one admin connection kept between scrapes."""
+    """The group's lag per partition, read at each scrape."""
 
     def __init__(self, settings: Settings, factory: OffsetsFactory) -> None:
-        self._settings, self._factory = settings, factory
-        self._offsets: Offsets | None = None
-        self._lock = threading.Lock()  # scrapes may come in on several threads
+        self._topic = settings.topic
+        self._reader = LagReader(settings, factory)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("yadtq_consumer_lag", "", labels=["partition"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            lag = self._reader.read()
+        except YadtqError as exc:
+            log.warning("metrics: consumer lag not read: %s", exc)
+            return  # no sample rather than a wrong one
         family = GaugeMetricFamily(
             "yadtq_consumer_lag",
-            f"Messages of {self._settings.topic} not yet committed by the group, per partition",
+            f"Messages of {self._topic} not yet committed by the group, per partition",
             labels=["partition"])
-        with self._lock:
-            try:
-                if self._offsets is None:
-                    self._offsets = self._factory(self._settings)
-                ends = self._offsets.end_offsets(self._offsets.partitions())
-                committed = self._offsets.committed()
-            except YadtqError as exc:
-                log.warning("metrics: consumer lag not read: %s", exc)
-                self._close()
-                return  # no sample rather than a wrong one
-        for partition, end in sorted(ends.items()):
-            family.add_metric([str(partition)], max(0, end - committed.get(partition, 0)))
+        for partition, behind in lag.items():
+            family.add_metric([str(partition)], behind)
         yield family
-
-    def _close(self) -> None:
-        if self._offsets is not None:
-            self._offsets.close()
-            self._offsets = None

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from yadtq.batcher import BackgroundSubmitter
-from yadtq.broker_types import Producer, ProducerFactory, kafka_producer
+from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
@@ -66,9 +66,8 @@ class Client:
         self._producer_factory = producer_factory or kafka_producer
         self._kafka_ping = kafka_ping or _kafka_ping
         # the consumer lag is read from the real Kafka only when Kafka itself is not replaced
-        self._offsets_factory = offsets_factory or (_kafka_offsets if kafka_ping is None else None)
-        self._offsets: Any = None
-        self._offsets_lock = threading.Lock()
+        factory = offsets_factory or (_kafka_offsets if kafka_ping is None else None)
+        self._lag = LagReader(self.settings, factory) if factory is not None else None
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None
         self._submitter: BackgroundSubmitter | None = None
@@ -302,20 +301,12 @@ class Client:
     def lag(self) -> int | None:
         """Messages of the tasks topic that the workers' group has not committed yet, over all
         partitions (a partition never committed counts whole); None when Kafka cannot say."""
-        if self._offsets_factory is None:
+        if self._lag is None:
             return None
-        with self._offsets_lock:
-            try:
-                if self._offsets is None:
-                    self._offsets = self._offsets_factory(self.settings)
-                ends = self._offsets.end_offsets(self._offsets.partitions())
-                committed = self._offsets.committed()
-            except ServiceUnavailable:
-                if self._offsets is not None:
-                    self._offsets.close()
-                self._offsets = None
-                return None
-        return int(sum(max(0, end - committed.get(p, 0)) for p, end in ends.items()))
+        try:
+            return sum(self._lag.read().values())
+        except YadtqError:
+            return None
 
     def close(self) -> None:
         """Flush unconfirmed submits (raising if some failed) and close the producers."""
@@ -329,10 +320,8 @@ class Client:
                 if producer is not None:
                     producer.close()
             self._producer = self._async_producer = None
-            with self._offsets_lock:
-                if self._offsets is not None:
-                    self._offsets.close()
-                self._offsets = None
+            if self._lag is not None:
+                self._lag.close()
 
 
 def _drain_at_exit(client: Client) -> None:
