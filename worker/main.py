@@ -21,7 +21,7 @@ import sys
 from types import FrameType
 
 from worker.supervisor import CHILD_ENV, supervise, watch_parent
-from yadtq import default_registry
+from yadtq import default_registry, default_schedules
 from yadtq.errors import ServiceUnavailable
 from yadtq.loader import load_task_modules
 from yadtq.settings import Settings, add_arguments
@@ -59,13 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_args(args)
         load_task_modules(args.tasks)
+        default_schedules.check(default_registry)  # each names a task of ours, with fitting args
     except (ValueError, OSError, ImportError) as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2
 
+    from worker.periodic import start_periodic
     from worker.worker import Worker
 
     worker = Worker(settings, default_registry, worker_id=args.worker_id)
+    periodic = start_periodic(worker.store, worker.outbox, default_schedules.all(), worker.id,
+                              worker.stopping)
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 1
+    finally:
+        periodic.join(timeout=2)
     if worker.exit_code:
         # a runner thread may be stuck in a task: end now, without waiting for it
         logging.shutdown()
