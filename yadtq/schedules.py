@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from yadtq.errors import InvalidTask
 from yadtq.registry import Registry
 from yadtq.wire import NAME_RE, check_args
 
@@ -198,7 +199,7 @@ class Schedules:
         for s in self.all():
             try:
                 spec, args = registry.validate(s.task, s.args)
-            except ValueError as exc:
+            except InvalidTask as exc:
                 raise ScheduleError(f"schedule {s.name}: {exc}") from None
             if spec.fn is None:
                 raise ScheduleError(f"schedule {s.name}: task {s.task} is not registered here")
