@@ -73,10 +73,11 @@ class ScheduleStore:
         raw = self.store._call(lambda: self.store.r.hgetall(self.keys.schedules_last))
         return {name: p for name, value in raw.items() if (p := _period(value)) is not None}
 
-    def infos(self) -> list[ScheduleInfo]:
-        """Every published schedule with its next run (by Redis's clock) and its last run (task id
-        and state), sorted by name; a malformed entry comes back with ``problem`` set."""
-        now = self.now()
+    def infos(self, now: float | None = None) -> list[ScheduleInfo]:
+        """Every published schedule with its next run after ``now`` (default: Redis's clock) and
+        its last run (task id and state), sorted by name; a malformed entry comes back with
+        ``problem`` set."""
+        now = self.now() if now is None else now
 
         def read() -> tuple[dict[str, str], dict[str, str]]:
             pipe = self.store.r.pipeline(transaction=False)
@@ -132,7 +133,7 @@ def _info(name: str, raw: str, marker: Any, now: float) -> ScheduleInfo:
     try:
         schedule = Schedule.from_public(raw)
     except ScheduleError as exc:
-        return ScheduleInfo(name, None, str(exc))
+        return ScheduleInfo(name, None, str(exc).removeprefix(f"schedule {name}: "))
     except (TypeError, ValueError) as exc:  # a field of the wrong type reaching a validator
         return ScheduleInfo(name, None, f"malformed: {exc}")
     if schedule.name != name:
