@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Protocol
 
 from worker.outbox import Outbox
@@ -37,6 +38,9 @@ LOCK_TTL = 3.0
 MAX_SLEEP = 1.0
 """Longest pause between two rounds (the lock is renewed every round; standbys retry as often)."""
 MIN_SLEEP = 0.02
+PUBLISH_EVERY = 60.0
+"""Seconds between two publications of the schedules (for ``yadtq schedules``; a deleted hash
+comes back)."""
 
 
 class Locks(Protocol):
@@ -74,13 +78,16 @@ class PeriodicScheduler:
         # connect the producer before leading: its first connection can take seconds, and a
         # leader stalled past the lock's TTL hands the schedules over (and skips periods)
         self.outbox.resend([])
-        published = False
+        published_at = float("-inf")
         while not self.stopping.is_set():
             pause = MAX_SLEEP
-            try:
-                if not published:
+            if time.monotonic() - published_at > PUBLISH_EVERY:
+                try:
                     self.store.publish(self.schedules)
-                    published = True
+                    published_at = time.monotonic()
+                except YadtqError as exc:  # listing them is not needed to fire them
+                    log.warning("could not publish the schedules: %s", exc)
+            try:
                 pause = self.run_once()
             except YadtqError as exc:
                 log.warning("periodic round failed: %s", exc)
@@ -102,7 +109,11 @@ class PeriodicScheduler:
         for schedule in self.schedules:
             due_at = self._next.get(schedule.name)
             if due_at is None or now >= due_at:
-                self._fire_due(schedule, now)
+                try:
+                    self._fire_due(schedule, now)
+                except YadtqError as exc:  # this schedule again next round; the others go on
+                    log.warning("schedule %s: could not fire: %s", schedule.name, exc)
+                    continue
                 nxt = schedule.next_after(now)
                 self._next[schedule.name] = float("inf") if nxt is None else nxt
             wake = min(wake, self._next[schedule.name])

@@ -18,9 +18,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from tests.polling import eventually
 from worker.outbox import Outbox
 from worker.periodic import PeriodicScheduler
 from yadtq import Client, cli
+from yadtq.errors import StoreError
 from yadtq.lua_periodic import (
     FIRE_CREATED,
     FIRE_DONE_BEFORE,
@@ -343,3 +345,45 @@ def test_utc_is_the_default_zone() -> None:
     s = Schedule("x", "ADD", (1, 2), cron="0 0 * * *")
     assert s.tz == "UTC"
     assert datetime.fromtimestamp(s.next_after(T0) or 0, UTC).hour == 0
+
+
+def test_one_failing_schedule_does_not_stop_the_others(
+        fake_store: RedisStore, fake_broker: FakeBroker) -> None:
+    good = Schedule("good", "ADD", (1, 2), every=60)
+    bad = Schedule("bad", "ADD", (1, 2), every=60)
+    p = T0 - T0 % 60
+    clock = Clock(p + 1)
+    sched = _scheduler(fake_store, fake_broker, [bad, good], clock)
+    real_fire = sched.store.fire
+
+    def fire(schedule: Schedule, period: int) -> Any:
+        if schedule.name == "bad":
+            raise StoreError("WRONGTYPE Operation against a key holding the wrong kind of value")
+        return real_fire(schedule, period)
+
+    sched.store.fire = fire  # type: ignore[method-assign]
+    sched.run_once()
+    clock.now = p + 61
+    sched.run_once()
+    assert sched.fired == 1 and fake_store.get(good.task_id(p + 60)) is not None
+
+
+def test_a_schedules_key_of_the_wrong_type_does_not_stop_the_scheduler(
+        fake_store: RedisStore, fake_broker: FakeBroker, fake_client: Client) -> None:
+    """Publishing fails (the hash is a string): the loop fires anyway; the listing says why."""
+    fake_store.r.set(fake_store.keys.schedules, "not a hash")
+    s = Schedule("tick", "ADD", (1, 2), every=1)
+    outbox = Outbox(fake_store.settings, fake_broker.producer, "w1")
+    stopping = threading.Event()
+    sched = PeriodicScheduler(fake_store, outbox, [s], "w1", stopping)
+    sched.start()
+    try:
+        assert eventually(lambda: sched.fired >= 1, timeout=10)
+    finally:
+        stopping.set()
+        sched.join(5)
+    assert not sched.thread.is_alive()
+    assert fake_store.r.get(fake_store.keys.lock("periodic")) is None  # released on stop
+    err = io.StringIO()
+    assert cli.main(["schedules"], client=fake_client, stdout=io.StringIO(), stderr=err) == 7
+    assert "schedules key" in err.getvalue() and "WRONGTYPE" in err.getvalue()
