@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.worker import Worker
 
     worker = Worker(settings, default_registry, worker_id=args.worker_id)
-    periodic = start_periodic(worker.store, worker.outbox, default_schedules.all(), worker.id,
+    periodic = start_periodic(settings, worker.store, default_schedules.all(), worker.id,
                               worker.stopping)
     signals = {"count": 0}
 

@@ -22,11 +22,13 @@ import threading
 import time
 from typing import Protocol
 
+from worker.interfaces import kafka_producer
 from worker.outbox import Outbox
 from yadtq import lua_periodic
 from yadtq.errors import YadtqError
 from yadtq.schedule_store import ScheduleStore
 from yadtq.schedules import Schedule
+from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
@@ -99,6 +101,7 @@ class PeriodicScheduler:
             self.locks.release_lock(LOCK, self.worker_id)
         except YadtqError:
             pass
+        self.outbox.close()
 
     def run_once(self) -> float:
         """One round if this worker leads; returns the seconds to wait before the next."""
@@ -142,9 +145,12 @@ class PeriodicScheduler:
         log.info("schedule %s: period %d fired as task %s", schedule.name, period, env.id)
 
 
-def start_periodic(store: RedisStore, outbox: Outbox, schedules: list[Schedule], worker_id: str,
-                   stopping: threading.Event) -> PeriodicScheduler:
-    """Start the scheduler thread of a worker (it does nothing without schedules)."""
+def start_periodic(settings: Settings, store: RedisStore, schedules: list[Schedule],
+                   worker_id: str, stopping: threading.Event) -> PeriodicScheduler:
+    """Start the scheduler thread of a worker (it does nothing without schedules). It has its
+    own producer, closed when its loop ends: a send in flight at shutdown is not cut off by the
+    worker closing its own."""
+    outbox = Outbox(settings, kafka_producer, worker_id)
     scheduler = PeriodicScheduler(store, outbox, schedules, worker_id, stopping)
     scheduler.start()
     return scheduler
