@@ -22,7 +22,7 @@ from types import FrameType
 
 from worker import logs
 from worker.supervisor import CHILD_ENV, supervise, watch_parent
-from yadtq import default_registry
+from yadtq import default_registry, default_schedules
 from yadtq.errors import ServiceUnavailable
 from yadtq.loader import load_task_modules
 from yadtq.settings import Settings, add_arguments
@@ -77,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_args(args)
         load_task_modules(args.tasks)
+        default_schedules.check(default_registry)  # each names a task of ours, with fitting args
     except (ValueError, OSError, ImportError) as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2
 
+    from worker.periodic import start_periodic
     from worker.worker import Worker
 
     worker = Worker(settings, default_registry, worker_id=args.worker_id)
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"yadtq-worker: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 2
+    periodic = start_periodic(settings, worker.store, default_schedules.all(), worker.id,
+                              worker.stopping)
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 1
+    finally:
+        periodic.join(timeout=2)
     if worker.exit_code:
         # a runner thread may be stuck in a task: end now, without waiting for it
         logging.shutdown()

@@ -16,10 +16,12 @@ from yadtq import __version__
 from yadtq.cli_output import (
     print_json,
     print_repairs,
+    print_schedules,
     print_task,
     print_tasks,
     print_workers,
     repairs_json,
+    schedule_json,
     task_json,
     worker_json,
 )
@@ -207,6 +209,15 @@ def cmd_stats(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_schedules(ctx: Context) -> int:
+    schedules = ctx.client.schedules()
+    if ctx.args.json:
+        print_json([schedule_json(s) for s in schedules], ctx.out)
+    else:
+        print_schedules(schedules, ctx.out)
+    return EXIT_OK
+
+
 def cmd_completion(ctx: Context) -> int:
     import shtab  # only this command needs it
 
@@ -274,6 +285,9 @@ COMMANDS = (
             "totals per state, completions in the last minute, repairs, Redis/Kafka health",
             cmd_stats,
             _json_flag),
+    Command("schedules", "schedules [--json]",
+            "periodic schedules: task, cron or interval, next run, last run (task id and state)",
+            cmd_schedules, _json_flag),
     Command("completion", "completion bash|zsh|fish",
             "print a shell completion script (bash, zsh or fish)", cmd_completion,
             _completion_arguments,

@@ -29,6 +29,8 @@ from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_produ
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
+from yadtq.schedule_store import ScheduleStore
+from yadtq.schedules import ScheduleInfo
 from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
@@ -259,6 +261,11 @@ class Client:
     def repairs(self) -> RepairStats:
         """What the workers' reconciler repaired so far (re-sent and re-queued tasks)."""
         return self.store.repairs()
+
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """The periodic schedules the workers published, with their next and last run (a
+        malformed entry is listed with ``problem`` set)."""
+        return ScheduleStore(self.store).infos()
 
     # ------------------------------------------------------------------ change
     def retry(self, task_id: str) -> str:

@@ -20,6 +20,9 @@ Layout::
     <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
+    <p>:schedules            hash   schedule name -> JSON definition, published by workers
+    <p>:schedules:last       hash   schedule name -> start (epoch s) of the latest period fired: a
+                                    period at or before it never runs again (kept for good)
 """
 
 from __future__ import annotations
@@ -102,3 +105,13 @@ class Keys:
     def repairs(self) -> str:
         """The reconciler's counters (``RepairStats``)."""
         return f"{self.prefix}:repairs"
+
+    @property
+    def schedules(self) -> str:
+        """Periodic schedules published by the workers (``Schedule.to_public``), by name."""
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedules_last(self) -> str:
+        """Per schedule, the latest period fired (epoch s): the scheduler's high-water mark."""
+        return f"{self.prefix}:schedules:last"

@@ -27,6 +27,7 @@ from yadtq.models import (
     WorkerStatus,
 )
 from yadtq.registry import TaskSpec
+from yadtq.schedules import ScheduleInfo
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
@@ -84,6 +85,10 @@ class DashboardService(Protocol):
 
     def task_specs(self) -> builtins.list[TaskSpec]:
         """The known tasks (the local ones when Redis is unreachable)."""
+        ...
+
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """The periodic schedules the workers published (malformed ones with ``problem``)."""
         ...
 
 
@@ -182,6 +187,22 @@ def read_task(service: DashboardService, task_id: str) -> TaskRead:
         return TaskRead(None, str(exc), not_found=True)
     except (ServiceUnavailable, StoreError) as exc:
         return TaskRead(None, str(exc))
+
+
+@dataclass(frozen=True)
+class SchedulesRead:
+    """The periodic schedules as read for the schedules screen, or why they could not be."""
+
+    schedules: tuple[ScheduleInfo, ...] | None
+    error: str | None = None
+
+
+def read_schedules(service: DashboardService) -> SchedulesRead:
+    """Read the schedules (blocking; never raises ``ServiceUnavailable`` or ``StoreError``)."""
+    try:
+        return SchedulesRead(tuple(service.schedules()))
+    except (ServiceUnavailable, StoreError) as exc:
+        return SchedulesRead(None, str(exc))
 
 
 def next_filter(current: TaskState | None) -> TaskState | None:
