@@ -45,7 +45,7 @@ EXTRA_STARTS = 2
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
 # START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED = 0, -1, -2, -3
+FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED = 0, -1, -2, -3, -4
 REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
@@ -223,6 +223,8 @@ class Runner:
             log.info("task %s skipped: already final (duplicate delivery)", env.id)
         elif code == CLEARED:
             log.info("task %s skipped: cleared by reset", env.id)
+        elif code == CANCELLED:
+            log.info("task %s skipped: cancelled", env.id)
         elif code == MISMATCH:
             self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
                                          "(other name or arguments): not run")

@@ -18,6 +18,7 @@ Layout::
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
     <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
+    <p>:due                  zset   id of a ``scheduled`` task -> due time (a cancel removes it)
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
 """
@@ -102,3 +103,8 @@ class Keys:
     def repairs(self) -> str:
         """The reconciler's counters (``RepairStats``)."""
         return f"{self.prefix}:repairs"
+
+    @property
+    def due(self) -> str:
+        """Scheduled task ids scored by their due time (the scheduler's queue)."""
+        return f"{self.prefix}:due"
