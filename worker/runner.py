@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TypeVar
 
-from worker.execute import Result, TimeLimitExceeded, run_task, valid_text
+from worker.execute import Interrupt, Result, TaskCancelled, TimeLimitExceeded, run_task, valid_text
 from worker.outbox import Outbox
 from worker.state import Batch, RedisCalls, RunnerStatus, Running
 from yadtq.broker_types import Record
@@ -89,7 +89,7 @@ class Runner:
         while True:
             try:
                 batch = self.batches.get()
-            except TimeLimitExceeded:  # a late interrupt: nothing was running
+            except Interrupt:  # a late interrupt: nothing was running
                 continue
             if batch is None:
                 return
@@ -282,6 +282,9 @@ class Runner:
                                      "worker died or was restarted): not started again")
             result = self._call(rec, batch, env, spec, attempt, limit)
             self._log_result(env, attempt, result)
+            if result.cancelled:
+                return Outcome(env.id, attempt, TaskState.CANCELLED, error=result.error,
+                               note="interrupted on request")
             if result.ok:
                 self._count(ok=True)
                 return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
@@ -313,6 +316,7 @@ class Runner:
             self.status.running = Running(env.id, env.name, attempt, rec, batch,
                                           time.monotonic() + limit, limit)
             self.status.progress()
+        started = time.perf_counter()
         try:
             try:
                 return run_task(spec, env.args)
@@ -323,6 +327,9 @@ class Runner:
         except TimeLimitExceeded:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
                           seconds=limit)
+        except TaskCancelled:
+            return Result(False, error="cancelled while running (interrupted)", cancelled=True,
+                          seconds=time.perf_counter() - started)
 
     def _wait(self, seconds: float, rec: Record, batch: Batch) -> bool:
         """Sleep through a retry backoff; True if the worker stops or the partition moves first."""
@@ -346,7 +353,10 @@ class Runner:
     def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
         self.learn(env.name, result.seconds)
         args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
-        if result.ok:
+        if result.cancelled:
+            log.info("task %s %s attempt %d cancelled while running, after %.3f s", env.id,
+                     env.name, attempt, result.seconds)
+        elif result.ok:
             log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
                       result.seconds, args)
         else:
