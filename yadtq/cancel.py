@@ -19,7 +19,7 @@ from yadtq.models import STATES, TaskState
 from yadtq.records import safe_text
 from yadtq.store import RedisStore
 
-CANCEL_NOTE = "cancelled on request before it started"
+CANCEL_NOTE = "cancelled before it started"
 """The error and history note of a task cancelled while it waited."""
 
 # CANCEL's answers (see yadtq.lua)

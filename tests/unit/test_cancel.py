@@ -34,9 +34,9 @@ def test_a_queued_task_is_cancelled_at_once_and_its_message_never_starts(
     result = fake_client.cancel(task_id)
     assert (result.task_id, result.previous, result.running) == (task_id, Q, False)
     task = fake_client.get(task_id)
-    assert (task.state, task.attempt, task.error) == (X, 0, "cancelled on request before it started")
+    assert (task.state, task.attempt, task.error) == (X, 0, "cancelled before it started")
     assert [(h.state, h.note) for h in task.history] == [
-        (Q, None), (X, "cancelled on request before it started")]
+        (Q, None), (X, "cancelled before it started")]
     assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 1}
     assert [t.id for t in fake_client.list(X)] == [task_id] and fake_client.list(Q) == []
     assert fake_store.r.zscore(fake_store.keys.due, task_id) is None

@@ -471,7 +471,7 @@ def test_cancel_a_queued_task(client: Client) -> None:
     code, out, _ = run(client, "tasks", "--state", "cancelled")
     assert code == 0 and task_id in out and "cancelled" in out
     code, out, _ = run(client, "view", task_id)
-    assert "state:     cancelled" in out and "cancelled on request before it started" in out
+    assert "state:     cancelled" in out and "cancelled before it started" in out
 
 
 def test_cancel_a_running_task_asks_its_worker(client: Client) -> None:
