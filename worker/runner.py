@@ -328,7 +328,7 @@ class Runner:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
                           seconds=limit)
         except TaskCancelled:
-            return Result(False, error="cancelled while running (interrupted)", cancelled=True,
+            return Result(False, error="cancelled while running", cancelled=True,
                           seconds=time.perf_counter() - started)
 
     def _wait(self, seconds: float, rec: Record, batch: Batch) -> bool:

@@ -130,4 +130,4 @@ async def test_the_help_screen_lists_the_cancel_key(fake_client: Client) -> None
         await pilot.press("f1")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         rows = dict(app.help_sections()[1][1])
-        assert rows["c"] == "Cancel the highlighted queued or running task (it ends cancelled)"
+        assert rows["c"] == "Cancel the highlighted queued or running task"
