@@ -142,3 +142,18 @@ def test_a_key_of_another_type_is_not_cancelled(fake_client: Client, fake_store:
     with pytest.raises(InvalidTask, match="malformed"):
         fake_client.cancel(task_id)
     assert fake_store.r.get(fake_store.keys.task(task_id)) == "a string"
+
+
+def test_a_flagged_task_requeued_by_the_reconciler_is_cancelled_at_its_start(
+        fake_client: Client, fake_broker: FakeBroker, fake_store: RedisStore) -> None:
+    """Its worker died after the cancel was asked: the reconciler puts it back to queued and
+    re-sends it; the start of that delivery cancels it instead of running it."""
+    task_id = fake_client.submit("ADD", [1, 2])
+    (env,) = _sent(fake_broker, fake_client)
+    assert fake_store.start("w1", [env]) == [1]
+    fake_client.cancel(task_id)
+    assert fake_store.transition(task_id, P, Q, note="re-queued: its worker is dead", attempt=1) == 1
+    assert fake_store.start("w2", [env]) == [CANCELLED]
+    task = fake_client.get(task_id)
+    assert (task.state, task.attempt) == (X, 1)
+    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 1}

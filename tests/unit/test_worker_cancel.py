@@ -15,6 +15,7 @@ from tests.unit.test_worker import C, Harness, X, wait_until
 from tests.unit.test_worker_healing import run_in_thread
 from worker.worker import EXIT_RESTART, Worker
 from yadtq.client import Client
+from yadtq.errors import ServiceUnavailable
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
@@ -156,3 +157,27 @@ def test_a_task_that_ignores_the_cancel_ends_cancelled_by_a_worker_restart(h: Ha
     assert h.committed() == {0: 1}  # past the cancelled task, not past the one behind it
     _worker(h, "w2").run(idle_exit=0.5)  # the fresh worker
     assert h.get(after).state is C and h.calls["doomed"] == 1
+
+
+def test_a_cancel_made_while_redis_was_unreachable_for_the_worker_is_not_lost(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch's reads fail for a while (the worker cut off from Redis): the flag stays in the
+    task's hash, and the first read that works finds it."""
+    doomed = h.submit("SPIN", "doomed")
+    w = _worker(h)
+    real = w.cancel_watch.cancels.requested
+    failures = {"left": 10}
+
+    def flaky_read(task_id: str) -> bool:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ServiceUnavailable("Redis unreachable (test)")
+        return real(task_id)
+
+    monkeypatch.setattr(w.cancel_watch.cancels, "requested", flaky_read)
+    t = run_in_thread(w, idle_exit=1.0)
+    assert h.started.wait(5)
+    h.client.cancel(doomed)
+    assert wait_until(lambda: h.get(doomed).state is X, 10)
+    t.join(10)
+    assert failures["left"] == 0 and h.calls["doomed"] == 1
