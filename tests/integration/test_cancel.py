@@ -8,6 +8,7 @@ partition, so the order of the tasks is the order they run in.
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -167,3 +168,43 @@ def test_cancelling_a_finished_or_unknown_task_is_an_error(real_settings: Settin
         assert (proc.returncode, proc.stdout) == (code, ""), proc.stderr
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("yadtq: ")
     assert client.store.r.hgetall(client.store.keys.task(done)) == before
+
+
+@pytest.mark.timeout(120)
+def test_cancels_racing_starts_end_with_one_final_state_each(real_settings: Settings,
+                                                             workers: WorkerProcs) -> None:
+    """120 short tasks (50 ms each) run one after another while the test cancels every one of
+    them, in order, at a random pace near the worker's: some are cancelled while queued, some
+    while running, some are finished first. Every accepted cancel ends ``cancelled`` (never
+    started when it was queued, started once when it was running), every refused one is
+    ``completed``; each task has exactly one final history entry."""
+    client, counts = _setup(real_settings, workers)
+    n = 120
+    ids = client.submit_many([("SPINCOUNT", [f"r{i}", 0.05]) for i in range(n)])
+    wait_until(lambda: _starts(client, counts, "r3") == 1, 30, "the first tasks to run")
+    pace = random.Random(13)
+    seen: dict[str, TaskState | None] = {}
+    for task_id in ids:
+        time.sleep(pace.uniform(0, 0.12))  # about the pace of the worker: it runs ahead, then behind
+        try:
+            seen[task_id] = client.cancel(task_id).previous
+        except TaskFinished:
+            seen[task_id] = None
+    wait_until(lambda: all(_state(client, t).is_final for t in ids), 60,
+               f"every task to end\n{workers.logs()}")
+    kinds = {"queued": 0, "running": 0, "finished first": 0}
+    for i, task_id in enumerate(ids):
+        task, starts = client.get(task_id), _starts(client, counts, f"r{i}")
+        finals = [h for h in task.history if h.state.is_final]
+        assert len(finals) == 1, (task_id, task.history)
+        if seen[task_id] is None:
+            kinds["finished first"] += 1
+            assert (task.state, starts) == (TaskState.COMPLETED, 1), task
+        elif seen[task_id] is TaskState.QUEUED:
+            kinds["queued"] += 1
+            assert (task.state, starts) == (X, 0), task
+        else:
+            kinds["running"] += 1
+            assert (task.state, starts) == (X, 1), task
+    print(f"cancels: {kinds}")
+    assert kinds["queued"] > 0 and kinds["finished first"] > 0, kinds
