@@ -21,7 +21,7 @@ import threading
 import time
 from typing import TypeVar
 
-from worker.execute import Result, TimeLimitExceeded, run_task, valid_text
+from worker.execute import Interrupt, Result, TaskCancelled, TimeLimitExceeded, run_task, valid_text
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.state import Batch, RedisCalls, RunnerStatus, Running
@@ -46,7 +46,7 @@ EXTRA_STARTS = 2
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
 # START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED = 0, -1, -2, -3
+FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED = 0, -1, -2, -3, -4
 REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
@@ -91,7 +91,7 @@ class Runner:
         while True:
             try:
                 batch = self.batches.get()
-            except TimeLimitExceeded:  # a late interrupt: nothing was running
+            except Interrupt:  # a late interrupt: nothing was running
                 continue
             if batch is None:
                 return
@@ -225,6 +225,8 @@ class Runner:
             log.info("task %s skipped: already final (duplicate delivery)", env.id)
         elif code == CLEARED:
             log.info("task %s skipped: cleared by reset", env.id)
+        elif code == CANCELLED:
+            log.info("task %s skipped: cancelled", env.id)
         elif code == MISMATCH:
             self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
                                          "(other name or arguments): not run")
@@ -283,6 +285,10 @@ class Runner:
                                      "worker died or was restarted): not started again")
             result = self._call(rec, batch, env, spec, attempt, limit)
             self._log_result(env, attempt, result)
+            if result.cancelled:
+                self.metrics.finished(env.name, TaskState.CANCELLED)
+                return Outcome(env.id, attempt, TaskState.CANCELLED, error=result.error,
+                               note="interrupted on request")
             if result.ok:
                 self._count(env.name, ok=True)
                 return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
@@ -315,6 +321,7 @@ class Runner:
             self.status.running = Running(env.id, env.name, attempt, rec, batch,
                                           time.monotonic() + limit, limit)
             self.status.progress()
+        started = time.perf_counter()
         try:
             try:
                 return run_task(spec, env.args)
@@ -325,6 +332,9 @@ class Runner:
         except TimeLimitExceeded:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
                           seconds=limit)
+        except TaskCancelled:
+            return Result(False, error="cancelled while running", cancelled=True,
+                          seconds=time.perf_counter() - started)
 
     def _wait(self, seconds: float, rec: Record, batch: Batch) -> bool:
         """Sleep through a retry backoff; True if the worker stops or the partition moves first."""
@@ -352,7 +362,11 @@ class Runner:
         args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
         fields = {"task_id": env.id, "task": env.name, "attempt": attempt,
                   "seconds": round(result.seconds, 6)}
-        if result.ok:
+        if result.cancelled:
+            log.info("task %s %s attempt %d cancelled while running, after %.3f s", env.id,
+                     env.name, attempt, result.seconds,
+                     extra={**fields, "state": TaskState.CANCELLED.value})
+        elif result.ok:
             log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
                       result.seconds, args, extra={**fields, "state": TaskState.COMPLETED.value})
         else:

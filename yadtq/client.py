@@ -3,7 +3,7 @@
     from yadtq import Client
     client = Client()                      # settings from YADTQ_* variables
     task_id = client.submit("ADD", [2, 3])
-    client.get(task_id).state              # queued / in-progress / completed / failed
+    client.get(task_id).state              # queued / in-progress / completed / failed / cancelled
 
 Submitting writes the task as ``queued`` in Redis, then sends it to Kafka and waits for the broker's
 acknowledgement. If Kafka refuses or cannot be reached, the caller gets ``ServiceUnavailable`` and the
@@ -26,6 +26,7 @@ from typing import Any
 
 from yadtq.batcher import BackgroundSubmitter
 from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
+from yadtq.cancel import CancelResult, Cancels
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
@@ -77,6 +78,7 @@ class Client:
         self._unconfirmed_errors: list[tuple[str, Exception]] = []
         self._errors_lock = threading.Lock()
         self._producer_lock = threading.Lock()
+        self._cancels: Cancels | None = None
 
     def describe(self) -> str:
         """Where this client's data lives, for people: ``<key prefix> on <Redis URL>``, the
@@ -228,9 +230,7 @@ class Client:
 
     # ------------------------------------------------------------------ read
     def get(self, task_id: str) -> Task:
-        task_id = task_id.strip().lower()
-        if not task_id or len(task_id) > 64 or not task_id.isalnum():
-            raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
+        task_id = _task_id(task_id)
         task = self.store.get(task_id)
         if task is None:
             raise TaskNotFound(f"no task with id {task_id}")
@@ -286,6 +286,16 @@ class Client:
                                   note="retry not enqueued", error=f"not enqueued: {err}")
             raise ServiceUnavailable(f"retry not enqueued: {err}")
         return task.id
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a task. A queued (or scheduled) one is ``cancelled`` at once and never starts;
+        a running one is interrupted by its worker within about a second and ends ``cancelled``
+        (``CancelResult.running``), never retried. Raises ``TaskNotFound`` for an unknown id and
+        ``TaskFinished`` for a task already completed, failed or cancelled (nothing changes)."""
+        task_id = _task_id(task_id)
+        if self._cancels is None:
+            self._cancels = Cancels(self.store)
+        return self._cancels.cancel(task_id)
 
     def reset(self) -> int:
         """Delete every YADTQ task (this key prefix only, never the whole database). Returns how many."""
@@ -358,6 +368,14 @@ def _flush_at_exit(ref: weakref.ref[Client]) -> None:
     except ServiceUnavailable as exc:
         print(f"yadtq: WARNING at exit: {exc} (submitted with wait=False)", file=sys.stderr,
               flush=True)
+
+
+def _task_id(text: str) -> str:
+    """``text`` as a task id to look up (``TaskNotFound`` if it cannot be one)."""
+    task_id = text.strip().lower()
+    if not task_id or len(task_id) > 64 or not task_id.isalnum():
+        raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
+    return task_id
 
 
 def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:

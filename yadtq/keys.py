@@ -18,6 +18,7 @@ Layout::
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
     <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
+    <p>:due                  zset   id of a ``scheduled`` task -> due time (a cancel removes it)
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
     <p>:schedules            hash   schedule name -> JSON definition, published by workers
@@ -115,3 +116,8 @@ class Keys:
     def schedules_last(self) -> str:
         """Per schedule, the latest period fired (epoch s): the scheduler's high-water mark."""
         return f"{self.prefix}:schedules:last"
+
+    @property
+    def due(self) -> str:
+        """Scheduled task ids scored by their due time (the scheduler's queue)."""
+        return f"{self.prefix}:due"

@@ -121,6 +121,11 @@ class RedisStore:
         with self._errors():
             return fn()
 
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (calls on ``self.r``) with this store's error translation (``_errors``): for
+        the parts of the store that live in modules of their own (``yadtq.cancel``)."""
+        return self._call(fn)
+
     def ping(self) -> None:
         self._call(self.r.ping)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
+from yadtq.cancel import CancelResult
 from yadtq.errors import ServiceUnavailable, StoreError, TaskNotFound
 from yadtq.models import (
     STATES,
@@ -33,7 +34,7 @@ Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
 
 FILTER_CYCLE: tuple[TaskState | None, ...] = (None, *STATES)
-"""The task table's filter cycles all -> queued -> in-progress -> completed -> failed -> all."""
+"""The task table's filter cycles all -> each state in ``STATES`` order -> all."""
 
 THROUGHPUT_SECONDS = 60
 """The sparkline covers the last minute, one bar per second."""
@@ -46,9 +47,10 @@ class DashboardService(Protocol):
 
     ``describe`` only formats settings; every other method may block and may raise
     ``yadtq.errors.ServiceUnavailable`` (a service cannot be reached) or
-    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit`` and ``retry`` also
-    ``yadtq.errors.InvalidTask``, ``get`` and ``retry`` ``yadtq.errors.TaskNotFound``); the dashboard
-    calls them from thread workers only. ``health`` never raises: it says which service is down.
+    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit``, ``retry`` and
+    ``cancel`` also ``yadtq.errors.InvalidTask``, ``get``, ``retry`` and ``cancel``
+    ``yadtq.errors.TaskNotFound``, ``cancel`` ``yadtq.errors.TaskFinished``); the dashboard calls
+    them from thread workers only. ``health`` never raises: it says which service is down.
     """
 
     def describe(self) -> str:
@@ -73,6 +75,10 @@ class DashboardService(Protocol):
 
     def retry(self, task_id: str) -> str:
         """Queue a failed task again (a new attempt, same id)."""
+        ...
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a queued, scheduled or running task."""
         ...
 
     def reset(self) -> int:

@@ -63,10 +63,10 @@ class SubmitFinished(Message):
 
 @dataclass
 class ActionFinished(Message):
-    """A retry or a reset finished (or failed)."""
+    """A retry, a cancel or a reset finished (or failed)."""
 
     action: str
-    """``retry`` or ``reset``."""
+    """``retry``, ``cancel`` or ``reset``."""
     message: str
     """What to tell the user."""
     ok: bool = True
