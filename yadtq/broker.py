@@ -1,130 +1,44 @@
-"""The Kafka adapter: topics, the task producer, the worker's consumer and the offset reader.
+"""The Kafka adapter: the task producer, the worker's consumer and the offset reader.
 
-This is the only module that imports the Kafka client (kafka-python). The worker and the client use
-the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader`` surfaces below; ``yadtq.testing``
-has in-memory fakes of the same surfaces for unit tests.
-
-``_errors`` is the one place where kafka-python's exceptions become the core's: a retriable or
-connection error is ``ServiceUnavailable`` (wait it out), anything else ``BrokerError``. No
-kafka-python exception leaves this module.
+kafka-python is imported by this module and its two siblings only: ``yadtq.kafka_conn`` (client
+settings, ``kafka_errors``: the one place where kafka-python's exceptions become the core's, the
+health probe) and ``yadtq.topics`` (creating and checking the topics). The names other modules
+import from here (``ensure_topics``, ``client_config``, ``kafka_ping``...) stay available here.
+The worker and the client use the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader``
+surfaces below; ``yadtq.testing`` has in-memory fakes of the same surfaces for unit tests.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
+from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    NodeNotReadyError,
-    TopicAlreadyExistsError,
-)
 from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
 from yadtq.broker_types import Record
-from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
+from yadtq.errors import ServiceUnavailable, YadtqError
+from yadtq.kafka_conn import KAFKA_FAILURES, client_config, kafka_ping, translate
+from yadtq.kafka_conn import kafka_errors as _errors
 from yadtq.settings import Settings
+from yadtq.topics import ensure_topics
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
 
-
-KAFKA_FAILURES: tuple[type[Exception], ...] = (KafkaError, OSError, ValueError, AssertionError,
-                                              RuntimeError)
-"""What kafka-python raises when a request fails: its own errors, socket errors, and the
-ValueError / AssertionError / RuntimeError its internals use for bad state (an unknown topic in
-the metadata, a closed client)."""
+__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "OffsetReader", "TaskConsumer",
+           "TaskProducer", "client_config", "ensure_topics", "kafka_ping", "partition_of",
+           "translate"]
 
 _SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
 """A send also fails when the envelope does not encode (``DecodeError``)."""
-
-_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError, TimeoutError)
-
-
-def translate(exc: BaseException, bootstrap: str, what: str) -> YadtqError:
-    """The core's error for an exception of the Kafka client: transient or permanent."""
-    if isinstance(exc, YadtqError):
-        return exc
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, _UNREACHABLE) or getattr(exc, "retriable", False):
-        return ServiceUnavailable(f"Kafka unreachable at {bootstrap} ({what}): {text}")
-    return BrokerError(f"Kafka refused {what}: {text}")
-
-
-@contextmanager
-def _errors(bootstrap: str, what: str) -> Iterator[None]:
-    try:
-        yield
-    except YadtqError:
-        raise
-    except KAFKA_FAILURES as exc:  # the translation point: every failure of the client
-        raise translate(exc, bootstrap, what) from None
-
-
-def _security(settings: Settings) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        cfg["sasl_plain_username"] = settings.kafka_sasl_username
-        cfg["sasl_plain_password"] = settings.sasl_password()
-    if settings.kafka_ssl_cafile:
-        cfg["ssl_cafile"] = settings.kafka_ssl_cafile
-    return cfg
-
-
-def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings common to the producer, the consumer and the admin client."""
-    return {"bootstrap_servers": settings.kafka_bootstrap.split(","), **_security(settings),
-            "client_id": "yadtq", "bootstrap_timeout_ms": 5000,
-            "reconnect_backoff_max_ms": 1000}
-
-
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the tasks and dead-letter topics if missing, and wait until they have leaders."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
-        except KAFKA_FAILURES as exc:  # retried until the deadline
-            last = exc
-            time.sleep(0.5)
-            continue
-        try:
-            existing = set(admin.list_topics())
-            wanted = [NewTopic(settings.topic, settings.partitions, 1),
-                      NewTopic(settings.dead_letter_topic, 1, 1)]
-            missing = [t for t in wanted if t.name not in existing]
-            if missing:
-                try:
-                    admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
-            described = admin.describe_topics([settings.topic, settings.dead_letter_topic])
-            if all(d.get("error_code", 0) == 0 and d.get("partitions")
-                   and all(p.get("leader_id", -1) >= 0 for p in d["partitions"]) for d in described):
-                return
-        except KAFKA_FAILURES as exc:  # retried until the deadline
-            last = exc
-        finally:
-            try:
-                admin.close()
-            except KAFKA_FAILURES:
-                pass  # closing a client that failed
-        time.sleep(0.2)
-    raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
 
 
 class TaskProducer:
@@ -135,9 +49,11 @@ class TaskProducer:
         with _errors(settings.kafka_bootstrap, "a producer"):
             self._p = KafkaProducer(
                 **client_config(settings), acks="all", linger_ms=linger_ms,
-                retries=5, max_block_ms=5000, request_timeout_ms=5000,
-                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000), enable_idempotence=False,
-                max_in_flight_requests_per_connection=5,
+                max_block_ms=5000, request_timeout_ms=5000,
+                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000),
+                # idempotent: a retried batch (a request timed out during a leader election) is
+                # written once; kafka-python refuses a conflicting acks/retries/in-flight value
+                enable_idempotence=True, max_in_flight_requests_per_connection=5,
             )
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
@@ -363,31 +279,3 @@ class OffsetReader:
             self._admin.close()
         except KAFKA_FAILURES as exc:  # closing
             log.debug("closing the admin client: %s", exc)
-
-
-_probes: dict[tuple[str, str], Any] = {}
-_probe_lock = threading.Lock()
-
-
-def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
-    """Raise ``ServiceUnavailable`` unless the broker answers a metadata request.
-
-    The admin connection is kept between calls (a health check every few seconds costs one
-    request on an open connection, not a new client); it is dropped after a failure."""
-    key = (settings.kafka_bootstrap, settings.kafka_security_protocol)
-    with _probe_lock:
-        admin = _probes.get(key)
-        try:
-            if admin is None:
-                cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
-                admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
-                _probes[key] = admin
-            admin.list_topics()
-        except KAFKA_FAILURES as exc:  # any failure means "not reachable now"
-            _probes.pop(key, None)
-            if admin is not None:
-                try:
-                    admin.close()
-                except KAFKA_FAILURES:
-                    pass  # closing a probe that failed
-            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
