@@ -12,7 +12,8 @@
 # Environment: YADTQ_CLUSTER_PORT (19100: node N's broker listens on +N, its controller on
 # +100+N, so 19101-19103 and 19201-19203), YADTQ_CLUSTER_HOSTS (the three nodes' addresses,
 # "127.0.0.1 127.0.0.1 127.0.0.1"; on Linux any 127.x.y.z works without set-up),
-# YADTQ_CLUSTER_DIR (.local/cluster under the project).
+# YADTQ_CLUSTER_DIR (.local/cluster under the project), YADTQ_CLUSTER_BROKER_SESSION_MS (3000:
+# how soon the controller fences a silent broker; Kafka's default is 9000).
 # Failure detection is tuned for tests (broker session 3 s, raft election 0.5 s; Kafka's
 # defaults are 9 s and 1 s): a killed partition leader stalls acks=all writes for ~3-5 s.
 set -euo pipefail
@@ -22,6 +23,7 @@ BASE_PORT="${YADTQ_CLUSTER_PORT:-19100}"
 read -r -a HOSTS <<< "${YADTQ_CLUSTER_HOSTS:-127.0.0.1 127.0.0.1 127.0.0.1}"
 [ "${#HOSTS[@]}" = 3 ] || { echo "cluster: YADTQ_CLUSTER_HOSTS needs three addresses" >&2; exit 2; }
 STATE="${YADTQ_CLUSTER_DIR:-$ROOT/.local/cluster}"
+BROKER_SESSION_MS="${YADTQ_CLUSTER_BROKER_SESSION_MS:-3000}"
 LIBS="$ROOT/scripts/kafka/target/libs"
 PY="${PYTHON:-python3}"
 NODES=(1 2 3)
@@ -98,7 +100,7 @@ group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 log.cleaner.dedupe.buffer.size=2097152
 log.retention.hours=24
-broker.session.timeout.ms=3000
+broker.session.timeout.ms=$BROKER_SESSION_MS
 broker.heartbeat.interval.ms=500
 controller.quorum.fetch.timeout.ms=1000
 controller.quorum.election.timeout.ms=500

@@ -4,7 +4,7 @@ extra step and they share nothing with the other tests' services.
 
 - ``cluster`` (session): three combined broker + controller nodes on 127.0.0.1, 127.0.0.2 and
   127.0.0.3 (ports ``YADTQ_TEST_CLUSTER_PORT`` + 1..3, default 39101-39103; controllers + 101..103),
-  state under ``.local/test-cluster``. A test that killed a node gets it back before the next one.
+  state under ``.local/test-cluster`` (``YADTQ_TEST_CLUSTER_DIR``). A test that killed a node gets it back before the next one.
 - ``cluster_redis`` (session): redis-server with ``requirepass`` (workers on "other hosts" connect
   from 127.0.0.2/3, which an unprotected Redis refuses) and ``appendfsync everysec``.
 - ``cluster_settings``: fresh topic, group and key prefix per test, on both.
@@ -103,12 +103,13 @@ def _cluster_session() -> Iterator[Cluster]:
         _unavailable("java is not installed: the cluster tests need OpenJDK 17+ (and Maven once)")
     hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"] if sys.platform == "linux" else ["127.0.0.1"] * 3
     base = int(os.environ.get("YADTQ_TEST_CLUSTER_PORT", "39100"))
+    state = Path(os.environ.get("YADTQ_TEST_CLUSTER_DIR", ROOT / ".local" / "test-cluster"))
     env = {**os.environ, "YADTQ_CLUSTER_PORT": str(base), "YADTQ_CLUSTER_HOSTS": " ".join(hosts),
-           "YADTQ_CLUSTER_DIR": str(ROOT / ".local" / "test-cluster"), "PYTHON": sys.executable}
+           "YADTQ_CLUSTER_DIR": str(state), "PYTHON": sys.executable}
     cluster = Cluster(env, hosts, base)
     if not cluster.alive():
         cluster.run("stop")
-        shutil.rmtree(ROOT / ".local" / "test-cluster", ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
         proc = cluster.run("start", timeout=600)
         if proc.returncode != 0:
             _unavailable(f"the 3-node Kafka cluster did not start: {proc.stderr[-2000:]}")
