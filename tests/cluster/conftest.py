@@ -4,7 +4,9 @@ extra step and they share nothing with the other tests' services.
 
 - ``cluster`` (session): three combined broker + controller nodes on 127.0.0.1, 127.0.0.2 and
   127.0.0.3 (ports ``YADTQ_TEST_CLUSTER_PORT`` + 1..3, default 39101-39103; controllers + 101..103),
-  state under ``.local/test-cluster`` (``YADTQ_TEST_CLUSTER_DIR``). A test that killed a node gets it back before the next one.
+  state under ``.local/test-cluster`` (``YADTQ_TEST_CLUSTER_DIR``), Kafka's default broker session
+  timeout of 9 s (``YADTQ_TEST_CLUSTER_BROKER_SESSION_MS``). A test that killed a node gets it
+  back before the next one.
 - ``cluster_redis`` (session): redis-server with ``requirepass`` (workers on "other hosts" connect
   from 127.0.0.2/3, which an unprotected Redis refuses) and ``appendfsync everysec``.
 - ``cluster_settings``: fresh topic, group and key prefix per test, on both.
@@ -104,8 +106,13 @@ def _cluster_session() -> Iterator[Cluster]:
     hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"] if sys.platform == "linux" else ["127.0.0.1"] * 3
     base = int(os.environ.get("YADTQ_TEST_CLUSTER_PORT", "39100"))
     state = Path(os.environ.get("YADTQ_TEST_CLUSTER_DIR", ROOT / ".local" / "test-cluster"))
+    # Kafka's own default failure detection (9 s), not make cluster's quick 3 s: the stall after a
+    # broker crash then outlasts the producer's 5 s request timeout, so requests are retried (a
+    # producer without idempotence wrote 2 tasks twice in 723 here, and 2 ran twice)
+    session_ms = os.environ.get("YADTQ_TEST_CLUSTER_BROKER_SESSION_MS", "9000")
     env = {**os.environ, "YADTQ_CLUSTER_PORT": str(base), "YADTQ_CLUSTER_HOSTS": " ".join(hosts),
-           "YADTQ_CLUSTER_DIR": str(state), "PYTHON": sys.executable}
+           "YADTQ_CLUSTER_DIR": str(state), "YADTQ_CLUSTER_BROKER_SESSION_MS": session_ms,
+           "PYTHON": sys.executable}
     cluster = Cluster(env, hosts, base)
     if not cluster.alive():
         cluster.run("stop")

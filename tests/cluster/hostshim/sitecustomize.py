@@ -30,8 +30,9 @@ if _SOURCE:
         _bind(self, address)
         return _connect_ex(self, address)  # type: ignore[arg-type]
 
-    socket.socket.connect = _patched_connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _patched_connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = _patched_connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = _patched_connect_ex  # type: ignore[method-assign,assignment]
 
 if _HOSTNAME:
-    socket.gethostname = lambda: _HOSTNAME
+    _NAME: str = _HOSTNAME
+    socket.gethostname = lambda: _NAME
