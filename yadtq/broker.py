@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.errors import KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
@@ -42,13 +44,24 @@ _SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
 
 
 class TaskProducer:
-    """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement."""
+    """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement.
+
+    After a delivery times out (a broker failure longer than the delivery timeout) the next send
+    goes through a new kafka-python producer: its idempotent producer was seen to stay stuck after
+    an expired batch (every later send timed out for as long as it was used, 90 s in a test), and
+    a new one starts with a fresh producer id. The old one is closed in the background."""
 
     def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
         self.settings = settings
-        with _errors(settings.kafka_bootstrap, "a producer"):
-            self._p = KafkaProducer(
-                **client_config(settings), acks="all", linger_ms=linger_ms,
+        self._linger_ms = linger_ms
+        self._lock = threading.Lock()
+        self._stale = False
+        self._p = self._new()
+
+    def _new(self) -> Any:
+        with _errors(self.settings.kafka_bootstrap, "a producer"):
+            return KafkaProducer(
+                **client_config(self.settings), acks="all", linger_ms=self._linger_ms,
                 max_block_ms=5000, request_timeout_ms=5000,
                 delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000),
                 # idempotent: a retried batch (a request timed out during a leader election) is
@@ -56,17 +69,39 @@ class TaskProducer:
                 enable_idempotence=True, max_in_flight_requests_per_connection=5,
             )
 
+    def _producer(self) -> Any:
+        """The producer to send with: a new one once a delivery has timed out."""
+        with self._lock:
+            if not self._stale:
+                return self._p
+            old = self._p
+            self._p = self._new()  # raises ServiceUnavailable: stays stale, tried again next time
+            self._stale = False
+        log.warning("a Kafka delivery timed out: sending through a new producer from now on")
+        threading.Thread(target=self._close, args=(old, DELIVERY_TIMEOUT_SECONDS),
+                         name="yadtq-producer-close", daemon=True).start()
+        return self._p
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note a failed delivery: after a timeout the producer is replaced before the next send."""
+        if isinstance(exc, KafkaTimeoutError):
+            self._stale = True
+
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
         futures: list[Any] = []
+        try:
+            producer = self._producer()
+        except YadtqError as exc:
+            return [exc] * len(envelopes)
         for env in envelopes:
             try:
-                futures.append(self._p.send(self.settings.topic, key=env.id.encode(),
-                                            value=env.encode()))
+                futures.append(producer.send(self.settings.topic, key=env.id.encode(),
+                                             value=env.encode()))
             except _SEND_FAILURES as exc:  # reported per task
                 futures.append(exc)
         if len(envelopes) > 1:
-            self._flush(timeout)
+            self._flush(producer, timeout)
         errors: list[Exception | None] = []
         deadline = time.monotonic() + timeout
         for fut in futures:
@@ -77,6 +112,7 @@ class TaskProducer:
                 fut.get(timeout=max(0.01, deadline - time.monotonic()))
                 errors.append(None)
             except KAFKA_FAILURES as exc:  # every failure is reported per task
+                self._failed(exc)
                 errors.append(ServiceUnavailable(
                     f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
         return errors
@@ -84,14 +120,25 @@ class TaskProducer:
     def send_async(self, envelopes: Sequence[Envelope],
                    on_error: Callable[[Envelope, Exception], None]) -> None:
         """Send without waiting for the ack; ``on_error`` runs (in the sender thread) for a failure."""
+        try:
+            producer = self._producer()
+        except YadtqError as exc:
+            for env in envelopes:
+                on_error(env, exc)
+            return
         for env in envelopes:
             try:
-                fut = self._p.send(self.settings.topic, key=env.id.encode(), value=env.encode())
+                fut = producer.send(self.settings.topic, key=env.id.encode(), value=env.encode())
             except _SEND_FAILURES as exc:  # reported per task
                 on_error(env, self._refused(exc))
                 continue
-            fut.add_errback(lambda exc, e=env: on_error(e, ServiceUnavailable(
-                f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}")))
+            fut.add_errback(lambda exc, e=env: self._async_failed(e, exc, on_error))
+
+    def _async_failed(self, env: Envelope, exc: BaseException,
+                      on_error: Callable[[Envelope, Exception], None]) -> None:
+        self._failed(exc)
+        on_error(env, ServiceUnavailable(
+            f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _refused(exc: Exception) -> Exception:
@@ -101,11 +148,11 @@ class TaskProducer:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every message sent so far is acknowledged or has failed."""
-        self._flush(timeout)
+        self._flush(self._p, timeout)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         with _errors(self.settings.kafka_bootstrap, "a message"):
-            self._p.send(topic, key=key, value=value).get(timeout=10)
+            self._producer().send(topic, key=key, value=value).get(timeout=10)
 
     def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
         """Put an undecodable or invalid message on the dead-letter topic with the reason."""
@@ -116,19 +163,24 @@ class TaskProducer:
             else record.value[:65536].decode("utf-8", "backslashreplace"),
         }).encode("utf-8", "backslashreplace")
         with _errors(self.settings.kafka_bootstrap, "a dead letter"):
-            self._p.send(self.settings.dead_letter_topic, value=body).get(timeout=10)
+            self._producer().send(self.settings.dead_letter_topic, value=body).get(timeout=10)
 
-    def _flush(self, timeout: float) -> None:
+    @staticmethod
+    def _flush(producer: Any, timeout: float) -> None:
         try:
-            self._p.flush(timeout=timeout)
+            producer.flush(timeout=timeout)
         except KAFKA_FAILURES:
             pass  # the per-message futures say what failed
 
-    def close(self) -> None:
+    @staticmethod
+    def _close(producer: Any, timeout: float) -> None:
         try:
-            self._p.close(timeout=2)
+            producer.close(timeout=timeout)
         except KAFKA_FAILURES as exc:  # closing: nothing to hand back
             log.warning("closing the producer: %s", exc)
+
+    def close(self) -> None:
+        self._close(self._p, 2)
 
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
