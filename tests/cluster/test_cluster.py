@@ -240,6 +240,8 @@ def test_the_leaders_broker_is_killed_under_load(
         if host_env(2):
             assert hosts == {"127.0.0.2", "127.0.0.3"}, hosts  # two "machines", not one host
             assert {w.host for w in client.workers()} == {"machine-2", "machine-3"}
+            redis_peers = {c["addr"].rsplit(":", 1)[0] for c in client.store.r.client_list()}
+            assert {"127.0.0.2", "127.0.0.3"} <= redis_peers, redis_peers
 
         with Load(client, rate=60) as load:
             time.sleep(6)
