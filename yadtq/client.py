@@ -29,6 +29,7 @@ from yadtq.broker_types import Producer, ProducerFactory, kafka_producer
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
+from yadtq.retention import Retention
 from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
@@ -271,6 +272,12 @@ class Client:
     def reset(self) -> int:
         """Delete every YADTQ task (this key prefix only, never the whole database). Returns how many."""
         return self.store.reset()
+
+    def purge(self, older_than: float, state: TaskState | None = None) -> int:
+        """Delete finished tasks (every final state, or ``state``, which must be final) that
+        finished more than ``older_than`` seconds ago, with their index entries and counts (this
+        key prefix only). Returns how many. Tasks not finished are never touched."""
+        return Retention(self.store).purge(older_than, None if state is None else [state])
 
     # ------------------------------------------------------------------ health
     def health(self) -> Health:

@@ -6,15 +6,25 @@ the id between the per-state sorted sets and counters, so listings and totals ne
 cannot overwrite the newer attempt's outcome.
 """
 
+from yadtq.models import TaskState
+
+_FINAL_TABLE = ", ".join(f"['{s.value}']=true" for s in TaskState if s.is_final)
+
 # Shared prelude. KEYS[1] = counts hash, KEYS[2..5] = state sets (queued, in-progress, completed,
 # failed). Task keys follow at the offset each script states.
 # Set and counter changes are collected per call and written at the end (``flush``): one ZADD / ZREM
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
+# A task that reaches a final state enters the finish-time index ``<p>:finished`` (``Keys.finished``,
+# named here from the counts key: ``<p>:counts`` -> ``<p>:finished``), scored by when it finished, and
+# leaves it when it becomes non-final again (a retry); the retention sweeper reads it
+# (``yadtq.lua_retention``). The final states come from the model (``TaskState.is_final``).
 _PRELUDE = """
 local counts = KEYS[1]
 local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
+local final = {""" + _FINAL_TABLE + """}
+local finished = string.sub(counts, 1, -7) .. 'finished'
 local adds, rems, deltas = {}, {}, {}
 local function zadd(set, id, score)
   if not adds[set] then adds[set] = {} end
@@ -26,7 +36,9 @@ local function zrem(set, id)
   if adds[set] then adds[set][id] = nil end
   rems[set][id] = true
 end
-local function move(id, from, to, score)
+-- ``at``: when the move happened (epoch s), the finish time of a move to a final state (the
+-- server's clock when not given).
+local function move(id, from, to, score, at)
   if from == to then return end
   if from then
     zrem(sets[from], id)
@@ -34,6 +46,11 @@ local function move(id, from, to, score)
   end
   zadd(sets[to], id, score)
   deltas[to] = (deltas[to] or 0) + 1
+  if final[to] then
+    zadd(finished, id, at or tonumber(redis.call('TIME')[1]))
+  elseif from and final[from] then
+    zrem(finished, id)
+  end
 end
 local function flush()
   for set, members in pairs(rems) do
@@ -191,7 +208,7 @@ for i = 7, #KEYS do
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)
     end
-    move(id, 'in-progress', new, score)
+    move(id, 'in-progress', new, score, now)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -222,7 +239,7 @@ if ARGV[6] ~= '' and attempt ~= tonumber(ARGV[6]) then return 0 end
 redis.call('HSET', key, 'state', ARGV[3], 'updated_at', now, 'error', ARGV[5],
   'history', append(cur[3], {ARGV[3], now, false, attempt, ARGV[4]}))
 if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
-move(cur[5], cur[1], ARGV[3], score)
+move(cur[5], cur[1], ARGV[3], score, now)
 flush()
 return 1
 """

@@ -103,6 +103,12 @@ class RedisStore:
         with self._errors():
             return fn()
 
+    def script(self, source: str) -> Callable[[Sequence[str], Sequence[Any]], Any]:
+        """A Lua script of another module (``yadtq.lua_retention``), run with this store's
+        error translation: ``run(keys, args)``."""
+        compiled = self.r.register_script(source)
+        return lambda keys, args: self._call(lambda: compiled(keys=list(keys), args=list(args)))
+
     def ping(self) -> None:
         self._call(self.r.ping)
 
@@ -172,7 +178,8 @@ class RedisStore:
             if batch:
                 deleted += self.r.unlink(*batch)
             rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
-            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys)
+            self.r.unlink(self.keys.index, self.keys.counts, self.keys.finished, *self._state_keys,
+                          *rate_keys)
             return int(deleted)
         return self._call(run)
 
