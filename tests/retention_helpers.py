@@ -50,27 +50,43 @@ def unfinished_tasks(store: RedisStore, n: int, created: float, started: bool = 
     return [e.id for e in envs]
 
 
-def consistent(store: RedisStore) -> dict[TaskState, int]:
-    """Assert that every index agrees with the hashes and the counters; returns the counts. Each
-    state's counter == the size of its set == the tasks listed in it; the index of every task ==
-    the union of the state sets; every id listed has its hash; the finish-time index holds exactly
-    the finished tasks."""
-    r, keys = store.r, store.keys
-    counts = store.counts()
-    every = set(r.zrange(keys.index, 0, -1))
-    union: set[str] = set()
+_SNAPSHOT = """
+local out = {redis.call('HGETALL', KEYS[1]), redis.call('ZRANGE', KEYS[2], 0, -1),
+  redis.call('ZRANGE', KEYS[3], 0, -1)}
+for i = 4, #KEYS do out[#out + 1] = redis.call('ZRANGE', KEYS[i], 0, -1) end
+local missing = {}
+for _, id in ipairs(out[2]) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then missing[#missing + 1] = id end
+end
+out[#out + 1] = missing
+return out
+"""
+
+
+def consistent(store: RedisStore, listing: bool = True) -> dict[TaskState, int]:
+    """Assert that every index agrees with the hashes and the counters; returns the counts. Read
+    in one script (atomic, so it holds while workers and sweepers run): each state's counter == the
+    size of its set; the index of every task == the union of the state sets and every id in it has
+    its hash; the finish-time index holds exactly the finished tasks. With ``listing`` (when
+    nothing else writes) the tasks listed in each state are the counted ones too."""
+    keys = store.keys
+    raw = store.script(_SNAPSHOT)(
+        [keys.counts, keys.index, keys.finished, *(keys.state_index(s) for s in STATES)],
+        [keys.task("")])
+    flat, every, finished, members, missing = raw[0], set(raw[1]), set(raw[2]), raw[3:-1], raw[-1]
+    stored = dict(zip(flat[::2], (int(v) for v in flat[1::2]), strict=True))
+    counts = {s: stored.get(s.value, 0) for s in STATES}
+    sets = {s: set(m) for s, m in zip(STATES, members, strict=True)}
     for state in STATES:
-        members = set(r.zrange(keys.state_index(state), 0, -1))
-        assert counts.get(state, 0) == len(members), (state, counts, len(members))
-        listed = store.list(state, limit=max(1, len(members)), history=False)
-        assert len(listed) == len(members), (state, len(listed), len(members))
-        assert all(t.state is state and t.problem is None for t in listed)
-        union |= members
-    assert every == union
-    finished = set(r.zrange(keys.finished, 0, -1))
-    assert finished == {i for s in STATES if s.is_final
-                        for i in r.zrange(keys.state_index(s), 0, -1)}
-    assert r.exists(*[keys.task(i) for i in every]) == len(every) if every else True
+        assert counts[state] == len(sets[state]), (state, counts, len(sets[state]))
+    assert every == set().union(*sets.values())
+    assert missing == []
+    assert finished == set().union(*(sets[s] for s in STATES if s.is_final))
+    if listing:
+        for state in STATES:
+            listed = store.list(state, limit=max(1, counts[state]), history=False)
+            assert {t.id for t in listed} == sets[state]
+            assert all(t.state is state and t.problem is None for t in listed)
     return counts
 
 
