@@ -18,7 +18,7 @@ help:
 	@echo "make test       set everything up, start test services, run the whole suite"
 	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
 	@echo "make stop       stop the workers started by make run, then Kafka and Redis"
-	@echo "make bench      pipeline benchmark (writes bench/results/)"
+	@echo "make bench      pipeline and memory benchmarks (writes bench/results/)"
 	@echo "make bench-peers  YADTQ side by side with Celery, RQ, Dramatiq, Huey, kq (ARGS=--quick)"
 	@echo "make bench-profile  per-task CPU by component (py-spy: Kafka client, Redis client, framework, servers)"
 	@echo "make chaos      the large fault-injection run (stops/starts the make-services Kafka and Redis)"
@@ -61,6 +61,7 @@ lint: $(STAMP)
 
 bench: services
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_memory.py
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos

@@ -72,7 +72,8 @@ class Sweeper:
         if ttl <= 0 or not self._lead():
             return None
         cutoff = (time.time() if now is None else now) - ttl
-        return self.retention.sweep(cutoff, max_batches=MAX_BATCHES, keep_going=self._still_leading)
+        return self.retention.sweep(cutoff, max_batches=MAX_BATCHES,
+                                    keep_going=self._still_leading)
 
     def _lead(self) -> bool:
         return self.store.acquire_lock(LOCK, self.worker_id, self.lock_ttl)

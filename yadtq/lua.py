@@ -16,15 +16,13 @@ _FINAL_TABLE = ", ".join(f"['{s.value}']=true" for s in TaskState if s.is_final)
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
-# A task that reaches a final state enters the finish-time index ``<p>:finished`` (``Keys.finished``,
-# named here from the counts key: ``<p>:counts`` -> ``<p>:finished``), scored by when it finished, and
-# leaves it when it becomes non-final again (a retry); the retention sweeper reads it
-# (``yadtq.lua_retention``). The final states come from the model (``TaskState.is_final``).
+# The set of a final state (``TaskState.is_final``, from the model) is scored by when the task
+# finished, not when it was created: it is the retention sweeper's finish-time index
+# (``yadtq.lua_retention``) at no extra memory; the other sets are scored by creation time.
 _PRELUDE = """
 local counts = KEYS[1]
 local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
 local final = {""" + _FINAL_TABLE + """}
-local finished = string.sub(counts, 1, -7) .. 'finished'
 local adds, rems, deltas = {}, {}, {}
 local function zadd(set, id, score)
   if not adds[set] then adds[set] = {} end
@@ -36,21 +34,23 @@ local function zrem(set, id)
   if adds[set] then adds[set][id] = nil end
   rems[set][id] = true
 end
--- ``at``: when the move happened (epoch s), the finish time of a move to a final state (the
--- server's clock when not given).
+-- ``score``: the creation time; ``at``: when the move happens (epoch s), the score in the set of a
+-- final state (the server's clock when not given).
 local function move(id, from, to, score, at)
   if from == to then return end
   if from then
     zrem(sets[from], id)
     deltas[from] = (deltas[from] or 0) - 1
   end
+  if final[to] then
+    if not at then
+      local t = redis.call('TIME')
+      at = tonumber(t[1]) + tonumber(t[2]) / 1e6
+    end
+    score = at
+  end
   zadd(sets[to], id, score)
   deltas[to] = (deltas[to] or 0) + 1
-  if final[to] then
-    zadd(finished, id, at or tonumber(redis.call('TIME')[1]))
-  elseif from and final[from] then
-    zrem(finished, id)
-  end
 end
 local function flush()
   for set, members in pairs(rems) do

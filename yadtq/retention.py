@@ -1,16 +1,13 @@
 """Retention: finished tasks expire ``result_ttl`` seconds after they finished, and ``yadtq purge``
 removes finished tasks on demand.
 
-A task that reaches a final state (``TaskState.is_final``: completed, failed, ...) enters the
-finish-time index ``<p>:finished`` in the same script that finishes it (``yadtq.lua``). The sweeper
-(``worker.retention``, one worker at a time) reads that index oldest first and removes expired tasks
-whole, a bounded batch per script call (``yadtq.lua_retention``): hash, index entries and one off the
-counter, in one step. So the per-state counts are **current** totals, always equal to what is listed,
-and memory stays flat under a steady load once the first tasks expire.
-
-Purge walks the chosen final states' sets instead of the finish-time index, so it also finds tasks
-that finished before the index existed. Neither ever touches a task that is not final, or a key
-outside the prefix.
+The set of each final state (``TaskState.is_final``: completed, failed, ...) is scored by finish
+time (``yadtq.lua``), so it is its own finish-time index: the oldest finished are its head. The
+sweeper (``worker.retention``, one worker at a time) and purge remove them from there, a bounded
+batch per script call (``yadtq.lua_retention``): hash, index entries and one off the counter, in one
+step. So the per-state counts are **current** totals, always equal to what is listed, and memory
+stays flat under a steady load once the first tasks expire. Neither ever touches a task that is not
+final, or a key outside the prefix.
 """
 
 from __future__ import annotations
@@ -72,29 +69,35 @@ class Retention:
             raise ValueError("batch must be at least 1")
         self.store, self.batch = store, batch
         keys = store.keys
-        self._keys = [keys.counts, keys.index, keys.finished,
-                      *(keys.state_index(s) for s in FINAL_STATES)]
+        self._keys = [keys.counts, keys.index, *(keys.state_index(s) for s in FINAL_STATES)]
         self._args: list[object] = [keys.task(""), len(FINAL_STATES), *(s.value for s in FINAL_STATES)]
-        self._sweep = store.script(lua_retention.SWEEP)
-        self._purge = store.script(lua_retention.PURGE)
+        self._remove = store.script(lua_retention.REMOVE)
 
-    def sweep_once(self, finished_before: float) -> tuple[int, int]:
-        """One batch of tasks finished at or before ``finished_before`` (epoch s), oldest first:
-        (tasks removed, ids looked at). Looked at fewer than ``batch``: nothing is left to expire."""
-        removed, seen = self._sweep(self._keys, [*self._args, repr(finished_before), self.batch])
-        return int(removed), int(seen)
+    def remove_batch(self, state: TaskState, finished_before: float, skip: int = 0) -> tuple[int, int, int]:
+        """One script call: tasks of ``state`` that finished at or before ``finished_before``
+        (epoch s), oldest first, after ``skip`` kept ones. (removed, kept, looked at); fewer looked
+        at than ``batch``: none is left."""
+        removed, kept, seen = self._remove(
+            self._keys, [*self._args, repr(finished_before), state.value, skip, self.batch])
+        return int(removed), int(kept), int(seen)
 
-    def sweep(self, finished_before: float, *, max_batches: int | None = None,
-              keep_going: Callable[[], bool] = lambda: True) -> int:
-        """Batches until nothing finished at or before ``finished_before`` is left (or after
-        ``max_batches``, or when ``keep_going()`` turns false between batches). Tasks removed."""
+    def sweep(self, finished_before: float, states: Iterable[TaskState] = FINAL_STATES, *,
+              max_batches: int | None = None, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Batches until nothing of ``states`` finished at or before ``finished_before`` is left
+        (or after ``max_batches``, or when ``keep_going()`` turns false before a batch). Returns how
+        many tasks were removed."""
         total = batches = 0
-        while keep_going():
-            removed, seen = self.sweep_once(finished_before)
-            total += removed
-            batches += 1
-            if seen < self.batch or (max_batches is not None and batches >= max_batches):
-                break
+        for state in states:
+            skip = 0
+            while keep_going():
+                removed, kept, seen = self.remove_batch(state, finished_before, skip)
+                total += removed
+                skip += kept
+                batches += 1
+                if max_batches is not None and batches >= max_batches:
+                    return total
+                if seen < self.batch:
+                    break
         return total
 
     def expire(self, ttl: float, now: float | None = None, *, max_batches: int | None = None,
@@ -114,15 +117,4 @@ class Retention:
         chosen = FINAL_STATES if states is None else tuple(states)
         for state in chosen:
             final_state(state.value)
-        cutoff = (self.store.clock() if now is None else now) - older_than
-        total = 0
-        for state in chosen:
-            skip = 0
-            while True:
-                removed, kept, seen = self._purge(
-                    self._keys, [*self._args, repr(cutoff), state.value, skip, self.batch])
-                total += int(removed)
-                skip += int(kept)
-                if int(seen) < self.batch:
-                    break
-        return total
+        return self.sweep((self.store.clock() if now is None else now) - older_than, chosen)

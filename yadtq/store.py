@@ -178,8 +178,7 @@ class RedisStore:
             if batch:
                 deleted += self.r.unlink(*batch)
             rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
-            self.r.unlink(self.keys.index, self.keys.counts, self.keys.finished, *self._state_keys,
-                          *rate_keys)
+            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys)
             return int(deleted)
         return self._call(run)
 
@@ -194,9 +193,10 @@ class RedisStore:
 
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:
-        """Newest first, one page: reads ``limit`` hashes, never the whole keyspace. With
-        ``history=False`` the tasks come without their history (cheaper: a table that does not
-        show it). A malformed record is listed as a task with ``problem`` set."""
+        """Newest first (a final state: most recently finished first), one page: reads ``limit``
+        hashes, never the whole keyspace. With ``history=False`` the tasks come without their
+        history (cheaper: a table that does not show it). A malformed record is listed as a task
+        with ``problem`` set."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
         if limit <= 0:

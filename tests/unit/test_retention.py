@@ -13,7 +13,6 @@ import pytest
 from tests.retention_helpers import consistent, finished_tasks, task_keys, unfinished_tasks
 from worker.retention import Sweeper
 from yadtq import Client, Settings, cli, lua
-from yadtq.keys import Keys
 from yadtq.models import TaskState
 from yadtq.retention import FINAL_STATES, Retention, final_state, parse_duration
 from yadtq.store import RedisStore
@@ -22,27 +21,27 @@ T = 1_800_000_000.0
 DAY = 86400.0
 
 
-def test_the_finish_time_index_is_named_in_lua_as_in_keys() -> None:
-    keys = Keys("yadtq:some.thing-1")
-    assert keys.counts[: -len("counts")] + "finished" == keys.finished
-    assert "string.sub(counts, 1, -7) .. 'finished'" in lua.FINISH
-
-
 def test_the_final_states_come_from_the_model() -> None:
     assert FINAL_STATES == tuple(s for s in TaskState if s.is_final)
     for state in TaskState:
         assert (f"['{state.value}']=true" in lua.FINISH) is state.is_final
 
 
-def test_finishing_indexes_by_finish_time_and_a_retry_leaves_the_index(fake_store: RedisStore,
-                                                                        fake_client: Client) -> None:
+def test_final_sets_are_scored_by_finish_time_and_others_by_creation(fake_store: RedisStore,
+                                                                     fake_client: Client) -> None:
     [done] = finished_tasks(fake_store, 1, T)
     [bad] = finished_tasks(fake_store, 1, T + 5, TaskState.FAILED, created=T - 100)
-    assert fake_store.r.zrange(fake_store.keys.finished, 0, -1, withscores=True) == [
-        (done, T), (bad, T + 5)]  # by finish time, not creation time
+    keys = fake_store.keys
+    assert fake_store.r.zrange(keys.state_index(TaskState.COMPLETED), 0, -1, withscores=True) == [
+        (done, T)]
+    assert fake_store.r.zrange(keys.state_index(TaskState.FAILED), 0, -1, withscores=True) == [
+        (bad, T + 5)]
+    assert fake_store.r.zscore(keys.index, bad) == T - 100
     fake_store.clock = lambda: T + 10
-    fake_client.retry(bad)
-    assert fake_store.r.zrange(fake_store.keys.finished, 0, -1) == [done]
+    fake_client.retry(bad)  # back to queued: scored by creation again
+    assert fake_store.r.zrange(keys.state_index(TaskState.QUEUED), 0, -1, withscores=True) == [
+        (bad, T - 100)]
+    assert fake_store.r.zcard(keys.state_index(TaskState.FAILED)) == 0
     consistent(fake_store)
 
 
@@ -71,13 +70,14 @@ def test_a_task_that_is_not_final_is_never_expired_or_purged(fake_store: RedisSt
     ancient = T - 3650 * DAY
     queued = unfinished_tasks(fake_store, 5, ancient)
     running = unfinished_tasks(fake_store, 5, ancient, started=True)
-    # a stale finish-time entry (written by hand) must not make a running task expire
-    fake_store.r.zadd(fake_store.keys.finished, {running[0]: ancient})
+    # an entry of a running task in a final set (written by hand) must not make it go
+    stray = fake_store.keys.state_index(TaskState.COMPLETED)
+    fake_store.r.zadd(stray, {running[0]: ancient})
     retention = Retention(fake_store, batch=2)
     assert retention.expire(1.0, now=T) == 0
     assert retention.purge(0.0, now=T) == 0
     assert task_keys(fake_store, queued + running) == 10
-    assert fake_store.r.zcard(fake_store.keys.finished) == 0  # the stale entry was dropped
+    fake_store.r.zrem(stray, running[0])
     counts = consistent(fake_store)
     assert counts[TaskState.QUEUED] == 5 and counts[TaskState.IN_PROGRESS] == 5
     with pytest.raises(ValueError, match="never purged"):
@@ -109,12 +109,19 @@ def test_purge_by_age_and_by_state(fake_store: RedisStore) -> None:
     assert consistent(fake_store) == dict.fromkeys(TaskState, 0)
 
 
-def test_purge_finds_tasks_finished_before_the_index_existed(fake_store: RedisStore) -> None:
-    ids = finished_tasks(fake_store, 5, T - 2 * DAY)
-    fake_store.r.delete(fake_store.keys.finished)  # records written by an older version
-    assert Retention(fake_store).expire(DAY, now=T) == 0
-    assert Retention(fake_store).purge(DAY, now=T) == 5
-    assert task_keys(fake_store, ids) == 0
+def test_records_scored_by_creation_time_expire_by_their_finish(fake_store: RedisStore) -> None:
+    """Sets written before final sets were scored by finish time hold creation times: a task
+    created long ago that finished recently is kept, and does not stop the sweep behind it."""
+    recent = finished_tasks(fake_store, 5, T - 3600, created=T - 9 * DAY)
+    old = finished_tasks(fake_store, 5, T - 3 * DAY, created=T - 4 * DAY)
+    completed = fake_store.keys.state_index(TaskState.COMPLETED)
+    for i in recent + old:  # as an older version scored them
+        fake_store.r.zadd(completed, {i: float(fake_store.r.hget(fake_store.keys.task(i),
+                                                                  "created_at") or 0)})
+    retention = Retention(fake_store, batch=2)
+    assert retention.expire(DAY, now=T) == 5
+    assert task_keys(fake_store, recent) == 5 and task_keys(fake_store, old) == 0
+    assert retention.purge(0, now=T) == 5
     assert consistent(fake_store)[TaskState.COMPLETED] == 0
 
 
@@ -161,13 +168,13 @@ def test_a_sweeper_that_loses_the_lock_stops_between_batches(fake_store: RedisSt
     sweeper = Sweeper(Settings(key_prefix="yadtq:unit", result_ttl=DAY), fake_store, "worker-a",
                       threading.Event())
     sweeper.retention.batch = 10
-    real = sweeper.retention.sweep_once
+    real = sweeper.retention.remove_batch
 
-    def steal_after(cutoff: float) -> tuple[int, int]:
-        out = real(cutoff)
+    def steal_after(state: TaskState, cutoff: float, skip: int = 0) -> tuple[int, int, int]:
+        out = real(state, cutoff, skip)
         fake_store.r.set(fake_store.keys.lock("retention"), "worker-b")
         return out
-    sweeper.retention.sweep_once = steal_after  # type: ignore[method-assign]
+    sweeper.retention.remove_batch = steal_after  # type: ignore[method-assign]
     assert sweeper.run_once(now=T) == 10
     assert fake_store.counts()[TaskState.COMPLETED] == 20
 
