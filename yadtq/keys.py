@@ -20,8 +20,12 @@ Layout::
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
     <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
+    <p>:due                  zset   id of a ``scheduled`` task -> due time (a cancel removes it)
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
+    <p>:schedules            hash   schedule name -> JSON definition, published by workers
+    <p>:schedules:last       hash   schedule name -> start (epoch s) of the latest period fired: a
+                                    period at or before it never runs again (kept for good)
 """
 
 from __future__ import annotations
@@ -104,3 +108,18 @@ class Keys:
     def repairs(self) -> str:
         """The reconciler's counters (``RepairStats``)."""
         return f"{self.prefix}:repairs"
+
+    @property
+    def schedules(self) -> str:
+        """Periodic schedules published by the workers (``Schedule.to_public``), by name."""
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedules_last(self) -> str:
+        """Per schedule, the latest period fired (epoch s): the scheduler's high-water mark."""
+        return f"{self.prefix}:schedules:last"
+
+    @property
+    def due(self) -> str:
+        """Scheduled task ids scored by their due time (the scheduler's queue)."""
+        return f"{self.prefix}:due"

@@ -3,26 +3,30 @@
 Every state change appends ``[state, time, worker, attempt, note]`` to the task's ``history`` and moves
 the id between the per-state sorted sets and counters, so listings and totals never scan keys.
 ``FINISH`` is a compare-and-set on ``(state, attempt)``: a zombie worker whose attempt was superseded
-cannot overwrite the newer attempt's outcome.
+cannot overwrite the newer attempt's outcome. ``CANCEL`` ends a waiting task at once and flags a
+running one (``cancel_requested``); ``START`` and ``FINISH`` honour the flag, so a cancel that was
+accepted always ends the task ``cancelled``, whichever script runs first.
 """
 
-from yadtq.models import TaskState
+from yadtq.models import FINAL_STATES, STATES
 
-_FINAL_TABLE = ", ".join(f"['{s.value}']=true" for s in TaskState if s.is_final)
-
-# Shared prelude. KEYS[1] = counts hash, KEYS[2..5] = state sets (queued, in-progress, completed,
-# failed). Task keys follow at the offset each script states.
+# Shared prelude. KEYS[1] = counts hash, KEYS[2 .. K - 1] = the state sets in ``STATES`` order
+# (``sets[name]``); the keys of each script start at KEYS[K] (K = len(STATES) + 2), as it states.
 # Set and counter changes are collected per call and written at the end (``flush``): one ZADD / ZREM
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
-# The set of a final state (``TaskState.is_final``, from the model) is scored by when the task
+# The set of a final state (``FINAL_STATES``, from the model) is scored by when the task
 # finished, not when it was created: it is the retention sweeper's finish-time index
 # (``yadtq.lua_retention``) at no extra memory; the other sets are scored by creation time.
-_PRELUDE = """
-local counts = KEYS[1]
-local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
-local final = {""" + _FINAL_TABLE + """}
+_STATE_NAMES = ", ".join(f"'{s.value}'" for s in STATES)
+_FINAL_NAMES = ", ".join(f"['{s.value}']=true" for s in sorted(FINAL_STATES))
+_PRELUDE = (
+    "\nlocal counts = KEYS[1]\nlocal sets = {}\n"
+    "for i, name in ipairs({" + _STATE_NAMES + "}) do sets[name] = KEYS[1 + i] end\n"
+    "local K = " + str(len(STATES) + 2) + "\n"
+    "local final = {" + _FINAL_NAMES + "}\n"
+) + """
 local adds, rems, deltas = {}, {}, {}
 local function zadd(set, id, score)
   if not adds[set] then adds[set] = {} end
@@ -100,18 +104,18 @@ local function record(key, index, id, name, args, created_text, created, now, no
 end
 """
 
-# KEYS[6] = index, KEYS[7..] = task keys.
+# KEYS[K] = index, KEYS[K + 1 ..] = task keys.
 # ARGV[1] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task 1 if created, 0 if the id already existed.
 CREATE = _PRELUDE + """
 local now = ARGV[1]
 local out = {}
-for i = 7, #KEYS do
-  local j = (i - 7) * 4 + 2
+for i = K + 1, #KEYS do
+  local j = (i - K - 1) * 4 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
-    record(KEYS[i], KEYS[6], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
+    record(KEYS[i], KEYS[K], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
       now, false)
     out[#out + 1] = 1
   end
@@ -120,22 +124,25 @@ flush()
 return out
 """
 
-# KEYS[6] = index, KEYS[7] = reset marker, KEYS[8..] = task keys.
+# KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
 # (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
-# created_at, a history that is not a JSON array). On -2 and -3 the record is left as it is.
+# created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
+# a cancel was requested while it was in progress (a redelivery after its worker died or its
+# partition moved). On -2 and -3 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
-local reset_at = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
-for i = 8, #KEYS do
+for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - 8) * 4 + 3
+  local j = (i - K - 2) * 4 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at')
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
+    'cancel_requested')
   local res = nil
   local state, attempt, history, score
   if cur.err then
@@ -143,13 +150,13 @@ for i = 8, #KEYS do
   else
     state, attempt, history, score = cur[1], count(cur[2]), cur[3], tonumber(cur[6])
     if not state then
-      if cur[2] or cur[4] or cur[5] or cur[6] then
+      if cur[2] or cur[4] or cur[5] or cur[6] or cur[7] then
         res = -3
       elseif created <= reset_at then
         res = -1
       else
         -- the message reached Kafka but its record is missing: recreate it from the message
-        history = record(key, KEYS[6], id, name, args, ARGV[j + 3], created, now,
+        history = record(key, KEYS[K], id, name, args, ARGV[j + 3], created, now,
           'record recreated by worker')
         state, attempt, score = 'queued', 0, created
         cur[4], cur[5] = name, args
@@ -163,8 +170,16 @@ for i = 8, #KEYS do
     out[#out + 1] = -3
   elseif cur[4] ~= name or cur[5] ~= args then
     out[#out + 1] = -2
-  elseif state == 'completed' or state == 'failed' then
+  elseif state == 'cancelled' then
+    out[#out + 1] = -4
+  elseif final[state] then
     out[#out + 1] = 0
+  elseif cur[7] then
+    redis.call('HSET', key, 'state', 'cancelled', 'updated_at', now, 'finished_at', now,
+      'error', 'cancelled (requested while attempt ' .. attempt .. ' was in progress)',
+      'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
+    move(id, state, 'cancelled', score, now)
+    out[#out + 1] = -4
   else
     attempt = attempt + 1
     local note = false
@@ -180,25 +195,35 @@ flush()
 return out
 """
 
-# KEYS[6] = rate key of this second, KEYS[7..] = task keys.
+# KEYS[K] = rate key of this second, KEYS[K + 1 ..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, attempt, new state, result JSON, error, note.
-# The new state is completed, failed, or queued (a retry will run later).
+# The new state is completed, failed, cancelled, or queued (a retry will run later, or the task is
+# handed back unstarted). When a cancel was requested meanwhile (``cancel_requested``), any of
+# them is written as cancelled: never retried, never failed (a completed attempt's result is kept).
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
 # stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 local finished = 0
-for i = 7, #KEYS do
+for i = K + 1, #KEYS do
   local key = KEYS[i]
-  local j = (i - 7) * 6 + 3
+  local j = (i - K - 1) * 6 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
-  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at')
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at',
+    'cancel_requested')
   local score = not cur.err and tonumber(cur[4])
   if score and cur[1] == 'in-progress' and tonumber(cur[2]) == attempt and listlike(cur[3]) then
     local err = ARGV[j + 4]
     local note = ARGV[j + 5]
     if note == '' then note = false end
+    if cur[5] and new ~= 'cancelled' then
+      local ended = {['completed']='completed first: its result is kept',
+        ['failed']='failed first', ['queued']='not retried, not started again'}
+      note = 'cancelled on request (the attempt ' .. (ended[new] or new) .. ')'
+      if err ~= '' then err = 'cancelled; the attempt ended with: ' .. err else err = 'cancelled' end
+      new = 'cancelled'
+    end
     local history = append(cur[3], {new, now, worker, attempt, note})
     if new ~= 'queued' then
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
@@ -216,20 +241,20 @@ for i = 7, #KEYS do
 end
 flush()
 if finished > 0 then
-  redis.call('INCRBY', KEYS[6], finished)
-  redis.call('EXPIRE', KEYS[6], 120)
+  redis.call('INCRBY', KEYS[K], finished)
+  redis.call('EXPIRE', KEYS[K], 120)
 end
 return out
 """
 
-# KEYS[6] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
+# KEYS[K] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
 # ARGV[4] = note, ARGV[5] = error ('' keeps none), ARGV[6] = expected attempt ('' = any).
 # Moves one task from one state to another if it is still in the expected state.
 # Returns 1 if moved, 0 if not (another change came first, or the stored record is malformed:
 # no id or created_at, an attempt that is not a whole number, a history that is not a JSON array),
 # -1 if the task does not exist (or has no state).
 TRANSITION = _PRELUDE + """
-local key, now = KEYS[6], tonumber(ARGV[1])
+local key, now = KEYS[K], tonumber(ARGV[1])
 local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id')
 if not cur[1] then return -1 end
 if cur[1] ~= ARGV[2] then return 0 end
@@ -242,6 +267,44 @@ if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
 move(cur[5], cur[1], ARGV[3], score, now)
 flush()
 return 1
+"""
+
+# KEYS[K] = due set (scheduled ids), KEYS[K + 1] = task key. ARGV[1] = now, ARGV[2] = note.
+# A queued or scheduled task becomes cancelled at once (out of the due set too): it never starts
+# (START refuses it). An in-progress one gets ``cancel_requested`` = now: its worker sees the flag
+# within a second and interrupts it, and FINISH (or a START of a redelivery) writes cancelled.
+# Returns {code, state before}: 1 cancelled, 2 cancel requested (asked before too: 2 again,
+# nothing changed), 0 already final (nothing changed), -1 no such task, -3 malformed record (no id,
+# attempt or created_at, an unknown state, a history that is not a JSON array; nothing changed).
+CANCEL = _PRELUDE + """
+local key, now, note = KEYS[K + 1], tonumber(ARGV[1]), ARGV[2]
+local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id',
+  'cancel_requested')
+if cur.err then return {-3, ''} end
+local state = cur[1]
+if not state then
+  if cur[2] or cur[3] or cur[4] or cur[5] then return {-3, ''} end
+  return {-1, ''}
+end
+if final[state] then return {0, state} end
+local attempt, score, id = count(cur[2]), tonumber(cur[4]), cur[5]
+if not sets[state] or not attempt or not score or not id or not listlike(cur[3]) then
+  return {-3, state}
+end
+if state == 'in-progress' then
+  if not cur[6] then
+    redis.call('HSET', key, 'cancel_requested', now, 'updated_at', now,
+      'history', append(cur[3], {'in-progress', now, false, attempt, 'cancel requested'}))
+  end
+  return {2, state}
+end
+redis.call('HSET', key, 'state', 'cancelled', 'cancel_requested', now, 'updated_at', now,
+  'finished_at', now, 'error', note,
+  'history', append(cur[3], {'cancelled', now, false, attempt, note}))
+redis.call('ZREM', KEYS[K], id)
+move(id, state, 'cancelled', score, now)
+flush()
+return {1, state}
 """
 
 # One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a

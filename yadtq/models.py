@@ -12,20 +12,27 @@ JSONValue = Any
 
 
 class TaskState(StrEnum):
-    """Where a task is in its life. ``completed`` and ``failed`` are final."""
+    """Where a task is in its life. ``completed``, ``failed`` and ``cancelled`` are final.
+    ``cancelled``: cancelled on request (``Client.cancel``) before it started, or interrupted
+    while it ran; never retried."""
 
     QUEUED = "queued"
     IN_PROGRESS = "in-progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskState.COMPLETED, TaskState.FAILED)
+        return self in FINAL_STATES
 
+
+FINAL_STATES: frozenset[TaskState] = frozenset({TaskState.COMPLETED, TaskState.FAILED,
+                                                TaskState.CANCELLED})
+"""The states a task never leaves (but for ``retry`` of a failed one)."""
 
 STATES: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
-                                 TaskState.FAILED)
+                                 TaskState.FAILED, TaskState.CANCELLED)
 """Every state, in the order of a task's life (the order of counters and filters)."""
 
 
@@ -108,6 +115,9 @@ class Health:
     kafka_ok: bool
     redis_error: str | None = None
     kafka_error: str | None = None
+    lag: int | None = None
+    """Messages of the tasks topic that the workers' group has not committed yet, over all
+    partitions (None: not known, e.g. Kafka unreachable)."""
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def test_workers_expire_finished_tasks_and_nothing_else(settings_factory: Callab
         assert task_keys(store, ids) == 0, procs.logs()
         assert seen_consistent > 0
         counts = consistent(store)
-        assert counts == {TaskState.QUEUED: 3, TaskState.IN_PROGRESS: 2, TaskState.COMPLETED: 0,
+        assert counts == {**dict.fromkeys(TaskState, 0),
+            TaskState.QUEUED: 3, TaskState.IN_PROGRESS: 2, TaskState.COMPLETED: 0,
                           TaskState.FAILED: 0}
         assert {t.id for t in client.list(limit=10)} == set(stranded)
         assert "retention: removed" in procs.logs()
@@ -159,6 +160,7 @@ def test_the_purge_command(real_settings: Settings) -> None:
     out = run_cli(real_settings, "purge", "--older-than", "0")
     assert (out.returncode, out.stdout) == (0, "purged 25 tasks\n")
     assert task_keys(store, old_queued) == 5
-    assert consistent(store) == {TaskState.QUEUED: 5, TaskState.IN_PROGRESS: 0,
+    assert consistent(store) == {**dict.fromkeys(TaskState, 0),
+        TaskState.QUEUED: 5, TaskState.IN_PROGRESS: 0,
                                  TaskState.COMPLETED: 0, TaskState.FAILED: 0}
     assert task_keys(store, young) == 0

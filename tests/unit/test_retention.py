@@ -59,7 +59,8 @@ def test_expiry_removes_hashes_index_entries_and_counts(fake_store: RedisStore) 
     assert task_keys(fake_store, old + old_failed) == 0
     assert task_keys(fake_store, young + queued) == 10
     counts = consistent(fake_store)
-    assert counts == {TaskState.QUEUED: 3, TaskState.IN_PROGRESS: 0, TaskState.COMPLETED: 7,
+    assert counts == {**dict.fromkeys(TaskState, 0),
+        TaskState.QUEUED: 3, TaskState.IN_PROGRESS: 0, TaskState.COMPLETED: 7,
                       TaskState.FAILED: 0}
     assert {t.id for t in fake_store.list(limit=100)} == set(young + queued)
     assert fake_store.total() == 10
@@ -197,7 +198,8 @@ def test_bad_durations_are_refused_with_the_reason(text: str) -> None:
 def test_only_final_states_can_be_purged() -> None:
     assert final_state("failed") is TaskState.FAILED
     for bad in ("queued", "in-progress", "FAILED", "done", ""):
-        with pytest.raises(ValueError, match="purge takes one of completed, failed"):
+        names = ", ".join(s.value for s in FINAL_STATES)
+        with pytest.raises(ValueError, match="purge takes one of " + names):
             final_state(bad)
 
 

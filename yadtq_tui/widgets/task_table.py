@@ -17,6 +17,7 @@ STATE_ICONS = {
     TaskState.IN_PROGRESS: "▶",
     TaskState.COMPLETED: "✔",
     TaskState.FAILED: "✘",
+    TaskState.CANCELLED: "⊘",
 }
 """A symbol per state, so states differ even without colour."""
 INVALID_LABEL = "⚠ invalid"
@@ -57,6 +58,7 @@ class TaskTable(LiveTable):
         "task-table--in-progress",
         "task-table--completed",
         "task-table--failed",
+        "task-table--cancelled",
         "task-table--invalid",
         "task-table--error",
         "task-table--muted",
@@ -87,6 +89,8 @@ class TaskTable(LiveTable):
             outcome = literal(task.error or "", self.style_of("task-table--error"), OUTCOME_WIDTH)
         elif task.state is TaskState.COMPLETED:
             outcome = literal(format_value(task.result), "", OUTCOME_WIDTH)
+        elif task.state is TaskState.CANCELLED:
+            outcome = literal(task.error or "cancelled", muted, OUTCOME_WIDTH)
         else:
             outcome = Text("")
         cells = (
