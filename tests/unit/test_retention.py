@@ -247,3 +247,20 @@ def test_settings_refuse_a_bad_ttl() -> None:
             Settings.from_env({"YADTQ_RESULT_TTL": bad})
     with pytest.raises(ValueError, match="retention_interval"):
         Settings.from_env({"YADTQ_RETENTION_INTERVAL": "0"})
+
+
+def test_cancelled_tasks_expire_like_any_final_state(fake_store: RedisStore,
+                                                     fake_client: Client) -> None:
+    assert TaskState.CANCELLED in FINAL_STATES
+    [old, young] = unfinished_tasks(fake_store, 2, T - 3 * DAY)
+    fake_store.clock = lambda: T - 2 * DAY
+    fake_client.cancel(old)
+    fake_store.clock = lambda: T - 60
+    fake_client.cancel(young)
+    cancelled = fake_store.keys.state_index(TaskState.CANCELLED)
+    assert fake_store.r.zscore(cancelled, old) == T - 2 * DAY  # by when it was cancelled
+    assert Retention(fake_store).expire(DAY, now=T) == 1
+    assert task_keys(fake_store, [old, young]) == 1
+    assert consistent(fake_store)[TaskState.CANCELLED] == 1
+    assert Retention(fake_store).purge(0, [TaskState.CANCELLED], now=T) == 1
+    assert consistent(fake_store)[TaskState.CANCELLED] == 0
