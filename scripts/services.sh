@@ -59,7 +59,8 @@ start_redis() {
   mkdir -p "$REDIS_DIR"
   local args=(--bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --daemonize yes
               --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
-              --save "" --appendonly yes --appendfsync everysec --protected-mode yes)
+              --save "" --appendonly yes --appendfsync everysec --protected-mode yes
+              --hash-max-listpack-value 512)  # a task hash stays compact: README "Memory"
   [ -n "${YADTQ_REDIS_PASSWORD:-}" ] && args+=(--requirepass "$YADTQ_REDIS_PASSWORD")
   redis-server "${args[@]}"
   for _ in $(seq 1 100); do redis_ping && { log "redis ready on 127.0.0.1:$REDIS_PORT"; return 0; }; sleep 0.1; done

@@ -20,6 +20,7 @@ status):
   once a second.
 - the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
 - the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
+- the retention sweeper (``worker.retention``, its own thread): removes expired finished tasks.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from worker.interfaces import (
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.repair import Reconciler
+from worker.retention import Sweeper
 from worker.runner import Runner
 from worker.state import Batch, Running
 from worker.watchdog import Watchdog
@@ -103,6 +105,7 @@ class Worker:
         self.reconciler = (Reconciler(settings, self.store, offsets_factory or kafka_offsets,
                                       self.outbox, self.id, self.stopping, self.metrics.repaired)
                            if repair else None)
+        self.sweeper = Sweeper(settings, self.store, self.id, self.stopping) if repair else None
         self._consumer_factory = consumer_factory or kafka_consumer
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
@@ -149,6 +152,8 @@ class Worker:
         self.cancel_watch.start()
         if self.reconciler is not None:
             self.reconciler.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
         log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
@@ -381,6 +386,8 @@ class Worker:
         self.cancel_watch.join(timeout=2)
         if self.reconciler is not None:
             self.reconciler.join(timeout=2)
+        if self.sweeper is not None:
+            self.sweeper.join(timeout=2)
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

@@ -25,6 +25,10 @@ from yadtq.cli_output import (
     task_json,
     worker_json,
 )
+from yadtq.cli_purge import DESCRIPTION as PURGE_DESCRIPTION
+from yadtq.cli_purge import SUMMARY as PURGE_SUMMARY
+from yadtq.cli_purge import SYNOPSIS as PURGE_SYNOPSIS
+from yadtq.cli_purge import cmd_purge, purge_arguments
 from yadtq.client import Client
 from yadtq.errors import (
     InvalidTask,
@@ -301,6 +305,7 @@ COMMANDS = (
             "delete every YADTQ task; asks first (refuses without a terminal unless --yes)",
             cmd_reset, _reset_arguments,
             "Delete every task under this key prefix; workers and other Redis data are kept."),
+    Command("purge", PURGE_SYNOPSIS, PURGE_SUMMARY, cmd_purge, purge_arguments, PURGE_DESCRIPTION),
     Command("workers", "workers [--json]",
             "workers: alive / stalled (and why) / late / dead, running task, done, failed, uptime",
             cmd_workers, _json_flag),

@@ -30,6 +30,7 @@ from yadtq.cancel import CancelResult, Cancels
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
+from yadtq.retention import Retention
 from yadtq.schedule_store import ScheduleStore
 from yadtq.schedules import ScheduleInfo
 from yadtq.settings import Settings, redact_url
@@ -300,6 +301,12 @@ class Client:
     def reset(self) -> int:
         """Delete every YADTQ task (this key prefix only, never the whole database). Returns how many."""
         return self.store.reset()
+
+    def purge(self, older_than: float, state: TaskState | None = None) -> int:
+        """Delete finished tasks (every final state, or ``state``, which must be final) that
+        finished more than ``older_than`` seconds ago, with their index entries and counts (this
+        key prefix only). Returns how many. Tasks not finished are never touched."""
+        return Retention(self.store).purge(older_than, None if state is None else [state])
 
     # ------------------------------------------------------------------ health
     def health(self) -> Health:

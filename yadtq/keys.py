@@ -8,9 +8,11 @@ Layout::
 
     <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history...
     <p>:tasks                zset   every task id, scored by creation time (epoch s): listing never scans keys
-    <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s): filtered
-                                    listing, and the reconciler's oldest-first scan
-    <p>:counts               hash   state -> number of tasks in that state
+    <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s), or for a
+                                    final state by finish time: filtered listing, the reconciler's
+                                    oldest-first scan, the retention sweeper's oldest-finished-first
+    <p>:counts               hash   state -> number of tasks in that state now (current totals:
+                                    expired and purged tasks are subtracted)
     <p>:rate:<epoch second>  string completions (and failures) finished in that second, expires in 2 min
     <p>:workers              zset   worker id -> last heartbeat (epoch s): known workers, alive or dead
     <p>:worker:<id>          hash   one worker's heartbeat, written with a TTL: gone = dead

@@ -16,6 +16,9 @@ from yadtq.models import FINAL_STATES, STATES
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
+# The set of a final state (``FINAL_STATES``, from the model) is scored by when the task
+# finished, not when it was created: it is the retention sweeper's finish-time index
+# (``yadtq.lua_retention``) at no extra memory; the other sets are scored by creation time.
 _STATE_NAMES = ", ".join(f"'{s.value}'" for s in STATES)
 _FINAL_NAMES = ", ".join(f"['{s.value}']=true" for s in sorted(FINAL_STATES))
 _PRELUDE = (
@@ -35,11 +38,20 @@ local function zrem(set, id)
   if adds[set] then adds[set][id] = nil end
   rems[set][id] = true
 end
-local function move(id, from, to, score)
+-- ``score``: the creation time; ``at``: when the move happens (epoch s), the score in the set of a
+-- final state (the server's clock when not given).
+local function move(id, from, to, score, at)
   if from == to then return end
   if from then
     zrem(sets[from], id)
     deltas[from] = (deltas[from] or 0) - 1
+  end
+  if final[to] then
+    if not at then
+      local t = redis.call('TIME')
+      at = tonumber(t[1]) + tonumber(t[2]) / 1e6
+    end
+    score = at
   end
   zadd(sets[to], id, score)
   deltas[to] = (deltas[to] or 0) + 1
@@ -166,7 +178,7 @@ for i = K + 2, #KEYS do
     redis.call('HSET', key, 'state', 'cancelled', 'updated_at', now, 'finished_at', now,
       'error', 'cancelled (requested while attempt ' .. attempt .. ' was in progress)',
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
-    move(id, state, 'cancelled', score)
+    move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
   else
     attempt = attempt + 1
@@ -221,7 +233,7 @@ for i = K + 1, #KEYS do
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)
     end
-    move(id, 'in-progress', new, score)
+    move(id, 'in-progress', new, score, now)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -252,7 +264,7 @@ if ARGV[6] ~= '' and attempt ~= tonumber(ARGV[6]) then return 0 end
 redis.call('HSET', key, 'state', ARGV[3], 'updated_at', now, 'error', ARGV[5],
   'history', append(cur[3], {ARGV[3], now, false, attempt, ARGV[4]}))
 if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
-move(cur[5], cur[1], ARGV[3], score)
+move(cur[5], cur[1], ARGV[3], score, now)
 flush()
 return 1
 """
@@ -290,7 +302,7 @@ redis.call('HSET', key, 'state', 'cancelled', 'cancel_requested', now, 'updated_
   'finished_at', now, 'error', note,
   'history', append(cur[3], {'cancelled', now, false, attempt, note}))
 redis.call('ZREM', KEYS[K], id)
-move(id, state, 'cancelled', score)
+move(id, state, 'cancelled', score, now)
 flush()
 return {1, state}
 """

@@ -75,6 +75,11 @@ class Settings:
     repair_after: float = 60.0
     """A queued or in-progress task unchanged this long is checked by the reconciler: it is sent
     again when Kafka shows that its partition was consumed past it (nothing is left behind it)."""
+    result_ttl: float = 604800.0
+    """Seconds a finished task (completed, failed...) is kept after it finished, with its result
+    and history; then it is removed with its index entries and counts (0 keeps them forever)."""
+    retention_interval: float = 60.0
+    """Seconds between two rounds of the retention sweeper (run by one worker at a time)."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: str | None = None
@@ -126,12 +131,15 @@ class Settings:
             raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
                              f"replication_factor ({self.replication_factor}): no write could succeed")
         for name in ("heartbeat_interval", "default_time_limit", "stuck_grace", "repair_interval",
-                     "repair_after"):
+                     "repair_after", "retention_interval"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         if not math.isfinite(self.commit_after) or not 0 <= self.commit_after <= 60:
             raise ValueError(f"commit_after must be 0 to 60 seconds, got {self.commit_after!r}")
+        if not math.isfinite(self.result_ttl) or self.result_ttl < 0:
+            raise ValueError(f"result_ttl must be 0 (keep forever) or more seconds, "
+                             f"got {self.result_ttl!r}")
         if self.session_timeout_ms < 1 or self.max_poll_interval_ms < 1:
             raise ValueError("session_timeout_ms and max_poll_interval_ms must be positive")
         if self.default_max_attempts < 1:

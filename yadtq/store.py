@@ -126,6 +126,12 @@ class RedisStore:
         the parts of the store that live in modules of their own (``yadtq.cancel``)."""
         return self._call(fn)
 
+    def script(self, source: str) -> Callable[[Sequence[str], Sequence[Any]], Any]:
+        """A Lua script of another module (``yadtq.lua_retention``), run with this store's
+        error translation: ``run(keys, args)``."""
+        compiled = self.r.register_script(source)
+        return lambda keys, args: self._call(lambda: compiled(keys=list(keys), args=list(args)))
+
     def ping(self) -> None:
         self._call(self.r.ping)
 
@@ -210,9 +216,10 @@ class RedisStore:
 
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:
-        """Newest first, one page: reads ``limit`` hashes, never the whole keyspace. With
-        ``history=False`` the tasks come without their history (cheaper: a table that does not
-        show it). A malformed record is listed as a task with ``problem`` set."""
+        """Newest first (a final state: most recently finished first), one page: reads ``limit``
+        hashes, never the whole keyspace. With ``history=False`` the tasks come without their
+        history (cheaper: a table that does not show it). A malformed record is listed as a task
+        with ``problem`` set."""
         index = self.keys.index if state is None else self.keys.state_index(state)
 
         if limit <= 0:
