@@ -17,6 +17,7 @@ status):
   ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck in C cannot be killed).
 - the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
 - the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
+- the scheduler (``worker.scheduler``, its own thread): sends due tasks when this worker leads.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from worker.interfaces import (
 from worker.outbox import Outbox
 from worker.repair import Reconciler
 from worker.runner import Runner
+from worker.scheduler import Scheduler
 from worker.state import Batch, Running
 from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
+from yadtq.due import DueSet
 from yadtq.errors import ServiceUnavailable, StoreError, YadtqError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry
@@ -75,7 +78,8 @@ class Worker:
                  consumer_factory: ConsumerFactory | None = None,
                  producer_factory: ProducerFactory | None = None,
                  offsets_factory: OffsetsFactory | None = None,
-                 worker_id: str | None = None, repair: bool = True) -> None:
+                 worker_id: str | None = None, repair: bool = True,
+                 schedule: bool = True) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store or RedisStore(settings)
@@ -92,6 +96,8 @@ class Worker:
         self.reconciler = (Reconciler(settings, self.store, offsets_factory or kafka_offsets,
                                       self.outbox, self.id, self.stopping)
                            if repair else None)
+        self.scheduler = (Scheduler(settings, DueSet(self.store), self.outbox, self.id, self.stopping)
+                          if schedule else None)
         self._consumer_factory = consumer_factory or kafka_consumer
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
@@ -137,6 +143,8 @@ class Worker:
         self.runner.start()
         if self.reconciler is not None:
             self.reconciler.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
@@ -363,6 +371,8 @@ class Worker:
         self.heartbeat.join(timeout=2)
         if self.reconciler is not None:
             self.reconciler.join(timeout=2)
+        if self.scheduler is not None:
+            self.scheduler.join(timeout=2)
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

@@ -3,18 +3,23 @@
 Every state change appends ``[state, time, worker, attempt, note]`` to the task's ``history`` and moves
 the id between the per-state sorted sets and counters, so listings and totals never scan keys.
 ``FINISH`` is a compare-and-set on ``(state, attempt)``: a zombie worker whose attempt was superseded
-cannot overwrite the newer attempt's outcome.
+cannot overwrite the newer attempt's outcome. The scheduler's scripts are in ``yadtq.lua_due``.
 """
 
-# Shared prelude. KEYS[1] = counts hash, KEYS[2..5] = state sets (queued, in-progress, completed,
-# failed). Task keys follow at the offset each script states.
+from yadtq.models import STATES
+
+N = 1 + len(STATES)
+"""Index of the last per-state set in ``KEYS`` (the prelude's layout); each script's own keys follow."""
+
+# Shared prelude. KEYS[1] = counts hash, KEYS[2..N] = the state sets in ``STATES`` order (scheduled,
+# queued, in-progress, completed, failed); ``N`` is a Lua local too. Task keys follow at the offset
+# each script states.
 # Set and counter changes are collected per call and written at the end (``flush``): one ZADD / ZREM
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
-_PRELUDE = """
-local counts = KEYS[1]
-local sets = {['queued']=KEYS[2], ['in-progress']=KEYS[3], ['completed']=KEYS[4], ['failed']=KEYS[5]}
+_PRELUDE = (f"local N = {N}\nlocal counts = KEYS[1]\nlocal sets = {{"
+            + ", ".join(f"['{s.value}']=KEYS[{i}]" for i, s in enumerate(STATES, 2)) + "}\n" + """
 local adds, rems, deltas = {}, {}, {}
 local function zadd(set, id, score)
   if not adds[set] then adds[set] = {} end
@@ -81,20 +86,20 @@ local function record(key, index, id, name, args, created_text, created, now, no
   move(id, nil, 'queued', created)
   return history
 end
-"""
+""")
 
-# KEYS[6] = index, KEYS[7..] = task keys.
+# KEYS[N+1] = index, KEYS[N+2..] = task keys.
 # ARGV[1] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task 1 if created, 0 if the id already existed.
 CREATE = _PRELUDE + """
 local now = ARGV[1]
 local out = {}
-for i = 7, #KEYS do
-  local j = (i - 7) * 4 + 2
+for i = N + 2, #KEYS do
+  local j = (i - N - 2) * 4 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
-    record(KEYS[i], KEYS[6], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
+    record(KEYS[i], KEYS[N + 1], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
       now, false)
     out[#out + 1] = 1
   end
@@ -103,20 +108,21 @@ flush()
 return out
 """
 
-# KEYS[6] = index, KEYS[7] = reset marker, KEYS[8..] = task keys.
+# KEYS[N+1] = index, KEYS[N+2] = reset marker, KEYS[N+3..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
 # (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
-# created_at, a history that is not a JSON array). On -2 and -3 the record is left as it is.
+# created_at, a history that is not a JSON array), -4 if it is ``scheduled`` (not due yet: the
+# scheduler sends it when it is). On -2, -3 and -4 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
-local reset_at = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
+local reset_at = tonumber(redis.call('GET', KEYS[N + 2]) or '0') or 0
 local out = {}
-for i = 8, #KEYS do
+for i = N + 3, #KEYS do
   local key = KEYS[i]
-  local j = (i - 8) * 4 + 3
+  local j = (i - N - 3) * 4 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at')
   local res = nil
@@ -132,7 +138,7 @@ for i = 8, #KEYS do
         res = -1
       else
         -- the message reached Kafka but its record is missing: recreate it from the message
-        history = record(key, KEYS[6], id, name, args, ARGV[j + 3], created, now,
+        history = record(key, KEYS[N + 1], id, name, args, ARGV[j + 3], created, now,
           'record recreated by worker')
         state, attempt, score = 'queued', 0, created
         cur[4], cur[5] = name, args
@@ -148,6 +154,8 @@ for i = 8, #KEYS do
     out[#out + 1] = -2
   elseif state == 'completed' or state == 'failed' then
     out[#out + 1] = 0
+  elseif state == 'scheduled' then
+    out[#out + 1] = -4
   else
     attempt = attempt + 1
     local note = false
@@ -163,18 +171,22 @@ flush()
 return out
 """
 
-# KEYS[6] = rate key of this second, KEYS[7..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, attempt, new state, result JSON, error, note.
-# The new state is completed, failed, or queued (a retry will run later).
+# KEYS[N+1] = rate key of this second, KEYS[N+2] = due set, KEYS[N+3..] = task keys.
+# ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, attempt, new state, result JSON, error, note,
+# delay. The new state is completed, failed, queued (handed back: sent again by Kafka's redelivery)
+# or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay and the id goes into
+# the due set in this same script, so the scheduler sends it when due.
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
 # stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 local finished = 0
-for i = 7, #KEYS do
+local clock = redis.call('TIME')
+local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+for i = N + 3, #KEYS do
   local key = KEYS[i]
-  local j = (i - 7) * 6 + 3
+  local j = (i - N - 3) * 7 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at')
   local score = not cur.err and tonumber(cur[4])
@@ -183,10 +195,15 @@ for i = 7, #KEYS do
     local note = ARGV[j + 5]
     if note == '' then note = false end
     local history = append(cur[3], {new, now, worker, attempt, note})
-    if new ~= 'queued' then
+    if new == 'completed' or new == 'failed' then
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'finished_at', now)
       finished = finished + 1
+    elseif new == 'scheduled' then
+      local due = tnow + (tonumber(ARGV[j + 6]) or 0)
+      redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
+        'updated_at', now, 'history', history, 'due_at', string.format('%.6f', due))
+      zadd(KEYS[N + 2], id, due)
     else
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)
@@ -199,20 +216,20 @@ for i = 7, #KEYS do
 end
 flush()
 if finished > 0 then
-  redis.call('INCRBY', KEYS[6], finished)
-  redis.call('EXPIRE', KEYS[6], 120)
+  redis.call('INCRBY', KEYS[N + 1], finished)
+  redis.call('EXPIRE', KEYS[N + 1], 120)
 end
 return out
 """
 
-# KEYS[6] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
+# KEYS[N+1] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
 # ARGV[4] = note, ARGV[5] = error ('' keeps none), ARGV[6] = expected attempt ('' = any).
 # Moves one task from one state to another if it is still in the expected state.
 # Returns 1 if moved, 0 if not (another change came first, or the stored record is malformed:
 # no id or created_at, an attempt that is not a whole number, a history that is not a JSON array),
 # -1 if the task does not exist (or has no state).
 TRANSITION = _PRELUDE + """
-local key, now = KEYS[6], tonumber(ARGV[1])
+local key, now = KEYS[N + 1], tonumber(ARGV[1])
 local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id')
 if not cur[1] then return -1 end
 if cur[1] ~= ARGV[2] then return 0 end

@@ -12,8 +12,10 @@ JSONValue = Any
 
 
 class TaskState(StrEnum):
-    """Where a task is in its life. ``completed`` and ``failed`` are final."""
+    """Where a task is in its life. ``completed`` and ``failed`` are final. ``scheduled``: waiting
+    for its due time (a delay, an ETA or a retry's backoff) in the due set, not yet on Kafka."""
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     IN_PROGRESS = "in-progress"
     COMPLETED = "completed"
@@ -24,8 +26,8 @@ class TaskState(StrEnum):
         return self in (TaskState.COMPLETED, TaskState.FAILED)
 
 
-STATES: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
-                                 TaskState.FAILED)
+STATES: tuple[TaskState, ...] = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS,
+                                 TaskState.COMPLETED, TaskState.FAILED)
 """Every state, in the order of a task's life (the order of counters and filters)."""
 
 
@@ -65,6 +67,8 @@ class Task:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     history: tuple[HistoryEntry, ...] = ()
+    due_at: float | None = None
+    """When a ``scheduled`` task is due (epoch seconds); kept after it ran (None: never delayed)."""
     problem: str | None = None
     """What is wrong with the stored record (a missing or ill-typed field, bad JSON, bytes that
     are not UTF-8), or None. A task with a problem keeps its id; its other fields are best effort."""
@@ -148,6 +152,8 @@ class Outcome:
     result: Any = None
     error: str | None = None
     note: str | None = None
+    delay: float = 0.0
+    """For a ``scheduled`` outcome (a retry): seconds from now (Redis's clock) until it is due."""
 
 
 @dataclass(frozen=True)

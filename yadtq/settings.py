@@ -64,6 +64,12 @@ class Settings:
     repair_after: float = 60.0
     """A queued or in-progress task unchanged this long is checked by the reconciler: it is sent
     again when Kafka shows that its partition was consumed past it (nothing is left behind it)."""
+    scheduler_lock_ttl: float = 2.0
+    """Seconds the scheduling leader's lock lives unless renewed (it renews it at every claim):
+    after the leader dies, another worker's scheduler takes over within about this long."""
+    scheduler_lease: float = 30.0
+    """Seconds a claimed due task may wait for Kafka's acknowledgement before it is claimed and
+    sent again (a scheduler that died between its claim and its send)."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: str | None = None
@@ -107,7 +113,7 @@ class Settings:
         if self.partitions < 1:
             raise ValueError("partitions must be at least 1")
         for name in ("heartbeat_interval", "default_time_limit", "stuck_grace", "repair_interval",
-                     "repair_after"):
+                     "repair_after", "scheduler_lock_ttl", "scheduler_lease"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")

@@ -103,6 +103,16 @@ class RedisStore:
         with self._errors():
             return fn()
 
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """``fn(redis_client)`` with redis-py's errors translated (for ``yadtq.due``, which keeps
+        the scheduler's commands apart but imports no redis)."""
+        with self._errors():
+            return fn(self.r)
+
+    def script(self, text: str) -> Any:
+        """A registered Lua script (call it inside ``call``)."""
+        return self.r.register_script(text)
+
     def ping(self) -> None:
         self._call(self.r.ping)
 
@@ -135,7 +145,8 @@ class RedisStore:
 
     def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         """Write each attempt's outcome unless a newer attempt took the task or its record is
-        malformed (then False)."""
+        malformed (then False). A ``scheduled`` outcome (a retry) goes into the due set, due
+        ``delay`` seconds from now by Redis's clock."""
         if not outcomes:
             return []
         now = self.clock()
@@ -143,8 +154,9 @@ class RedisStore:
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
                      "" if o.result is None and o.state is not TaskState.COMPLETED
-                     else _dump(o.result), _safe(o.error or ""), _safe(o.note or "")]
-        keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)),
+                     else _dump(o.result), _safe(o.error or ""), _safe(o.note or ""),
+                     repr(float(o.delay))]
+        keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)), self.keys.due,
                 *(self.keys.task(o.task_id) for o in outcomes)]
         return [bool(x) for x in self._call(lambda: self._finish(keys=keys, args=args))]
 

@@ -194,12 +194,13 @@ def test_stats_text_and_json(client: Client, fake_broker: FakeBroker) -> None:
     finish(client, task_id, TaskState.COMPLETED, result=3)
     code, out, _ = run(client, "stats")
     assert code == 0
-    assert out.splitlines()[:4] == ["queued       1", "in-progress  0", "completed    1",
-                                    "failed       0"]
+    assert out.splitlines()[:5] == ["scheduled    0", "queued       1", "in-progress  0",
+                                    "completed    1", "failed       0"]
     assert "redis: ok" in out and "kafka: ok" in out
     fake_broker.available = False
     data = json.loads(run(client, "stats", "--json")[1])
-    assert data["counts"] == {"queued": 1, "in-progress": 0, "completed": 1, "failed": 0}
+    assert data["counts"] == {"scheduled": 0, "queued": 1, "in-progress": 0, "completed": 1,
+                              "failed": 0}
     assert (data["redis_ok"], data["kafka_ok"]) == (True, False)
     assert data["kafka_error"] == "Kafka unreachable (fake broker is down)"
     assert run(client, "stats")[1].splitlines()[-1] == "kafka: Kafka unreachable (fake broker is down)"
@@ -321,7 +322,7 @@ def test_completion_scripts_name_every_command(shell: str) -> None:
 
 @pytest.mark.parametrize(("words", "expected"), [
     (["su"], ["submit"]),
-    (["tasks", "--state", ""], ["queued", "in-progress", "completed", "failed"]),
+    (["tasks", "--state", ""], ["scheduled", "queued", "in-progress", "completed", "failed"]),
     (["completion", ""], ["bash", "zsh", "fish"]),
     (["--redis-u"], ["--redis-url"]),
 ])
