@@ -5,7 +5,8 @@ in Redis (a new attempt, compare-and-set), run the registered function, and writ
 (compare-and-set on the attempt). A failed attempt that may be retried is written ``scheduled``,
 due after an exponential backoff: the scheduler sends it again then; the runner moves on at once.
 Consecutive tasks whose names are known to run fast share one start and one finish round trip
-(chunks of up to 256); any other task runs in a chunk of its own, so a task is marked in-progress only when it really starts.
+(chunks of up to 256); any other task runs in a chunk of its own, so a task is marked in-progress
+only when it really starts.
 
 Whatever one message or one task does is confined to it: a message Redis refuses for good is
 dead-lettered with the reason, a task that misbehaves ends ``failed`` with a readable error, and a
