@@ -51,8 +51,11 @@ REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
 
-def backoff(attempt: int) -> float:
-    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)))
+def backoff(attempt: int, base: float | None = None) -> float:
+    """Seconds before retrying after ``attempt`` failed: ``base`` (the ``retry_backoff`` setting,
+    else ``RETRY_BASE_SECONDS``) doubled per attempt, at most ``RETRY_MAX_SECONDS`` (or ``base``)."""
+    first = RETRY_BASE_SECONDS if base is None else base
+    return float(min(max(RETRY_MAX_SECONDS, first), first * 2.0 ** min(attempt - 1, 60)))
 
 
 Job = tuple[Envelope, TaskSpec]
@@ -283,7 +286,7 @@ class Runner:
             note = f"after {attempt} attempts" if attempt > 1 else None
             return Outcome(env.id, attempt, TaskState.FAILED, error=result.error, note=note)
         # the retry waits in the due set, not here: the worker moves on at once
-        delay = backoff(attempt)
+        delay = backoff(attempt, self.settings.retry_backoff)
         return Outcome(env.id, attempt, TaskState.SCHEDULED, error=result.error,
                        note=f"retry in {delay:g} s", delay=delay)
 

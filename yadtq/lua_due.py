@@ -53,7 +53,7 @@ return out
 # name, args, created_at, id (a pcall: ``cur.err`` for a key that is not a hash).
 _CHECK = """
 local function problem(id, cur)
-  if cur.err then return 'not a task record: ' .. cur.err end
+  if cur.err then return 'not a task record (the key is not a hash)' end
   if not sets[cur[1]] then return 'unknown state ' .. tostring(cur[1]) end
   if not count(cur[2]) then return 'attempt is not a whole number' end
   if not listlike(cur[3]) then return 'history is not a JSON array' end

@@ -64,6 +64,9 @@ class Settings:
     repair_after: float = 60.0
     """A queued or in-progress task unchanged this long is checked by the reconciler: it is sent
     again when Kafka shows that its partition was consumed past it (nothing is left behind it)."""
+    retry_backoff: float | None = None
+    """Seconds before a failed task's first retry, doubling for each next one up to 30 s (unset:
+    0.5). The retry waits ``scheduled`` in the due set: the worker goes on with other tasks."""
     scheduler_lock_ttl: float = 2.0
     """Seconds the scheduling leader's lock lives unless renewed (it renews it at every claim):
     after the leader dies, another worker's scheduler takes over within about this long."""
@@ -117,6 +120,9 @@ class Settings:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.retry_backoff is not None and (not math.isfinite(self.retry_backoff)
+                                               or not 0 <= self.retry_backoff <= 86400):
+            raise ValueError(f"retry_backoff must be 0 to 86400 seconds, got {self.retry_backoff!r}")
         if not math.isfinite(self.commit_after) or not 0 <= self.commit_after <= 60:
             raise ValueError(f"commit_after must be 0 to 60 seconds, got {self.commit_after!r}")
         if self.session_timeout_ms < 1 or self.max_poll_interval_ms < 1:
