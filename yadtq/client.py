@@ -126,11 +126,10 @@ class Client:
         """
         return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta)[0]
 
-    def submit_text(self, text: str) -> str:
-        """Submit a command line such as ``ADD 2 3``, ``ADD 2 3 in 30s`` or
-        ``ADD 2 3 at 2026-12-01T09:00``."""
-        rest, delay, eta = _when.split_text(text)
-        name, args = self.parse(rest)
+    def submit_text(self, text: str, *, delay: Any = None, eta: Any = None) -> str:
+        """Submit a command line such as ``ADD 2 3`` (``delay``/``eta`` as ``submit``; the
+        dashboard's ``ADD 2 3 in 30s`` suffix is split off by ``yadtq.when.split_text``)."""
+        name, args = self.parse(text)
         return self.submit(name, args, delay=delay, eta=eta)
 
     def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *, wait: bool = True,

@@ -106,8 +106,7 @@ class RedisStore:
     def call(self, fn: Callable[[Any], T]) -> T:
         """``fn(redis_client)`` with redis-py's errors translated (for ``yadtq.due``, which keeps
         the scheduler's commands apart but imports no redis)."""
-        with self._errors():
-            return fn(self.r)
+        return self._call(lambda: fn(self.r))
 
     def script(self, text: str) -> Any:
         """A registered Lua script (call it inside ``call``)."""

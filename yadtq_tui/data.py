@@ -32,7 +32,8 @@ Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
 
 FILTER_CYCLE: tuple[TaskState | None, ...] = (None, *STATES)
-"""The task table's filter cycles all -> queued -> in-progress -> completed -> failed -> all."""
+"""The task table's filter cycles all -> scheduled -> queued -> in-progress -> completed -> failed
+-> all."""
 
 THROUGHPUT_SECONDS = 60
 """The sparkline covers the last minute, one bar per second."""
@@ -58,8 +59,10 @@ class DashboardService(Protocol):
         """A typed command line as a task name and validated arguments."""
         ...
 
-    def submit(self, name: str, args: Iterable[Any] = ()) -> str:
-        """Record and enqueue one task; its id once Kafka has it."""
+    def submit(self, name: str, args: Iterable[Any] = (), *, delay: Any = None,
+               eta: Any = None) -> str:
+        """Record and enqueue one task; its id once Kafka has it. With ``delay`` (seconds or a
+        text such as ``30s``) or ``eta``: recorded ``scheduled``, sent when due."""
         ...
 
     def get(self, task_id: str) -> Task:

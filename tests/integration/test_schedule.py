@@ -60,7 +60,7 @@ def test_delays_and_etas_run_at_their_time_and_not_before(real_settings: Setting
     eta = [client.submit("ADD", [i, 2], eta=now + timedelta(seconds=4)) for i in range(5)]
     eta.append(client.submit("ADD", [9, 9], eta=(now + timedelta(seconds=4)).astimezone().replace(
         tzinfo=None)))  # naive: local time
-    text = client.submit_text("ADD 1 1 in 3s")
+    text = client.submit_text("ADD 1 1", delay="3s")
     immediate = client.submit("ADD", [0, 0])
     wait_ids_final(client, [immediate], 10, workers.logs)
     ids = [*delayed, *eta, text]

@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +292,8 @@ def test_an_unexpected_error_is_not_swallowed(client: Client, monkeypatch: pytes
 def test_submit_wait_on_a_failed_task_exits_5(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = client.submit_text
 
-    def submit_and_fail(text: str) -> str:
-        task_id = real_submit(text)
+    def submit_and_fail(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
         finish(client, task_id, TaskState.FAILED, error="division by zero")
         return task_id
 
@@ -391,8 +392,8 @@ def test_submit_wait_on_an_invalid_task_exits_5(client: Client,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = client.submit_text
 
-    def submit_and_break(text: str) -> str:
-        task_id = real_submit(text)
+    def submit_and_break(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
         client.store.r.hset(client.store.keys.task(task_id), "attempt", "x")
         return task_id
 
@@ -451,3 +452,36 @@ def test_redis_refusing_exits_7_with_its_words(client: Client,
     assert err == "yadtq: Redis refused: OOM command not allowed when used memory > 'maxmemory'.\n"
     monkeypatch.setattr(client.store, "reset", refuse)
     assert run(client, "reset", "--yes")[0] == cli.EXIT_REFUSED
+
+
+# ---------------------------------------------------------------- delayed submits
+def test_submit_in_and_at_schedule_the_task(client: Client, fake_broker: FakeBroker) -> None:
+    code, out, err = run(client, "submit", "ADD", "2", "3", "--in", "30s")
+    assert (code, err) == (0, "")
+    task = client.get(out.strip())
+    assert task.state is TaskState.SCHEDULED and task.due_at is not None
+    assert 28 < task.due_at - time.time() <= 30.5 and task.args == (2, 3)
+    code, out, _ = run(client, "submit", "--in", "5m", "SUB", "5", "-3")
+    assert code == 0 and client.get(out.strip()).args == (5, -3)
+    at = datetime.now() + timedelta(hours=2)  # naive: local time
+    code, out, _ = run(client, "submit", "ADD", "1", "1", "--at", at.isoformat(timespec="seconds"))
+    assert code == 0
+    assert client.get(out.strip()).due_at == pytest.approx(at.timestamp(), abs=1)
+    assert fake_broker.messages(client.settings.topic) == []
+    listed = run(client, "tasks", "--state", "scheduled")[1]
+    assert listed.count("scheduled") == 3 and "due in 1h59m" in listed
+    view = run(client, "view", client.list(TaskState.SCHEDULED)[0].id)[1]
+    assert "\ndue:" in view and "due in" in view
+    data = json.loads(run(client, "view", "--json", client.list()[0].id)[1])
+    assert data["state"] == "scheduled" and data["due_at"] > time.time()
+
+
+@pytest.mark.parametrize(("argv", "reason"), [
+    (["--in", "-5s"], "is not a duration"), (["--in", "soon"], "is not a duration"),
+    (["--in", "nan"], "is not a duration"), (["--in", "500d"], "days"),
+    (["--at", "next week"], "ISO 8601"), (["--in", "5s", "--at", "2030-01-01T00:00"], "not both"),
+])
+def test_submit_refuses_bad_delays_with_exit_2(client: Client, argv: list[str], reason: str) -> None:
+    code, out, err = run(client, "submit", "ADD", "2", "3", *argv)
+    assert (code, out) == (2, "") and reason in err and err.startswith("yadtq: ")
+    assert client.list() == []

@@ -80,7 +80,7 @@ def test_a_delayed_task_is_scheduled_not_sent(fake_client: Client, fake_broker: 
     before = time.time()
     task_id = fake_client.submit("ADD", [2, 3], delay=30)
     eta_id = fake_client.submit("ADD", [1, 1], eta=datetime.now(UTC) + timedelta(hours=1))
-    text_id = fake_client.submit_text("ADD 4 4 in 5m")
+    text_id = fake_client.submit_text("ADD 4 4", delay="5m")
     assert fake_broker.messages(fake_client.settings.topic) == []
     task = fake_client.get(task_id)
     assert task.state is S and task.due_at is not None

@@ -50,7 +50,8 @@ class DashboardScreen(Screen[None]):
         Binding("t", "focus_tasks", "Tasks", tooltip="Move the keyboard to the task table",
                 id="tasks"),
         Binding("f", "cycle_filter", "Filter",
-                tooltip="Show all → queued → in-progress → completed → failed tasks", id="filter"),
+                tooltip="Show all → scheduled → queued → in-progress → completed → failed tasks",
+                id="filter"),
         Binding("v", "view", "View", tooltip="Details and history of the highlighted task",
                 id="view"),
         Binding("i", "view_by_id", "View id", tooltip="View a task by its (short) id",
@@ -295,7 +296,7 @@ class DashboardScreen(Screen[None]):
         self.form.input.focus()
 
     def action_cycle_filter(self) -> None:
-        """all → queued → in-progress → completed → failed → all."""
+        """all → scheduled → queued → in-progress → completed → failed → all."""
         self.state_filter = next_filter(self.state_filter)
 
     def watch_state_filter(self) -> None:
