@@ -183,7 +183,8 @@ class RedisStore:
             if batch:
                 deleted += self.r.unlink(*batch)
             rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
-            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys)
+            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys,
+                          self.keys.due, self.keys.dispatching)
             return int(deleted)
         return self._call(run)
 

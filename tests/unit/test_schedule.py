@@ -111,13 +111,13 @@ def envs(n: int) -> list[Envelope]:
 def test_claim_returns_due_tasks_in_due_order_and_nothing_early(fake_store: RedisStore) -> None:
     due_set = DueSet(fake_store)
     a, b, c = envs(3)
-    due_set.schedule([c], 0.05, relative=True)
-    due_set.schedule([a], 0.15, relative=True)
+    due_set.schedule([c], 1.0, relative=True)  # long enough for a loaded machine's claim
+    due_set.schedule([a], 1.2, relative=True)
     due_set.schedule([b], 60, relative=True)
     claim = due_set.claim("me", 2, 10, 30)
     assert claim is not None and claim.tasks == []
     assert claim.next_due is not None and claim.next_due > claim.now
-    time.sleep(0.2)
+    time.sleep(1.3)
     claim = due_set.claim("me", 2, 10, 30)
     assert claim is not None and [d.envelope.id for d in claim.tasks] == [c.id, a.id]
     assert claim.tasks[0].envelope == c
@@ -132,10 +132,12 @@ def test_claim_returns_due_tasks_in_due_order_and_nothing_early(fake_store: Redi
 def test_only_the_lock_holder_claims(fake_store: RedisStore) -> None:
     due_set = DueSet(fake_store)
     due_set.schedule(envs(1), 0.0, relative=True)
-    assert due_set.claim("leader", 0.3, 10, 30) is not None
-    assert due_set.claim("other", 0.3, 10, 30) is None  # the task stays for the leader
-    time.sleep(0.35)  # the leader stopped renewing: the lock expired
-    claim = due_set.claim("other", 0.3, 10, 30)
+    assert due_set.claim("leader", 2, 10, 30) is not None
+    assert due_set.claim("other", 2, 10, 30) is None  # the task stays for the leader
+    assert 0 < fake_store.r.pttl(fake_store.keys.lock("scheduler")) <= 2000
+    fake_store.r.pexpire(fake_store.keys.lock("scheduler"), 1)  # the leader stopped renewing
+    time.sleep(0.01)
+    claim = due_set.claim("other", 2, 10, 30)
     assert claim is not None and claim.tasks == []  # the leader had claimed it already
 
 
@@ -176,6 +178,17 @@ def test_an_expired_lease_is_sent_again_unless_the_task_moved_on(fake_store: Red
     assert claim is not None and [d.envelope.id for d in claim.tasks] == [sent.id]
     assert claim.dropped == 1  # the started one
     assert fake_store.r.zrange(fake_store.keys.dispatching, 0, -1) == [sent.id]
+
+
+def test_reset_empties_the_due_and_dispatching_sets(fake_store: RedisStore) -> None:
+    due_set = DueSet(fake_store)
+    a, b = envs(2)
+    due_set.schedule([a], 0, relative=True)
+    due_set.schedule([b], 60, relative=True)
+    assert due_set.claim("me", 2, 10, 30) is not None
+    assert fake_store.reset() == 2
+    assert fake_store.r.exists(fake_store.keys.due, fake_store.keys.dispatching) == 0
+    assert fake_store.counts()[S] == 0
 
 
 def test_start_skips_a_task_that_is_not_due(fake_store: RedisStore) -> None:
