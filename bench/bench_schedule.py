@@ -17,6 +17,7 @@ run checks that each task completed once with the right result (none lost, none 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,24 +84,34 @@ def measure(client: Client, expected: dict[str, int]) -> dict[str, Any]:
             "dispatch_lateness": dist(dispatch), "start_lateness": dist(start)}
 
 
-def run(rate: int, seconds: float, delay: float, n_workers: int) -> dict[str, Any]:
+def run(rate: int, seconds: float, delay: float, n_workers: int,
+        dedicated: bool) -> dict[str, Any]:
+    """One configuration: the workers schedule (one leads), or ``dedicated``: they do not and a
+    ``yadtq-worker --scheduler`` process does."""
     settings = fresh_settings(f"sched-{n_workers}")
     ensure_topics(settings)
     client = Client(settings)
-    workers = Workers(settings, n_workers)
+    workers = Workers(settings, n_workers, extra_args=("--no-scheduler",) if dedicated else ())
+    scheduler = Workers(settings, 1, extra_args=("--scheduler",)) if dedicated else None
     try:
         workers.wait_ready(client)
+        lock = client.store.keys.lock("scheduler")
+        if not wait_for(lambda: client.store.r.get(lock) is not None, 60):
+            raise RuntimeError("no scheduler took the lead")
         t0 = time.monotonic()
         expected = submit_at_rate(client, rate, seconds, delay)
         offered = len(expected) / (time.monotonic() - t0)
         done = wait_for(lambda: client.counts()[TaskState.COMPLETED] >= len(expected),
                         seconds + delay + 60)
         result = measure(client, expected)
-        result.update({"workers": n_workers, "rate_offered_per_s": round(offered, 1),
+        result.update({"workers": n_workers, "scheduler": "dedicated process" if dedicated
+                       else "in the workers", "rate_offered_per_s": round(offered, 1),
                        "seconds": seconds, "delay_s": delay, "all_done": done})
         return result
     finally:
         workers.stop()
+        if scheduler is not None:
+            scheduler.stop()
         client.reset()
         client.close()
 
@@ -112,17 +123,21 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=2, help="delay of each task (default 2 s)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    result = run(args.rate, args.seconds, args.delay, args.workers)
-    out = {"machine": machine(), "schedule": result}
-    path = write_result("schedule", out)
-    d, s = result["dispatch_lateness"], result["start_lateness"]
-    print(f"{result['tasks']} tasks at {result['rate_offered_per_s']}/s, {args.workers} workers: "
-          f"dispatch lateness p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, max {d['max_ms']} ms; "
-          f"start lateness p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, max {s['max_ms']} ms; "
-          f"early {result['started_early']}, lost/wrong {result['wrong_or_lost']}, "
-          f"twice {result['started_more_than_once']} -> {path}")
-    ok = (result["all_done"] and not result["wrong_or_lost"] and not result["started_early"]
-          and not result["started_more_than_once"])
+    runs = [run(args.rate, args.seconds, args.delay, args.workers, dedicated)
+            for dedicated in (False, True)]
+    path = write_result("schedule", {"machine": machine(), "load_average": os.getloadavg(),
+                                     "runs": runs})
+    ok = True
+    for result in runs:
+        d, s = result["dispatch_lateness"], result["start_lateness"]
+        print(f"{result['tasks']} tasks at {result['rate_offered_per_s']}/s, {args.workers} "
+              f"workers, scheduler {result['scheduler']}: dispatch lateness p50 {d['p50_ms']} ms, "
+              f"p99 {d['p99_ms']} ms, max {d['max_ms']} ms; start lateness p50 {s['p50_ms']} ms, "
+              f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms; early {result['started_early']}, "
+              f"lost/wrong {result['wrong_or_lost']}, twice {result['started_more_than_once']}")
+        ok = ok and (result["all_done"] and not result["wrong_or_lost"]
+                     and not result["started_early"] and not result["started_more_than_once"])
+    print(f"-> {path}")
     return 0 if ok else 1
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from worker.outbox import Outbox
@@ -62,6 +63,7 @@ class Scheduler:
 
     def run(self) -> None:
         """Tick until ``stopping`` is set, then give the lock up."""
+        self.outbox.warm()
         while not self.stopping.is_set():
             try:
                 claim = self.tick()
@@ -104,7 +106,10 @@ class Scheduler:
                         "set", safe_text(task_id, 80), safe_text(why, 200))
         if claim.tasks:
             envelopes = [d.envelope for d in claim.tasks]
+            sent_at = time.monotonic()
             errors = self.outbox.resend(envelopes)
+            log.debug("claimed %d due tasks, sent in %.3f s", len(envelopes),
+                      time.monotonic() - sent_at)
             acked = [e.id for e, err in zip(envelopes, errors, strict=True) if err is None]
             failed = len(envelopes) - len(acked)
             self.stats.sent += len(acked)
