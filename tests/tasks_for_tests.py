@@ -120,3 +120,42 @@ def count(key: str) -> str:
         time.sleep(pause)
     _count_redis.hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
     return key
+
+
+# ---------------------------------------------------------------- cancel tests
+def _count_start(key: str) -> None:
+    """Record one start of ``key`` in the hash named by $YADTQ_TEST_COUNTS (a side effect a
+    cancelled task must never have)."""
+    global _count_redis
+    if _count_redis is None:
+        _count_redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
+    _count_redis.hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
+
+
+@task("SPINCOUNT", max_attempts=3, time_limit=600)
+def spin_count(key: str, seconds: float) -> str:
+    """Count a start of ``key``, then sleep ``seconds`` in short steps (an interrupt lands);
+    retries configured."""
+    _count_start(key)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.02)
+    return key
+
+
+@task("DEAF", max_attempts=3, time_limit=600)
+def deaf(key: str) -> None:
+    """Count a start of ``key``, then run forever, swallowing every interrupt (a cancel's too)."""
+    _count_start(key)
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # the point of this task
+            pass
+
+
+@task("STUCK", max_attempts=3, time_limit=600)
+def stuck(key: str) -> None:
+    """Count a start of ``key``, then block inside C code forever (no interrupt is delivered)."""
+    _count_start(key)
+    threading.Event().wait()

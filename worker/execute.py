@@ -3,7 +3,8 @@
 ``run_task`` never raises because of what a task does: any exception (``SystemExit``,
 ``KeyboardInterrupt`` and other ``BaseException`` included), an exception whose ``str`` raises, a
 result that is not JSON or nested too deep, an error text that is not valid Unicode: each is one
-failed attempt with a readable error. Only the worker's own ``TimeLimitExceeded`` passes through.
+failed attempt with a readable error. Only the worker's own interrupts (``TimeLimitExceeded``,
+``TaskCancelled``) pass through.
 """
 
 from __future__ import annotations
@@ -20,10 +21,18 @@ from yadtq.errors import InvalidTask, PermanentTaskError
 from yadtq.registry import TaskSpec
 
 
-class TimeLimitExceeded(BaseException):
-    """Raised inside a task's thread when it runs past its time limit.
+class Interrupt(BaseException):
+    """Raised inside a task's thread by the worker (``interrupt_thread``) to stop the task.
 
     A ``BaseException`` (as in dramatiq), so a task's own ``except Exception`` cannot swallow it."""
+
+
+class TimeLimitExceeded(Interrupt):
+    """The task ran past its time limit."""
+
+
+class TaskCancelled(Interrupt):
+    """A cancel was requested for the running task (``Client.cancel``)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Result:
     error: str | None = None
     retryable: bool = False
     seconds: float = 0.0
+    cancelled: bool = False
+    """The worker interrupted the attempt because a cancel was requested."""
 
 
 MAX_RESULT_BYTES = 64 * 1024
@@ -43,13 +54,13 @@ _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 
 
 def run_task(spec: TaskSpec, args: tuple[Any, ...]) -> Result:
-    """Call the task function; never raises (except ``TimeLimitExceeded`` from the watchdog)."""
+    """Call the task function; never raises (except an ``Interrupt`` from the watchdog)."""
     t0 = time.perf_counter()
     if spec.fn is None:
         return Result(False, error=f"task {spec.name} is not registered on this worker")
     try:
         value = spec.fn(*args)
-    except TimeLimitExceeded:
+    except Interrupt:
         raise
     except (PermanentTaskError, InvalidTask, TypeError) as exc:
         return Result(False, error=describe_error(exc), retryable=False,

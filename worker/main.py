@@ -24,8 +24,9 @@ import signal
 import sys
 from types import FrameType
 
+from worker import logs
 from worker.supervisor import CHILD_ENV, supervise, watch_parent
-from yadtq import default_registry
+from yadtq import default_registry, default_schedules
 from yadtq.errors import ServiceUnavailable
 from yadtq.loader import load_task_modules
 from yadtq.settings import Settings, add_arguments
@@ -43,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-id", help="worker id (default HOST-PID)")
     parser.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "INFO"),
                         help="DEBUG, INFO, WARNING... [env YADTQ_LOG_LEVEL; default INFO]")
+    parser.add_argument("--log-format", choices=logs.FORMATS,
+                        default=os.environ.get("YADTQ_LOG_FORMAT", "text"),
+                        help="text, or json: one JSON object a line [env YADTQ_LOG_FORMAT; "
+                             "default text]")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        default=_env_int("YADTQ_METRICS_PORT"),
+                        help="serve Prometheus metrics on http://HOST:PORT/metrics (9464 is the "
+                             "usual port) [env YADTQ_METRICS_PORT; default off]")
+    parser.add_argument("--metrics-host", default=os.environ.get("YADTQ_METRICS_HOST", "127.0.0.1"),
+                        help="address the metrics listen on; 0.0.0.0 lets another host scrape "
+                             "[env YADTQ_METRICS_HOST; default 127.0.0.1]")
     parser.add_argument("--max-tasks", type=int, help="exit after this many messages (tests)")
     parser.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (tests)")
     parser.add_argument("--scheduler", action="store_true",
@@ -57,17 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        sys.exit(f"yadtq-worker: {name}: not a port number: {raw!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logs.configure(args.log_level, args.log_format)
     if not args.no_supervisor and CHILD_ENV not in os.environ:
         return supervise(sys.argv[1:] if argv is None else argv)
     watch_parent()
     try:
         settings = Settings.from_args(args)
         load_task_modules(args.tasks)
+        default_schedules.check(default_registry)  # each names a task of ours, with fitting args
     except (ValueError, OSError, ImportError) as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2
@@ -75,10 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.scheduler:
         return _run_scheduler(settings, args.worker_id)
 
+    from worker.periodic import start_periodic
     from worker.worker import Worker
 
     worker = Worker(settings, default_registry, worker_id=args.worker_id,
                     schedule=not args.no_scheduler)
+    logs.set_worker(worker.id)
+    if args.metrics_port is not None:
+        from worker.interfaces import kafka_offsets
+
+        worker.metrics.watch_lag(settings, kafka_offsets)
+        try:
+            worker.metrics.serve(args.metrics_port, args.metrics_host)
+        except OSError as exc:
+            print(f"yadtq-worker: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return 2
+    periodic = start_periodic(settings, worker.store, default_schedules.all(), worker.id,
+                              worker.stopping)
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -98,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 1
+    finally:
+        periodic.join(timeout=2)
     if worker.exit_code:
         # a runner thread may be stuck in a task: end now, without waiting for it
         logging.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from worker.interfaces import Producer, ProducerFactory
 from yadtq.broker_types import Record
@@ -20,8 +20,10 @@ log = logging.getLogger("yadtq.worker")
 class Outbox:
     """Sends what the worker itself produces."""
 
-    def __init__(self, settings: Settings, factory: ProducerFactory, worker_id: str) -> None:
+    def __init__(self, settings: Settings, factory: ProducerFactory, worker_id: str,
+                 on_dead_letter: Callable[[], None] = lambda: None) -> None:
         self._settings, self._factory, self._worker_id = settings, factory, worker_id
+        self._on_dead_letter = on_dead_letter
         self._producer: Producer | None = None
         self._lock = threading.Lock()
 
@@ -46,6 +48,7 @@ class Outbox:
                     safe_text(reason, 300))
         try:
             self._get().dead_letter(record, reason, self._worker_id)
+            self._on_dead_letter()
         except (YadtqError, OSError) as exc:
             log.error("could not write to the dead-letter topic: %s", exc)
 

@@ -24,6 +24,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.interfaces import Offsets, OffsetsFactory
@@ -66,8 +67,11 @@ class Reconciler:
     """The repair loop of one worker (it acts only while it holds the lock)."""
 
     def __init__(self, settings: Settings, store: RedisStore, offsets_factory: OffsetsFactory,
-                 outbox: Outbox, worker_id: str, stopping: threading.Event) -> None:
+                 outbox: Outbox, worker_id: str, stopping: threading.Event,
+                 on_repaired: Callable[[int, int], None] = lambda queued, in_progress: None) -> None:
         self.settings, self.store, self.outbox = settings, store, outbox
+        self.on_repaired = on_repaired
+        """Called with (re-sent queued, re-queued in-progress) after a round that repaired some."""
         self.worker_id, self.stopping = worker_id, stopping
         self._offsets_factory = offsets_factory
         self.due = DueSet(store)
@@ -90,6 +94,7 @@ class Reconciler:
             try:
                 done = self.run_once()
                 if done is not None and (done.resent_queued or done.requeued_in_progress):
+                    self.on_repaired(done.resent_queued, done.requeued_in_progress)
                     log.warning("reconciler repaired %d tasks: %d queued re-sent, %d in-progress "
                                 "re-queued", done.resent_queued + done.requeued_in_progress,
                                 done.resent_queued, done.requeued_in_progress)

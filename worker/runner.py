@@ -22,7 +22,8 @@ import threading
 import time
 from typing import TypeVar
 
-from worker.execute import Result, TimeLimitExceeded, run_task, valid_text
+from worker.execute import Interrupt, Result, TaskCancelled, TimeLimitExceeded, run_task, valid_text
+from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.state import Batch, RedisCalls, RunnerStatus, Running
 from yadtq.broker_types import Record
@@ -46,7 +47,7 @@ EXTRA_STARTS = 2
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
 # START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED, NOT_DUE = 0, -1, -2, -3, -4
+FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE = 0, -1, -2, -3, -4, -5
 REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
@@ -66,9 +67,10 @@ class Runner:
     registry and the outbox are handed in."""
 
     def __init__(self, settings: Settings, registry: Registry, store: RedisStore, outbox: Outbox,
-                 worker_id: str, stopping: threading.Event) -> None:
+                 worker_id: str, stopping: threading.Event, metrics: Metrics | None = None) -> None:
         self.settings, self.registry, self.store = settings, registry, store
         self.outbox, self.worker_id, self.stopping = outbox, worker_id, stopping
+        self.metrics = metrics or Metrics()
         self.status = RunnerStatus()
         self.redis = RedisCalls(stopping)
         self.batches: queue.Queue[Batch | None] = queue.Queue()
@@ -93,7 +95,7 @@ class Runner:
         while True:
             try:
                 batch = self.batches.get()
-            except TimeLimitExceeded:  # a late interrupt: nothing was running
+            except Interrupt:  # a late interrupt: nothing was running
                 continue
             if batch is None:
                 return
@@ -220,6 +222,8 @@ class Runner:
             log.info("task %s skipped: already final (duplicate delivery)", env.id)
         elif code == CLEARED:
             log.info("task %s skipped: cleared by reset", env.id)
+        elif code == CANCELLED:
+            log.info("task %s skipped: cancelled", env.id)
         elif code == NOT_DUE:
             log.info("task %s skipped: scheduled for later (the scheduler sends it when due)", env.id)
         elif code == MISMATCH:
@@ -249,6 +253,7 @@ class Runner:
             if not ok:
                 with self.status.lock:
                     self.status.fenced += 1
+                self.metrics.fenced.inc()
                 log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
                             outcome.task_id, outcome.attempt)
         return True
@@ -268,25 +273,30 @@ class Runner:
         max_attempts = spec.max_attempts or self.settings.default_max_attempts
         limit = spec.time_limit or self.settings.default_time_limit
         if spec.fn is None:
-            self._count(ok=False)
+            self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=spec.description or f"unknown task {env.name!r}")
         if attempt > max_attempts + EXTRA_STARTS:
-            self._count(ok=False)
+            self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=f"started {attempt} times and never finished (each time its "
                                  "worker died or was restarted): not started again")
         result = self._call(rec, batch, env, spec, attempt, limit)
         self._log_result(env, attempt, result)
+        if result.cancelled:
+            self.metrics.finished(env.name, TaskState.CANCELLED)
+            return Outcome(env.id, attempt, TaskState.CANCELLED, error=result.error,
+                           note="interrupted on request")
         if result.ok:
-            self._count(ok=True)
+            self._count(env.name, ok=True)
             return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
         if not result.retryable or attempt >= max_attempts:
-            self._count(ok=False)
+            self._count(env.name, ok=False)
             note = f"after {attempt} attempts" if attempt > 1 else None
             return Outcome(env.id, attempt, TaskState.FAILED, error=result.error, note=note)
         # the retry waits in the due set, not here: the worker moves on at once
         delay = backoff(attempt, self.settings.retry_backoff)
+        self.metrics.retried(env.name)
         return Outcome(env.id, attempt, TaskState.SCHEDULED, error=result.error,
                        note=f"retry in {delay:g} s", delay=delay)
 
@@ -296,6 +306,7 @@ class Runner:
             self.status.running = Running(env.id, env.name, attempt, rec, batch,
                                           time.monotonic() + limit, limit)
             self.status.progress()
+        started = time.perf_counter()
         try:
             try:
                 return run_task(spec, env.args)
@@ -306,8 +317,12 @@ class Runner:
         except TimeLimitExceeded:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
                           seconds=limit)
+        except TaskCancelled:
+            return Result(False, error="cancelled while running", cancelled=True,
+                          seconds=time.perf_counter() - started)
 
-    def _count(self, ok: bool) -> None:
+    def _count(self, name: str, ok: bool) -> None:
+        self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)
         with self.status.lock:
             if ok:
                 self.status.done += 1
@@ -320,11 +335,19 @@ class Runner:
 
     def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
         self.learn(env.name, result.seconds)
+        self.metrics.attempt(env.name, result.seconds)
         args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
-        if result.ok:
+        fields = {"task_id": env.id, "task": env.name, "attempt": attempt,
+                  "seconds": round(result.seconds, 6)}
+        if result.cancelled:
+            log.info("task %s %s attempt %d cancelled while running, after %.3f s", env.id,
+                     env.name, attempt, result.seconds,
+                     extra={**fields, "state": TaskState.CANCELLED.value})
+        elif result.ok:
             log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
-                      result.seconds, args)
+                      result.seconds, args, extra={**fields, "state": TaskState.COMPLETED.value})
         else:
-            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt,
-                     safe_text(result.error or "", 300), args)
+            error = safe_text(result.error or "", 300)
+            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt, error, args,
+                     extra={**fields, "state": TaskState.FAILED.value, "error": error})
 

@@ -58,6 +58,9 @@ class Running:
     """``time.monotonic()`` at which its time limit is over."""
     limit: float
     interrupts: int = 0
+    """Interrupts sent so far (for the time limit, or for the cancel once one is seen)."""
+    cancel_seen: float | None = None
+    """``time.monotonic()`` at which the worker learned that a cancel was requested (None: none)."""
 
 
 class RunnerStatus:

@@ -1,12 +1,13 @@
-"""Time limits, enforced from the main thread: interrupt a task at its limit, again every second
-while it goes on, and name it for escalation once its grace period is over too."""
+"""Time limits and cancels, enforced from the main thread: interrupt a task at its limit (or once
+its cancel is seen), again every second while it goes on, and name it for escalation once its
+grace period is over too."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from worker.execute import TimeLimitExceeded, interrupt_thread
+from worker.execute import Interrupt, TaskCancelled, TimeLimitExceeded, interrupt_thread
 from worker.runner import Runner
 from worker.state import Running
 
@@ -22,8 +23,9 @@ class Watchdog:
         self.runner, self.grace = runner, grace
 
     def check(self) -> Running | None:
-        """Interrupt a task over its limit; return it once it is over its limit plus the grace
-        period (it did not stop: blocked in C code, or swallowing the interrupt)."""
+        """Interrupt a task over its limit or cancelled; return it once the grace period is over
+        too (it did not stop: blocked in C code, or swallowing the interrupt). A cancel takes over
+        from a time limit: its interrupts start afresh."""
         status = self.runner.status
         # under the lock: the runner clears ``running`` under it too, so a task that has already
         # returned is never interrupted
@@ -32,16 +34,25 @@ class Watchdog:
             if running is None:
                 return None
             now = time.monotonic()
-            if now < running.deadline:
+            since: float
+            kind: type[Interrupt]
+            if running.cancel_seen is not None:
+                since, kind = running.cancel_seen, TaskCancelled
+            elif now >= running.deadline:
+                since, kind = running.deadline, TimeLimitExceeded
+            else:
                 return None
-            if now >= running.deadline + self.grace:
+            if now >= since + self.grace:
                 return running
-            if now >= running.deadline + running.interrupts * REINTERRUPT_SECONDS:
+            if now >= since + running.interrupts * REINTERRUPT_SECONDS:
                 if running.interrupts == 0:
-                    log.warning("task %s is over its time limit of %g s; interrupting it",
-                                running.task_id, running.limit)
+                    if kind is TaskCancelled:
+                        log.warning("task %s was cancelled; interrupting it", running.task_id)
+                    else:
+                        log.warning("task %s is over its time limit of %g s; interrupting it",
+                                    running.task_id, running.limit)
                 running.interrupts += 1
-                interrupt_thread(self.runner.thread, TimeLimitExceeded)
+                interrupt_thread(self.runner.thread, kind)
         return None
 
     def stalled(self) -> str:
@@ -52,7 +63,11 @@ class Watchdog:
             running = self.runner.status.running
             if running is None:
                 return ""
-            over = time.monotonic() - running.deadline
+            now = time.monotonic()
+            if running.cancel_seen is not None and now - running.cancel_seen > REINTERRUPT_SECONDS:
+                return (f"task {running.task_id} ({running.name}) was cancelled "
+                        f"{now - running.cancel_seen:.0f} s ago and has not stopped")
+            over = now - running.deadline
             if over <= 0:
                 return ""
             return (f"task {running.task_id} ({running.name}) is {over:.0f} s over its time limit "

@@ -12,9 +12,12 @@ status):
 - the committer (``worker.commits``): finished offsets, committed ``commit_after`` seconds later.
 - the runner (``worker.runner``, its own thread): validates and runs the batch's tasks; what the
   loop and the runner share is in ``worker.state``.
-- the watchdog (``worker.watchdog``, called here): time limits; a task that does not stop after its
-  limit plus ``stuck_grace`` is failed, its offset committed, and the process exits with
-  ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck in C cannot be killed).
+- the watchdog (``worker.watchdog``, called here): time limits and cancels; a task that does not
+  stop ``stuck_grace`` after its limit (or its cancel) is failed (cancelled), its offset committed,
+  and the process exits with ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck
+  in C cannot be killed).
+- the cancel watch (``worker.cancel_watch``, its own thread): reads the running task's cancel flag
+  once a second.
 - the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
 - the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
 - the scheduler (``worker.scheduler``, its own thread): sends due tasks when this worker leads.
@@ -28,6 +31,7 @@ import socket
 import threading
 import time
 
+from worker.cancel_watch import CancelWatch
 from worker.commits import Committer
 from worker.heartbeat import Heartbeat, Identity
 from worker.interfaces import (
@@ -39,6 +43,7 @@ from worker.interfaces import (
     kafka_offsets,
     kafka_producer,
 )
+from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.repair import Reconciler
 from worker.runner import Runner
@@ -79,7 +84,7 @@ class Worker:
                  producer_factory: ProducerFactory | None = None,
                  offsets_factory: OffsetsFactory | None = None,
                  worker_id: str | None = None, repair: bool = True,
-                 schedule: bool = True) -> None:
+                 metrics: Metrics | None = None, schedule: bool = True) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store or RedisStore(settings)
@@ -88,13 +93,18 @@ class Worker:
         self.id = self.identity.id
         self.stopping = threading.Event()
         self.exit_code = 0
-        self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id)
-        self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping)
+        self.metrics = metrics or Metrics()
+        self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id,
+                             self.metrics.dead_lettered.inc)
+        self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping,
+                             self.metrics)
+        self.metrics.running(lambda: int(self.runner.status.running is not None))
         self.watchdog = Watchdog(self.runner, settings.stuck_grace)
+        self.cancel_watch = CancelWatch(self.store, self.runner.status, self.stopping)
         self.heartbeat = Heartbeat(self.store, settings, self.identity, self.runner.status,
                                    self.watchdog.stalled, lambda: tuple(self._assigned), self.stopping)
         self.reconciler = (Reconciler(settings, self.store, offsets_factory or kafka_offsets,
-                                      self.outbox, self.id, self.stopping)
+                                      self.outbox, self.id, self.stopping, self.metrics.repaired)
                            if repair else None)
         self.scheduler = (Scheduler(settings, DueSet(self.store), self.outbox, self.id, self.stopping)
                           if schedule else None)
@@ -141,6 +151,7 @@ class Worker:
         self._consumer = consumer
         self.heartbeat.start()
         self.runner.start()
+        self.cancel_watch.start()
         if self.reconciler is not None:
             self.reconciler.start()
         if self.scheduler is not None:
@@ -266,15 +277,20 @@ class Worker:
 
     # ------------------------------------------------------------------ escalation
     def _escalate(self, consumer: Consumer, stuck: Running) -> None:
-        """A task did not stop after its time limit plus the grace period: fail it, commit past it
-        (the tasks before it are finished), and end the process for a fresh one."""
+        """A task did not stop after its time limit (or its cancel) plus the grace period: fail it
+        (cancel it), commit past it (the tasks before it are finished), and end the process for a
+        fresh one."""
         grace = self.settings.stuck_grace
-        log.error("task %s (%s) did not stop %g s after its time limit of %g s; failing it and "
-                  "restarting the worker", stuck.task_id, stuck.name, grace, stuck.limit)
-        outcome = Outcome(stuck.task_id, stuck.attempt, TaskState.FAILED,
-                          error=f"time limit of {stuck.limit:g} s exceeded, and the task did not stop "
-                                f"within {grace:g} s more (blocked in C code or ignoring the "
-                                "interrupt): its worker process was restarted")
+        why = (f"time limit of {stuck.limit:g} s exceeded" if stuck.cancel_seen is None
+               else "cancelled while running")
+        log.error("task %s (%s) did not stop %g s after its %s; ending it and restarting the "
+                  "worker", stuck.task_id, stuck.name, grace,
+                  "cancel" if stuck.cancel_seen is not None else f"time limit of {stuck.limit:g} s")
+        outcome = Outcome(stuck.task_id, stuck.attempt,
+                          TaskState.FAILED if stuck.cancel_seen is None else TaskState.CANCELLED,
+                          error=f"{why}, and the task did not stop within {grace:g} s more (blocked "
+                                "in C code or ignoring the interrupt): its worker process was "
+                                "restarted")
         batch, rec = stuck.batch, stuck.record
         try:
             written = self.store.finish(self.id, [outcome])
@@ -283,7 +299,7 @@ class Worker:
             written = [False]
         if written[0]:
             with self.runner.status.lock:
-                self.runner.status.failed += 1
+                self.runner.status.failed += stuck.cancel_seen is None
             first_unfinished = batch.processed.get(rec.partition, batch.first_offset(rec.partition))
             if first_unfinished == rec.offset and rec.partition not in batch.revoked:
                 batch.processed[rec.partition] = rec.offset + 1
@@ -369,6 +385,7 @@ class Worker:
                 log.warning("closing the consumer: %s", exc)
         self.stopping.set()
         self.heartbeat.join(timeout=2)
+        self.cancel_watch.join(timeout=2)
         if self.reconciler is not None:
             self.reconciler.join(timeout=2)
         if self.scheduler is not None:

@@ -9,6 +9,7 @@ from yadtq import builtins as _builtins  # noqa: F401  (registers ADD, SUB, MUL,
 from yadtq.client import Client
 from yadtq.models import Task, TaskState, WorkerInfo, WorkerStatus
 from yadtq.registry import Registry, default_registry, task
+from yadtq.schedules import default_schedules, periodic
 from yadtq.settings import Settings
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "WorkerInfo",
     "WorkerStatus",
     "default_registry",
+    "default_schedules",
+    "periodic",
     "task",
 ]
 

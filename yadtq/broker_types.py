@@ -1,12 +1,16 @@
 """What the client and the worker need from Kafka: the record type, the producer's protocol and its
-default factory. No Kafka import at module level: ``yadtq.broker`` (kafka-python) is imported only
-when a real producer is made; tests pass ``yadtq.testing.FakeBroker.producer`` instead."""
+default factory, and the consumer-lag reader. No Kafka import at module level: ``yadtq.broker``
+(kafka-python) is imported only when a real producer is made; tests pass
+``yadtq.testing.FakeBroker.producer`` instead."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from yadtq.errors import YadtqError
 
 if TYPE_CHECKING:
     from yadtq.settings import Settings
@@ -44,3 +48,37 @@ def kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
 
     ensure_topics(settings, timeout=10.0)
     return TaskProducer(settings, linger_ms=linger_ms)
+
+
+class LagReader:
+    """The consumer group's lag on the tasks topic, per partition: end offset minus committed
+    offset (a partition never committed counts whole). One offsets reader (``factory(settings)``,
+    e.g. ``yadtq.broker.OffsetReader``) is kept between reads and dropped after a failure.
+    Thread-safe; used by the client's health check and the worker's metrics."""
+
+    def __init__(self, settings: Settings, factory: Callable[[Settings], Any]) -> None:
+        self._settings, self._factory = settings, factory
+        self._offsets: Any = None
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[int, int]:
+        """partition -> lag; raises ``YadtqError`` when Kafka cannot say."""
+        with self._lock:
+            try:
+                if self._offsets is None:
+                    self._offsets = self._factory(self._settings)
+                ends = self._offsets.end_offsets(self._offsets.partitions())
+                committed = self._offsets.committed()
+            except YadtqError:
+                self._close()
+                raise
+        return {p: max(0, int(end) - int(committed.get(p, 0))) for p, end in sorted(ends.items())}
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._offsets is not None:
+            self._offsets.close()
+            self._offsets = None

@@ -16,15 +16,24 @@ from yadtq import __version__
 from yadtq.cli_output import (
     print_json,
     print_repairs,
+    print_schedules,
     print_task,
     print_tasks,
     print_workers,
     repairs_json,
+    schedule_json,
     task_json,
     worker_json,
 )
 from yadtq.client import Client
-from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
+from yadtq.errors import (
+    InvalidTask,
+    ServiceUnavailable,
+    StoreError,
+    TaskFinished,
+    TaskNotFound,
+    YadtqError,
+)
 from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
@@ -38,6 +47,7 @@ EXIT_DECLINED = 4
 EXIT_TASK_FAILED = 5
 EXIT_TIMED_OUT = 6
 EXIT_REFUSED = 7
+EXIT_FINISHED = 8
 
 EXIT_MEANINGS = {
     EXIT_OK: "ok",
@@ -45,15 +55,17 @@ EXIT_MEANINGS = {
     EXIT_INVALID: "invalid input",
     EXIT_NOT_FOUND: "no such task",
     EXIT_DECLINED: "reset declined",
-    EXIT_TASK_FAILED: "task failed (--wait)",
+    EXIT_TASK_FAILED: "task failed or was cancelled (--wait)",
     EXIT_TIMED_OUT: "timed out (--wait)",
     EXIT_REFUSED: "Redis refused the request",
+    EXIT_FINISHED: "task already finished (cancel)",
 }
 """Every exit code and what it means (``yadtq --help`` and README.md list these)."""
 
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidTask, EXIT_INVALID),
     (TaskNotFound, EXIT_NOT_FOUND),
+    (TaskFinished, EXIT_FINISHED),
     (ServiceUnavailable, EXIT_UNAVAILABLE),
     (StoreError, EXIT_REFUSED),  # reachable, but refusing for good (WRONGTYPE, OOM, ...)
     (YadtqError, EXIT_UNAVAILABLE),  # any other refusal by Redis or Kafka
@@ -162,6 +174,14 @@ def cmd_retry(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(ctx: Context) -> int:
+    result = ctx.client.cancel(ctx.args.task_id)
+    print(f"cancelling {result.task_id}: it is running; its worker interrupts it" if result.running
+          else f"cancelled {result.task_id}: it was {result.previous.value}; it will not start",
+          file=ctx.out)
+    return EXIT_OK
+
+
 def cmd_reset(ctx: Context) -> int:
     client, out = ctx.client, ctx.out
     total = client.total()
@@ -204,6 +224,15 @@ def cmd_stats(ctx: Context) -> int:
     print_repairs(repairs, out)
     print(f"redis: {'ok' if health.redis_ok else safe_text(health.redis_error or '')}", file=out)
     print(f"kafka: {'ok' if health.kafka_ok else safe_text(health.kafka_error or '')}", file=out)
+    return EXIT_OK
+
+
+def cmd_schedules(ctx: Context) -> int:
+    schedules = ctx.client.schedules()
+    if ctx.args.json:
+        print_json([schedule_json(s) for s in schedules], ctx.out)
+    else:
+        print_schedules(schedules, ctx.out)
     return EXIT_OK
 
 
@@ -268,6 +297,11 @@ COMMANDS = (
             "View: arguments, result, error, attempts, every state change", cmd_view, _view_arguments),
     Command("retry", "retry ID", "re-run a failed task as a new attempt of the same task",
             cmd_retry, _id_arguments),
+    Command("cancel", "cancel ID", "cancel a queued, scheduled or running task: it ends cancelled",
+            cmd_cancel, _id_arguments,
+            "A queued or scheduled task never starts; a running one is interrupted by its worker "
+            "within about a second (one that ignores it: its worker restarts after stuck_grace); "
+            f"never retried. A finished task is an error (exit {EXIT_FINISHED}), nothing changes."),
     Command("reset", "reset [--yes]",
             "delete every YADTQ task; asks first (refuses without a terminal unless --yes)",
             cmd_reset, _reset_arguments,
@@ -279,6 +313,9 @@ COMMANDS = (
             "totals per state, completions in the last minute, repairs, Redis/Kafka health",
             cmd_stats,
             _json_flag),
+    Command("schedules", "schedules [--json]",
+            "periodic schedules: task, cron or interval, next run, last run (task id and state)",
+            cmd_schedules, _json_flag),
     Command("completion", "completion bash|zsh|fish",
             "print a shell completion script (bash, zsh or fish)", cmd_completion,
             _completion_arguments,
@@ -373,6 +410,8 @@ def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
             return EXIT_OK
         if task.state is TaskState.FAILED:
             raise CliError(f"task {task_id} failed: {task.error}", EXIT_TASK_FAILED)
+        if task.state is TaskState.CANCELLED:
+            raise CliError(f"task {task_id} was cancelled", EXIT_TASK_FAILED)
         if time.monotonic() > deadline:
             raise CliError(f"task {task_id} still {task.state} after {seconds:g} s", EXIT_TIMED_OUT)
         time.sleep(0.05)

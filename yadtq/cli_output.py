@@ -16,6 +16,7 @@ from datetime import UTC
 from typing import Any, TextIO
 
 from yadtq.models import RepairStats, Task, TaskState, WorkerInfo, WorkerStatus
+from yadtq.schedules import ScheduleInfo
 from yadtq.text import format_args, format_duration, format_timestamp, format_value, safe_text
 
 INVALID = "invalid"
@@ -139,3 +140,36 @@ def print_repairs(r: RepairStats, out: TextIO) -> None:
     leader = f" by {safe_text(r.last_leader, 60)}" if r.last_leader else ""
     print(f"last repair run: {_timestamp(r.last_run_at)}{leader} ({r.last_repaired} repaired)",
           file=out)
+
+
+def schedule_json(s: ScheduleInfo) -> dict[str, Any]:
+    """``s`` as ``yadtq schedules --json`` prints it: ``state`` is ``ok`` or ``invalid`` (then
+    ``problem`` says why); times are epoch seconds; ``last_state`` is null when the last period's
+    task is gone (or the period was the one in which the schedule was first seen)."""
+    d = s.schedule
+    return {"name": s.name, "state": INVALID if s.problem is not None else "ok",
+            "problem": s.problem, "task": d.task if d else None,
+            "args": list(d.args) if d else None, "cron": d.cron if d else None,
+            "every": d.every if d else None, "tz": d.tz if d else None,
+            "expression": d.expression if d else None, "next_run": s.next_run,
+            "last_period": s.last_period, "last_task": s.last_task, "last_state": s.last_state}
+
+
+def print_schedules(schedules: list[ScheduleInfo], out: TextIO) -> None:
+    """One aligned row per schedule (``yadtq schedules``); times in UTC."""
+    if not schedules:
+        print("no schedules (workers publish the ones their --tasks modules declare)", file=out)
+        return
+    rows = [("SCHEDULE", "TASK", "WHEN", "NEXT RUN", "LAST RUN", "LAST TASK", "LAST STATE")]
+    for s in schedules:
+        d = s.schedule
+        when = d.expression if d else f"{INVALID}: {s.problem}"
+        task = f"{d.task} {format_args(d.args, 24)}".strip() if d else ""
+        last_state = (s.last_state or "-") if s.last_task else ""
+        if d is not None and s.problem is not None:
+            last_state = f"{INVALID}: {s.problem}"
+        rows.append((safe_text(s.name, 40), safe_text(task, 40), safe_text(when, 80),
+                     _timestamp(s.next_run) if s.next_run is not None else "-",
+                     _timestamp(s.last_period) if s.last_period is not None else "never",
+                     s.last_task or "", safe_text(last_state, 60)))
+    _print_table(rows, out)

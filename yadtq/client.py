@@ -3,7 +3,7 @@
     from yadtq import Client
     client = Client()                      # settings from YADTQ_* variables
     task_id = client.submit("ADD", [2, 3])
-    client.get(task_id).state              # queued / in-progress / completed / failed
+    client.get(task_id).state              # queued / in-progress / completed / failed / cancelled
 
 Submitting writes the task as ``queued`` in Redis, then sends it to Kafka and waits for the broker's
 acknowledgement. If Kafka refuses or cannot be reached, the caller gets ``ServiceUnavailable`` and the
@@ -26,11 +26,14 @@ from typing import Any
 
 from yadtq import when as _when
 from yadtq.batcher import BackgroundSubmitter
-from yadtq.broker_types import Producer, ProducerFactory, kafka_producer
+from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
+from yadtq.cancel import CancelResult, Cancels
 from yadtq.due import DueSet
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
+from yadtq.schedule_store import ScheduleStore
+from yadtq.schedules import ScheduleInfo
 from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
@@ -49,17 +52,27 @@ def _kafka_ping(settings: Settings) -> None:
     kafka_ping(settings)
 
 
+def _kafka_offsets(settings: Settings) -> Any:
+    from yadtq.broker import OffsetReader
+
+    return OffsetReader(settings)
+
+
 class Client:
     """Submit, inspect, retry and reset tasks; list workers; report service health."""
 
     def __init__(self, settings: Settings | None = None, *, store: RedisStore | None = None,
                  producer_factory: ProducerFactory | None = None,
                  kafka_ping: Callable[[Settings], None] | None = None,
+                 offsets_factory: Callable[[Settings], Any] | None = None,
                  registry: Registry | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.store = store or RedisStore(self.settings)
         self._producer_factory = producer_factory or kafka_producer
         self._kafka_ping = kafka_ping or _kafka_ping
+        # the consumer lag is read from the real Kafka only when Kafka itself is not replaced
+        factory = offsets_factory or (_kafka_offsets if kafka_ping is None else None)
+        self._lag = LagReader(self.settings, factory) if factory is not None else None
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None
         self._submitter: BackgroundSubmitter | None = None
@@ -67,13 +80,16 @@ class Client:
         self._unconfirmed_errors: list[tuple[str, Exception]] = []
         self._errors_lock = threading.Lock()
         self._producer_lock = threading.Lock()
+        self._cancels: Cancels | None = None
         self.due = DueSet(self.store)
         """Tasks scheduled for later (``delay=``/``eta=``)."""
 
     def describe(self) -> str:
         """Where this client's data lives, for people: ``<key prefix> on <Redis URL>``, the
-        password masked (``yadtq on redis://:***@host:6379/0``)."""
-        url = redact_url(self.settings.redis_url)
+        password masked (``yadtq on redis://:***@host:6379/0``), or on ``Sentinel <addresses>
+        (<service>)``."""
+        url = (f"Sentinel {self.settings.redis_sentinels} ({self.settings.redis_service})"
+               if self.settings.redis_sentinels else redact_url(self.settings.redis_url))
         return f"{self.settings.key_prefix} on {url}" if url else self.settings.key_prefix
 
     # ------------------------------------------------------------------ tasks names
@@ -230,9 +246,7 @@ class Client:
 
     # ------------------------------------------------------------------ read
     def get(self, task_id: str) -> Task:
-        task_id = task_id.strip().lower()
-        if not task_id or len(task_id) > 64 or not task_id.isalnum():
-            raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
+        task_id = _task_id(task_id)
         task = self.store.get(task_id)
         if task is None:
             raise TaskNotFound(f"no task with id {task_id}")
@@ -264,6 +278,11 @@ class Client:
         """What the workers' reconciler repaired so far (re-sent and re-queued tasks)."""
         return self.store.repairs()
 
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """The periodic schedules the workers published, with their next and last run (a
+        malformed entry is listed with ``problem`` set)."""
+        return ScheduleStore(self.store).infos()
+
     # ------------------------------------------------------------------ change
     def retry(self, task_id: str) -> str:
         """Run a failed task again: a new attempt of the same task (same id), queued at once."""
@@ -284,6 +303,16 @@ class Client:
             raise ServiceUnavailable(f"retry not enqueued: {err}")
         return task.id
 
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a task. A queued (or scheduled) one is ``cancelled`` at once and never starts;
+        a running one is interrupted by its worker within about a second and ends ``cancelled``
+        (``CancelResult.running``), never retried. Raises ``TaskNotFound`` for an unknown id and
+        ``TaskFinished`` for a task already completed, failed or cancelled (nothing changes)."""
+        task_id = _task_id(task_id)
+        if self._cancels is None:
+            self._cancels = Cancels(self.store)
+        return self._cancels.cancel(task_id)
+
     def reset(self) -> int:
         """Delete every YADTQ task (this key prefix only, never the whole database). Returns how many."""
         return self.store.reset()
@@ -299,7 +328,18 @@ class Client:
             self._kafka_ping(self.settings)
         except ServiceUnavailable as exc:
             kafka_error = str(exc)
-        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error)
+        lag = self.lag() if kafka_error is None else None
+        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error, lag)
+
+    def lag(self) -> int | None:
+        """Messages of the tasks topic that the workers' group has not committed yet, over all
+        partitions (a partition never committed counts whole); None when Kafka cannot say."""
+        if self._lag is None:
+            return None
+        try:
+            return sum(self._lag.read().values())
+        except YadtqError:
+            return None
 
     def close(self) -> None:
         """Flush unconfirmed submits (raising if some failed) and close the producers."""
@@ -313,6 +353,8 @@ class Client:
                 if producer is not None:
                     producer.close()
             self._producer = self._async_producer = None
+            if self._lag is not None:
+                self._lag.close()
 
 
 def _drain_at_exit(client: Client) -> None:
@@ -342,6 +384,14 @@ def _flush_at_exit(ref: weakref.ref[Client]) -> None:
     except ServiceUnavailable as exc:
         print(f"yadtq: WARNING at exit: {exc} (submitted with wait=False)", file=sys.stderr,
               flush=True)
+
+
+def _task_id(text: str) -> str:
+    """``text`` as a task id to look up (``TaskNotFound`` if it cannot be one)."""
+    task_id = text.strip().lower()
+    if not task_id or len(task_id) > 64 or not task_id.isalnum():
+        raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
+    return task_id
 
 
 def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:

@@ -68,7 +68,7 @@ class DueSet:
                      "1" if relative else "0"]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.due,
                 *(self.keys.task(e.id) for e in envelopes)]
-        out = self.store.call(lambda r: self._schedule(keys=keys, args=args, client=r))
+        out = self.store.call(lambda: self._schedule(keys=keys, args=args))
         return [float(x) if x not in (0, "0") else None for x in out]
 
     def claim(self, owner: str, lock_ttl: float, limit: int, lease: float) -> Claim | None:
@@ -78,7 +78,7 @@ class DueSet:
                 self.keys.lock(LOCK)]
         args = [safe_text(owner), max(1, int(lock_ttl * 1000)), max(1, limit), repr(float(lease)),
                 self.keys.task("")]
-        got = self.store.call(lambda r: self._claim(keys=keys, args=args, client=r))
+        got = self.store.call(lambda: self._claim(keys=keys, args=args))
         if not got or int(got[0]) != 1:
             return None
         _, flat, dropped, bad, next_due, now = got
@@ -93,14 +93,14 @@ class DueSet:
         """Kafka acknowledged these: take them out of the dispatching set."""
         if task_ids:
             ids = list(task_ids)
-            self.store.call(lambda r: r.zrem(self.keys.dispatching, *ids))
+            self.store.call(lambda: self.store.r.zrem(self.keys.dispatching, *ids))
 
     def dispatching(self, task_ids: Sequence[str]) -> set[str]:
         """Which of these ids are claimed and being sent (in the dispatching set)."""
         if not task_ids:
             return set()
         ids = list(task_ids)
-        scores = self.store.call(lambda r: r.zmscore(self.keys.dispatching, ids))
+        scores = self.store.call(lambda: self.store.r.zmscore(self.keys.dispatching, ids))
         return {i for i, s in zip(ids, scores, strict=True) if s is not None}
 
     def restore(self, page: int = 500, most: int = 20_000) -> list[str]:
@@ -112,8 +112,8 @@ class DueSet:
         while first < most:
             args: list[Any] = [self.keys.task(""), first, page]
 
-            def run(r: Any, a: list[Any] = args) -> Any:
-                return self._restore(keys=keys, args=a, client=r)
+            def run(a: list[Any] = args) -> Any:
+                return self._restore(keys=keys, args=a)
             ids, read = self.store.call(run)
             back += [str(i) for i in ids]
             if int(read) < page:
@@ -123,7 +123,7 @@ class DueSet:
 
     def due_count(self) -> int:
         """How many ids wait in the due set."""
-        return int(self.store.call(lambda r: r.zcard(self.keys.due)))
+        return int(self.store.call(lambda: self.store.r.zcard(self.keys.due)))
 
     def release(self, owner: str) -> None:
         """Give the scheduler's lock up if ``owner`` holds it."""

@@ -35,3 +35,7 @@ class BrokerError(YadtqError):
     """Kafka refused a request for good (not a connection problem): e.g. a commit for partitions
     that moved to another worker."""
 
+
+
+class TaskFinished(YadtqError):
+    """The task is already final (completed, failed or cancelled): a cancel changes nothing."""

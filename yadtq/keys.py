@@ -23,6 +23,9 @@ Layout::
                                     not yet acknowledged; re-sent when the lease expires
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
+    <p>:schedules            hash   schedule name -> JSON definition, published by workers
+    <p>:schedules:last       hash   schedule name -> start (epoch s) of the latest period fired: a
+                                    period at or before it never runs again (kept for good)
 """
 
 from __future__ import annotations
@@ -107,8 +110,19 @@ class Keys:
         return f"{self.prefix}:repairs"
 
     @property
+    def schedules(self) -> str:
+        """Periodic schedules published by the workers (``Schedule.to_public``), by name."""
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedules_last(self) -> str:
+        """Per schedule, the latest period fired (epoch s): the scheduler's high-water mark."""
+        return f"{self.prefix}:schedules:last"
+
+    @property
     def due(self) -> str:
-        """Scheduled task ids scored by their due time (the scheduler's queue)."""
+        """Scheduled task ids scored by their due time (the scheduler's queue; a cancel removes
+        an id)."""
         return f"{self.prefix}:due"
 
     @property

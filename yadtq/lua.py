@@ -3,23 +3,28 @@
 Every state change appends ``[state, time, worker, attempt, note]`` to the task's ``history`` and moves
 the id between the per-state sorted sets and counters, so listings and totals never scan keys.
 ``FINISH`` is a compare-and-set on ``(state, attempt)``: a zombie worker whose attempt was superseded
-cannot overwrite the newer attempt's outcome. The scheduler's scripts are in ``yadtq.lua_due``.
+cannot overwrite the newer attempt's outcome. ``CANCEL`` ends a waiting task at once and flags a
+running one (``cancel_requested``); ``START`` and ``FINISH`` honour the flag, so a cancel that was
+accepted always ends the task ``cancelled``, whichever script runs first. The scheduler's scripts
+(delays, ETAs, retries after a backoff) are in ``yadtq.lua_due``.
 """
 
-from yadtq.models import STATES
+from yadtq.models import FINAL_STATES, STATES
 
-N = 1 + len(STATES)
-"""Index of the last per-state set in ``KEYS`` (the prelude's layout); each script's own keys follow."""
-
-# Shared prelude. KEYS[1] = counts hash, KEYS[2..N] = the state sets in ``STATES`` order (scheduled,
-# queued, in-progress, completed, failed); ``N`` is a Lua local too. Task keys follow at the offset
-# each script states.
+# Shared prelude. KEYS[1] = counts hash, KEYS[2 .. K - 1] = the state sets in ``STATES`` order
+# (``sets[name]``); the keys of each script start at KEYS[K] (K = len(STATES) + 2), as it states.
 # Set and counter changes are collected per call and written at the end (``flush``): one ZADD / ZREM
 # per set and one HINCRBY per state for the whole batch instead of four commands per task. A member
 # added and removed again within the batch nets out, so the order of the moves is kept.
 # History is a JSON array; ``append`` adds an entry to its text without decoding it.
-_PRELUDE = (f"local N = {N}\nlocal counts = KEYS[1]\nlocal sets = {{"
-            + ", ".join(f"['{s.value}']=KEYS[{i}]" for i, s in enumerate(STATES, 2)) + "}\n" + """
+_STATE_NAMES = ", ".join(f"'{s.value}'" for s in STATES)
+_FINAL_NAMES = ", ".join(f"['{s.value}']=true" for s in sorted(FINAL_STATES))
+_PRELUDE = (
+    "\nlocal counts = KEYS[1]\nlocal sets = {}\n"
+    "for i, name in ipairs({" + _STATE_NAMES + "}) do sets[name] = KEYS[1 + i] end\n"
+    "local K = " + str(len(STATES) + 2) + "\n"
+    "local final = {" + _FINAL_NAMES + "}\n"
+) + """
 local adds, rems, deltas = {}, {}, {}
 local function zadd(set, id, score)
   if not adds[set] then adds[set] = {} end
@@ -86,20 +91,20 @@ local function record(key, index, id, name, args, created_text, created, now, no
   move(id, nil, 'queued', created)
   return history
 end
-""")
+"""
 
-# KEYS[N+1] = index, KEYS[N+2..] = task keys.
+# KEYS[K] = index, KEYS[K + 1 ..] = task keys.
 # ARGV[1] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task 1 if created, 0 if the id already existed.
 CREATE = _PRELUDE + """
 local now = ARGV[1]
 local out = {}
-for i = N + 2, #KEYS do
-  local j = (i - N - 2) * 4 + 2
+for i = K + 1, #KEYS do
+  local j = (i - K - 1) * 4 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
-    record(KEYS[i], KEYS[N + 1], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
+    record(KEYS[i], KEYS[K], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
       now, false)
     out[#out + 1] = 1
   end
@@ -108,23 +113,26 @@ flush()
 return out
 """
 
-# KEYS[N+1] = index, KEYS[N+2] = reset marker, KEYS[N+3..] = task keys.
+# KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 4 values: id, name, args JSON, created_at.
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
 # (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
-# created_at, a history that is not a JSON array), -4 if it is ``scheduled`` (not due yet: the
-# scheduler sends it when it is). On -2, -3 and -4 the record is left as it is.
+# created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
+# a cancel was requested while it was in progress (a redelivery after its worker died or its
+# partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is).
+# On -2, -3 and -5 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
-local reset_at = tonumber(redis.call('GET', KEYS[N + 2]) or '0') or 0
+local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
-for i = N + 3, #KEYS do
+for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - N - 3) * 4 + 3
+  local j = (i - K - 2) * 4 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at')
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
+    'cancel_requested')
   local res = nil
   local state, attempt, history, score
   if cur.err then
@@ -132,13 +140,13 @@ for i = N + 3, #KEYS do
   else
     state, attempt, history, score = cur[1], count(cur[2]), cur[3], tonumber(cur[6])
     if not state then
-      if cur[2] or cur[4] or cur[5] or cur[6] then
+      if cur[2] or cur[4] or cur[5] or cur[6] or cur[7] then
         res = -3
       elseif created <= reset_at then
         res = -1
       else
         -- the message reached Kafka but its record is missing: recreate it from the message
-        history = record(key, KEYS[N + 1], id, name, args, ARGV[j + 3], created, now,
+        history = record(key, KEYS[K], id, name, args, ARGV[j + 3], created, now,
           'record recreated by worker')
         state, attempt, score = 'queued', 0, created
         cur[4], cur[5] = name, args
@@ -152,9 +160,17 @@ for i = N + 3, #KEYS do
     out[#out + 1] = -3
   elseif cur[4] ~= name or cur[5] ~= args then
     out[#out + 1] = -2
-  elseif state == 'completed' or state == 'failed' then
+  elseif state == 'cancelled' then
+    out[#out + 1] = -4
+  elseif final[state] then
     out[#out + 1] = 0
   elseif state == 'scheduled' then
+    out[#out + 1] = -5
+  elseif cur[7] then
+    redis.call('HSET', key, 'state', 'cancelled', 'updated_at', now, 'finished_at', now,
+      'error', 'cancelled (requested while attempt ' .. attempt .. ' was in progress)',
+      'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
+    move(id, state, 'cancelled', score)
     out[#out + 1] = -4
   else
     attempt = attempt + 1
@@ -171,11 +187,12 @@ flush()
 return out
 """
 
-# KEYS[N+1] = rate key of this second, KEYS[N+2] = due set, KEYS[N+3..] = task keys.
+# KEYS[K] = rate key of this second, KEYS[K + 1] = due set, KEYS[K + 2 ..] = task keys.
 # ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, attempt, new state, result JSON, error, note,
-# delay. The new state is completed, failed, queued (handed back: sent again by Kafka's redelivery)
-# or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay and the id goes into
-# the due set in this same script, so the scheduler sends it when due.
+# delay. The new state is completed, failed, cancelled, queued (handed back unstarted: Kafka
+# delivers it again) or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay
+# and the id goes into the due set in this same script, so the scheduler sends it when due. When a cancel was requested meanwhile (``cancel_requested``), any of
+# them is written as cancelled: never retried, never failed (a completed attempt's result is kept).
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
 # stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
@@ -184,18 +201,27 @@ local out = {}
 local finished = 0
 local clock = redis.call('TIME')
 local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-for i = N + 3, #KEYS do
+for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - N - 3) * 7 + 3
+  local j = (i - K - 2) * 7 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
-  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at')
+  local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at',
+    'cancel_requested')
   local score = not cur.err and tonumber(cur[4])
   if score and cur[1] == 'in-progress' and tonumber(cur[2]) == attempt and listlike(cur[3]) then
     local err = ARGV[j + 4]
     local note = ARGV[j + 5]
     if note == '' then note = false end
+    if cur[5] and new ~= 'cancelled' then
+      local ended = {['completed']='completed first: its result is kept',
+        ['failed']='failed first', ['queued']='not retried, not started again',
+        ['scheduled']='failed first; not retried'}
+      note = 'cancelled on request (the attempt ' .. (ended[new] or new) .. ')'
+      if err ~= '' then err = 'cancelled; the attempt ended with: ' .. err else err = 'cancelled' end
+      new = 'cancelled'
+    end
     local history = append(cur[3], {new, now, worker, attempt, note})
-    if new == 'completed' or new == 'failed' then
+    if final[new] then
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'finished_at', now)
       finished = finished + 1
@@ -203,7 +229,7 @@ for i = N + 3, #KEYS do
       local due = tnow + (tonumber(ARGV[j + 6]) or 0)
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'due_at', string.format('%.6f', due))
-      zadd(KEYS[N + 2], id, due)
+      zadd(KEYS[K + 1], id, due)
     else
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)
@@ -216,20 +242,20 @@ for i = N + 3, #KEYS do
 end
 flush()
 if finished > 0 then
-  redis.call('INCRBY', KEYS[N + 1], finished)
-  redis.call('EXPIRE', KEYS[N + 1], 120)
+  redis.call('INCRBY', KEYS[K], finished)
+  redis.call('EXPIRE', KEYS[K], 120)
 end
 return out
 """
 
-# KEYS[N+1] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
+# KEYS[K] = task key. ARGV[1] = now, ARGV[2] = expected state, ARGV[3] = new state,
 # ARGV[4] = note, ARGV[5] = error ('' keeps none), ARGV[6] = expected attempt ('' = any).
 # Moves one task from one state to another if it is still in the expected state.
 # Returns 1 if moved, 0 if not (another change came first, or the stored record is malformed:
 # no id or created_at, an attempt that is not a whole number, a history that is not a JSON array),
 # -1 if the task does not exist (or has no state).
 TRANSITION = _PRELUDE + """
-local key, now = KEYS[N + 1], tonumber(ARGV[1])
+local key, now = KEYS[K], tonumber(ARGV[1])
 local cur = redis.call('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id')
 if not cur[1] then return -1 end
 if cur[1] ~= ARGV[2] then return 0 end
@@ -242,6 +268,44 @@ if ARGV[3] == 'queued' then redis.call('HDEL', key, 'result', 'finished_at') end
 move(cur[5], cur[1], ARGV[3], score)
 flush()
 return 1
+"""
+
+# KEYS[K] = due set (scheduled ids), KEYS[K + 1] = task key. ARGV[1] = now, ARGV[2] = note.
+# A queued or scheduled task becomes cancelled at once (out of the due set too): it never starts
+# (START refuses it). An in-progress one gets ``cancel_requested`` = now: its worker sees the flag
+# within a second and interrupts it, and FINISH (or a START of a redelivery) writes cancelled.
+# Returns {code, state before}: 1 cancelled, 2 cancel requested (asked before too: 2 again,
+# nothing changed), 0 already final (nothing changed), -1 no such task, -3 malformed record (no id,
+# attempt or created_at, an unknown state, a history that is not a JSON array; nothing changed).
+CANCEL = _PRELUDE + """
+local key, now, note = KEYS[K + 1], tonumber(ARGV[1]), ARGV[2]
+local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at', 'id',
+  'cancel_requested')
+if cur.err then return {-3, ''} end
+local state = cur[1]
+if not state then
+  if cur[2] or cur[3] or cur[4] or cur[5] then return {-3, ''} end
+  return {-1, ''}
+end
+if final[state] then return {0, state} end
+local attempt, score, id = count(cur[2]), tonumber(cur[4]), cur[5]
+if not sets[state] or not attempt or not score or not id or not listlike(cur[3]) then
+  return {-3, state}
+end
+if state == 'in-progress' then
+  if not cur[6] then
+    redis.call('HSET', key, 'cancel_requested', now, 'updated_at', now,
+      'history', append(cur[3], {'in-progress', now, false, attempt, 'cancel requested'}))
+  end
+  return {2, state}
+end
+redis.call('HSET', key, 'state', 'cancelled', 'cancel_requested', now, 'updated_at', now,
+  'finished_at', now, 'error', note,
+  'history', append(cur[3], {'cancelled', now, false, attempt, note}))
+redis.call('ZREM', KEYS[K], id)
+move(id, state, 'cancelled', score)
+flush()
+return {1, state}
 """
 
 # One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a

@@ -7,7 +7,7 @@ the dispatcher removes them from the dispatching set. A dispatcher that dies in 
 there: once their lease expires the next ``CLAIM`` returns them again (at least once; a task that
 already started or finished is dropped instead, and START skips a redelivered final task).
 Every time here is Redis's ``TIME`` (one clock for every scheduler), never the caller's. The shared
-prelude (counts, per-state sets, ``move``, ``append``) and its ``KEYS[1..N]`` layout are
+prelude (counts, per-state sets, ``move``, ``append``) and its ``KEYS[1..K-1]`` layout are
 ``yadtq.lua``'s.
 """
 
@@ -19,7 +19,7 @@ local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local function stamp(t) return string.format('%.6f', t) end
 """
 
-# KEYS[N+1] = task index, KEYS[N+2] = due set, KEYS[N+3..] = task keys.
+# KEYS[K] = task index, KEYS[K+1] = due set, KEYS[K+2..] = task keys.
 # ARGV[1] = now (the caller's clock: created/updated stamps); per task 6 values: id, name, args JSON,
 # created_at, due, relative ('1': due is seconds after Redis's TIME, '0': epoch seconds).
 # Records each task as ``scheduled`` with ``due_at`` and adds it to the due set.
@@ -27,8 +27,8 @@ local function stamp(t) return string.format('%.6f', t) end
 SCHEDULE = _PRELUDE + _CLOCK + """
 local now = ARGV[1]
 local out = {}
-for i = N + 3, #KEYS do
-  local j = (i - N - 3) * 6 + 2
+for i = K + 2, #KEYS do
+  local j = (i - K - 2) * 6 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
@@ -39,9 +39,9 @@ for i = N + 3, #KEYS do
     redis.call('HSET', KEYS[i], 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
       'state', 'scheduled', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
       'due_at', stamp(due), 'history', history)
-    zadd(KEYS[N + 1], id, created)
+    zadd(KEYS[K], id, created)
     move(id, nil, 'scheduled', created)
-    zadd(KEYS[N + 2], id, due)
+    zadd(KEYS[K + 1], id, due)
     out[#out + 1] = stamp(due)
   end
 end
@@ -67,7 +67,7 @@ end
 local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id', 'due_at'}
 """
 
-# KEYS[N+1] = due set, KEYS[N+2] = dispatching set, KEYS[N+3] = the scheduler's lock.
+# KEYS[K] = due set, KEYS[K+1] = dispatching set, KEYS[K+2] = the scheduler's lock.
 # ARGV[1] = owner, ARGV[2] = lock TTL (ms), ARGV[3] = most ids to return, ARGV[4] = lease (s),
 # ARGV[5] = task key prefix (ids come from the sets, so their keys cannot be declared in advance).
 # Only the lock's owner claims (it takes a free lock and renews its own: a leader that lost the lock
@@ -79,11 +79,11 @@ local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id
 # Returns {1, send (flat: id, name, args, created_at, due_at), dropped, malformed (flat: id, why),
 # next due time or false, now} for the leader, {0} for anyone else.
 CLAIM = _PRELUDE + _CLOCK + _CHECK + """
-local lock = KEYS[N + 3]
+local lock = KEYS[K + 2]
 local holder = redis.call('GET', lock)
 if holder and holder ~= ARGV[1] then return {0} end
 if holder then redis.call('PEXPIRE', lock, ARGV[2]) else redis.call('SET', lock, ARGV[1], 'PX', ARGV[2]) end
-local due, leased = KEYS[N + 1], KEYS[N + 2]
+local due, leased = KEYS[K], KEYS[K + 1]
 local limit, lease, prefix = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local send, malformed, dropped, sent = {}, {}, 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', tnow, 'LIMIT', 0, limit)) do
@@ -129,14 +129,14 @@ local nxt = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
 return {1, send, dropped, malformed, nxt[2] or false, stamp(tnow)}
 """
 
-# KEYS[1] = counts (unused: the prelude's layout), KEYS[2..N] = state sets, KEYS[N+1] = due set,
-# KEYS[N+2] = dispatching set. ARGV[1] = task key prefix, ARGV[2] = first rank, ARGV[3] = how many.
+# KEYS[1] = counts (unused: the prelude's layout), KEYS[2..K-1] = state sets, KEYS[K] = due set,
+# KEYS[K+1] = dispatching set. ARGV[1] = task key prefix, ARGV[2] = first rank, ARGV[3] = how many.
 # Reads one page of the ``scheduled`` set (by rank) and puts back into the due set every task that
 # is ``scheduled``, well-formed, and in neither the due nor the dispatching set (a lost write),
 # due at its ``due_at`` (now if that is unreadable).
 # Returns {ids put back, ids read}.
 RESTORE = _PRELUDE + _CLOCK + _CHECK + """
-local due, leased, prefix = KEYS[N + 1], KEYS[N + 2], ARGV[1]
+local due, leased, prefix = KEYS[K], KEYS[K + 1], ARGV[1]
 local first = tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', sets['scheduled'], first, first + tonumber(ARGV[3]) - 1)
 local back = {}

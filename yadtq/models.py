@@ -12,22 +12,29 @@ JSONValue = Any
 
 
 class TaskState(StrEnum):
-    """Where a task is in its life. ``completed`` and ``failed`` are final. ``scheduled``: waiting
-    for its due time (a delay, an ETA or a retry's backoff) in the due set, not yet on Kafka."""
+    """Where a task is in its life. ``completed``, ``failed`` and ``cancelled`` are final.
+    ``scheduled``: waiting for its due time (a delay, an ETA or a retry's backoff) in the due set,
+    not yet on Kafka. ``cancelled``: cancelled on request (``Client.cancel``) before it started, or
+    interrupted while it ran; never retried."""
 
     SCHEDULED = "scheduled"
     QUEUED = "queued"
     IN_PROGRESS = "in-progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskState.COMPLETED, TaskState.FAILED)
+        return self in FINAL_STATES
 
+
+FINAL_STATES: frozenset[TaskState] = frozenset({TaskState.COMPLETED, TaskState.FAILED,
+                                                TaskState.CANCELLED})
+"""The states a task never leaves (but for ``retry`` of a failed one)."""
 
 STATES: tuple[TaskState, ...] = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS,
-                                 TaskState.COMPLETED, TaskState.FAILED)
+                                 TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
 """Every state, in the order of a task's life (the order of counters and filters)."""
 
 
@@ -112,6 +119,9 @@ class Health:
     kafka_ok: bool
     redis_error: str | None = None
     kafka_error: str | None = None
+    lag: int | None = None
+    """Messages of the tasks topic that the workers' group has not committed yet, over all
+    partitions (None: not known, e.g. Kafka unreachable)."""
 
 
 @dataclass(frozen=True)

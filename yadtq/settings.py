@@ -28,6 +28,11 @@ class Settings:
     """Redis URL: rediss:// for TLS; redis://user@host with the password in a file for ACLs."""
     redis_password_file: str | None = None
     """Read the Redis password from this file (instead of putting it in the URL)."""
+    redis_sentinels: str | None = None
+    """Redis Sentinel addresses, ``host:port,host:port``: the primary is asked of them (and followed
+    through a failover); ``redis_url`` then gives only the scheme, user, password and database."""
+    redis_service: str = "yadtq"
+    """The primary's name in Sentinel (``sentinel monitor <name> ...``)."""
     topic: str = DEFAULT_TOPIC
     """Kafka topic the tasks go through."""
     dead_letter_topic: str = DEFAULT_DEAD_LETTER_TOPIC
@@ -133,11 +138,29 @@ class Settings:
             raise ValueError("max_poll_records must be at least 1")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        self.sentinel_addresses()
         return self
 
     # ------------------------------------------------------------------ secrets
     def redis_password(self) -> str | None:
         return _read_secret(self.redis_password_file)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``redis_sentinels`` as ``(host, port)`` pairs; empty when Sentinel is not used."""
+        out = []
+        for item in (self.redis_sentinels or "").split(","):
+            if not item.strip():
+                continue
+            host, sep, port = item.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"redis_sentinels: {item.strip()!r} is not host:port "
+                                 "(a comma-separated list, e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+            out.append((host.strip("[]"), int(port)))
+        if self.redis_sentinels and self.redis_sentinels.strip() and not out:
+            raise ValueError("redis_sentinels: no address given")
+        if out and self.redis_url.startswith("unix://"):
+            raise ValueError("redis_sentinels needs a redis:// or rediss:// redis_url, not unix://")
+        return out
 
     def sasl_password(self) -> str | None:
         return _read_secret(self.kafka_sasl_password_file) or self.kafka_sasl_password

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -47,6 +48,33 @@ STALE_SCAN_MAX = 20_000
 than ``STALE_SCAN_MAX`` ids per call (the next round goes on from the oldest again)."""
 
 
+def connect(settings: Settings) -> Any:
+    """A client for ``settings.redis_url``, or for the primary that ``settings.redis_sentinels``
+    name (each new connection asks them for its address, so a failover is followed). Retries span
+    a Sentinel failover (~2-3 s); anything longer is an outage the callers handle."""
+    options: dict[str, Any] = dict(
+        password=settings.redis_password() or None,
+        decode_responses=True,
+        encoding_errors="backslashreplace",  # bytes that are not UTF-8 read as \xNN
+        socket_timeout=5.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=15,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+    sentinels = settings.sentinel_addresses()
+    if not sentinels:
+        return redis.Redis.from_url(settings.redis_url, **options,
+                                    retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+    url = redis.connection.parse_url(settings.redis_url)  # type: ignore[no-untyped-call]
+    for name in ("db", "username", "password"):
+        if url.get(name) is not None and options.get(name) is None:
+            options[name] = url[name]
+    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, socket_timeout=0.5, socket_connect_timeout=0.5)
+    return sentinel.master_for(settings.redis_service, ssl=settings.redis_url.startswith("rediss:"),
+                               retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 8), **options)
+
+
 class RedisStore:
     """Task state in Redis. Pass ``client`` to use another Redis-compatible client (tests)."""
 
@@ -56,19 +84,7 @@ class RedisStore:
         self.clock = clock
         """Epoch seconds for every stored time (tests set a fixed one)."""
         self.keys = Keys(settings.key_prefix)
-        if client is None:
-            client = redis.Redis.from_url(
-                settings.redis_url,
-                password=settings.redis_password() or None,
-                decode_responses=True,
-                encoding_errors="backslashreplace",  # bytes that are not UTF-8 read as \xNN
-                socket_timeout=5.0,
-                socket_connect_timeout=2.0,
-                health_check_interval=15,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            )
-        self.r = client
+        self.r = connect(settings) if client is None else client
         self._create = self.r.register_script(lua.CREATE)
         self._start = self.r.register_script(lua.START)
         self._finish = self.r.register_script(lua.FINISH)
@@ -79,6 +95,8 @@ class RedisStore:
         self._state_keys = [self.keys.state_index(s) for s in STATES]
 
     def describe(self) -> str:
+        if self.settings.redis_sentinels:
+            return f"Sentinel {self.settings.redis_sentinels} ({self.settings.redis_service})"
         return redact_url(self.settings.redis_url)
 
     # ------------------------------------------------------------------ errors
@@ -103,13 +121,13 @@ class RedisStore:
         with self._errors():
             return fn()
 
-    def call(self, fn: Callable[[Any], T]) -> T:
-        """``fn(redis_client)`` with redis-py's errors translated (for ``yadtq.due``, which keeps
-        the scheduler's commands apart but imports no redis)."""
-        return self._call(lambda: fn(self.r))
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (calls on ``self.r``) with this store's error translation (``_errors``): for
+        the parts of the store that live in modules of their own (``yadtq.cancel``)."""
+        return self._call(fn)
 
     def script(self, text: str) -> Any:
-        """A registered Lua script (call it inside ``call``)."""
+        """A registered Lua script (to run inside ``call``)."""
         return self.r.register_script(text)
 
     def ping(self) -> None:

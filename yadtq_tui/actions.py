@@ -1,5 +1,5 @@
-"""``Actions``: what the user changes or looks up (submit, retry, reset, a task by id), off the UI
-thread.
+"""``Actions``: what the user changes or looks up (submit, retry, cancel, reset, a task by id), off
+the UI thread.
 
 A plain object owned by the App, given the service. Each method starts a thread worker on the App
 (so the request finishes even if the screen that asked closes; unexpected errors reach
@@ -17,7 +17,7 @@ from textual.message import Message
 from textual.message_pump import MessagePump
 from textual.worker import Worker
 
-from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskFinished, TaskNotFound
 from yadtq.models import Task
 from yadtq.when import due, split_text
 from yadtq_tui.data import DashboardService, read_task
@@ -42,6 +42,11 @@ class Actions:
     def retry(self, task: Task, reply_to: MessagePump) -> Worker[None]:
         """Queue the failed ``task`` again (a new attempt, same id). Answers ``ActionFinished``."""
         return self._run(lambda: self._retry(task), reply_to, "retry")
+
+    def cancel(self, task: Task, reply_to: MessagePump) -> Worker[None]:
+        """Cancel ``task`` (queued: it never starts; running: its worker interrupts it). Answers
+        ``ActionFinished``."""
+        return self._run(lambda: self._cancel(task), reply_to, "cancel")
 
     def reset(self, reply_to: MessagePump) -> Worker[None]:
         """Delete every task. Answers ``ActionFinished``."""
@@ -91,6 +96,18 @@ class Actions:
             return ActionFinished("retry", f"Not retried: {exc}", ok=False)
         return ActionFinished("retry", f"Retrying {label} (task {task.short_id}): queued again "
                                        f"as attempt {task.attempt + 1} of the same task, same id.")
+
+    def _cancel(self, task: Task) -> ActionFinished:
+        label = clean(f"{task.name} {format_args(task.args)}".strip(), 60)
+        try:
+            result = self.service.cancel(task.id)
+        except (InvalidTask, TaskNotFound, TaskFinished, ServiceUnavailable, StoreError) as exc:
+            return ActionFinished("cancel", f"Not cancelled: {exc}", ok=False)
+        if result.running:
+            return ActionFinished("cancel", f"Cancelling {label} (task {task.short_id}): it is "
+                                            "running; its worker interrupts it within a second.")
+        return ActionFinished("cancel", f"Cancelled {label} (task {task.short_id}): it was "
+                                        f"{result.previous.value} and will not start.")
 
     def _reset(self) -> ActionFinished:
         try:

@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from yadtq_tui.actions import Actions
 from yadtq_tui.data import Clock, Context, DashboardService
-from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen
+from yadtq_tui.screens import DashboardScreen, DetailScreen, HelpScreen, SchedulesScreen
 from yadtq_tui.screens.help import HelpSection
 from yadtq_tui.widgets import TaskTable
 
@@ -50,6 +50,8 @@ class YadtqApp(App[None]):
                 tooltip="Exit the dashboard, even while typing", id="quit-now"),
         Binding("f1,question_mark", "help", "Help", key_display="?",
                 tooltip="Show every key (F1 works while typing)", id="help"),
+        Binding("p", "schedules", "Schedules", show=False,
+                tooltip="Periodic schedules: next run, last run and its state", id="schedules"),
     ]
 
     def __init__(self, context: Context) -> None:
@@ -108,6 +110,11 @@ class YadtqApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
 
+    def action_schedules(self) -> None:
+        """Open the schedules screen (once)."""
+        if not isinstance(self.screen, SchedulesScreen):
+            self.push_screen(SchedulesScreen(self.context))
+
     def help_sections(self) -> list[HelpSection]:
         """Every binding, grouped by where it works, from the BINDINGS lists themselves."""
         return [
@@ -115,6 +122,7 @@ class YadtqApp(App[None]):
             ("Dashboard (task table focused)",
              self._describe([*DashboardScreen.BINDINGS, *TaskTable.BINDINGS])),
             ("Detail view", self._describe(DetailScreen.BINDINGS)),
+            ("Schedules", self._describe(SchedulesScreen.BINDINGS)),
             ("Dialogs and mouse", [
                 ("⏎", "Press the focused button (the reset dialog starts on Cancel)"),
                 ("←, →, tab", "Move between buttons"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
+from yadtq.cancel import CancelResult
 from yadtq.errors import ServiceUnavailable, StoreError, TaskNotFound
 from yadtq.models import (
     STATES,
@@ -27,13 +28,13 @@ from yadtq.models import (
     WorkerStatus,
 )
 from yadtq.registry import TaskSpec
+from yadtq.schedules import ScheduleInfo
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
 
 FILTER_CYCLE: tuple[TaskState | None, ...] = (None, *STATES)
-"""The task table's filter cycles all -> scheduled -> queued -> in-progress -> completed -> failed
--> all."""
+"""The task table's filter cycles all -> each state in ``STATES`` order -> all."""
 
 THROUGHPUT_SECONDS = 60
 """The sparkline covers the last minute, one bar per second."""
@@ -46,9 +47,10 @@ class DashboardService(Protocol):
 
     ``describe`` only formats settings; every other method may block and may raise
     ``yadtq.errors.ServiceUnavailable`` (a service cannot be reached) or
-    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit`` and ``retry`` also
-    ``yadtq.errors.InvalidTask``, ``get`` and ``retry`` ``yadtq.errors.TaskNotFound``); the dashboard
-    calls them from thread workers only. ``health`` never raises: it says which service is down.
+    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit``, ``retry`` and
+    ``cancel`` also ``yadtq.errors.InvalidTask``, ``get``, ``retry`` and ``cancel``
+    ``yadtq.errors.TaskNotFound``, ``cancel`` ``yadtq.errors.TaskFinished``); the dashboard calls
+    them from thread workers only. ``health`` never raises: it says which service is down.
     """
 
     def describe(self) -> str:
@@ -77,16 +79,24 @@ class DashboardService(Protocol):
         """Queue a failed task again (a new attempt, same id)."""
         ...
 
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a queued, scheduled or running task."""
+        ...
+
     def reset(self) -> int:
         """Delete every task; how many there were."""
         ...
 
     def health(self) -> Health:
-        """Whether Redis and Kafka answer, each with its own error."""
+        """Whether Redis and Kafka answer, each with its own error, and the consumer lag."""
         ...
 
     def task_specs(self) -> builtins.list[TaskSpec]:
         """The known tasks (the local ones when Redis is unreachable)."""
+        ...
+
+    def schedules(self) -> builtins.list[ScheduleInfo]:
+        """The periodic schedules the workers published (malformed ones with ``problem``)."""
         ...
 
 
@@ -185,6 +195,22 @@ def read_task(service: DashboardService, task_id: str) -> TaskRead:
         return TaskRead(None, str(exc), not_found=True)
     except (ServiceUnavailable, StoreError) as exc:
         return TaskRead(None, str(exc))
+
+
+@dataclass(frozen=True)
+class SchedulesRead:
+    """The periodic schedules as read for the schedules screen, or why they could not be."""
+
+    schedules: tuple[ScheduleInfo, ...] | None
+    error: str | None = None
+
+
+def read_schedules(service: DashboardService) -> SchedulesRead:
+    """Read the schedules (blocking; never raises ``ServiceUnavailable`` or ``StoreError``)."""
+    try:
+        return SchedulesRead(tuple(service.schedules()))
+    except (ServiceUnavailable, StoreError) as exc:
+        return SchedulesRead(None, str(exc))
 
 
 def next_filter(current: TaskState | None) -> TaskState | None:

@@ -14,7 +14,7 @@ from textual.message import Message
 
 from yadtq.models import Health
 from yadtq.registry import TaskSpec
-from yadtq_tui.data import Snapshot, TaskRead
+from yadtq_tui.data import SchedulesRead, Snapshot, TaskRead
 
 
 @dataclass
@@ -63,10 +63,10 @@ class SubmitFinished(Message):
 
 @dataclass
 class ActionFinished(Message):
-    """A retry or a reset finished (or failed)."""
+    """A retry, a cancel or a reset finished (or failed)."""
 
     action: str
-    """``retry`` or ``reset``."""
+    """``retry``, ``cancel`` or ``reset``."""
     message: str
     """What to tell the user."""
     ok: bool = True
@@ -81,3 +81,14 @@ class TaskLoaded(Message):
     def can_replace(self, message: Message) -> bool:
         """Only the newest read of a task matters."""
         return isinstance(message, TaskLoaded)
+
+
+@dataclass
+class SchedulesLoaded(Message):
+    """The periodic schedules read for the schedules screen, or why they could not be."""
+
+    result: SchedulesRead
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the newest read matters."""
+        return isinstance(message, SchedulesLoaded)

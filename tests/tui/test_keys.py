@@ -49,15 +49,16 @@ async def test_t_focuses_the_table_and_s_the_form(fake_client: Client) -> None:
 
 
 async def test_f_cycles_the_state_filter(fake_client: Client, clock: FrozenClock) -> None:
-    populate_busy(fake_client, clock)
+    ids = populate_busy(fake_client, clock)
+    fake_client.cancel(ids["queued2"])
     app = frozen_app(fake_client, clock)
     async with app.run_test(size=SIZE) as pilot:
         await wait_refreshed(pilot)
         await focus_table(pilot)
         seen = []
-        for expected, rows in ((TaskState.SCHEDULED, 0), (TaskState.QUEUED, 2),
-                               (TaskState.IN_PROGRESS, 1),
-                               (TaskState.COMPLETED, 3), (TaskState.FAILED, 1), (None, 7)):
+        for expected, rows in ((TaskState.SCHEDULED, 0), (TaskState.QUEUED, 1),
+                               (TaskState.IN_PROGRESS, 1), (TaskState.COMPLETED, 3),
+                               (TaskState.FAILED, 1), (TaskState.CANCELLED, 1), (None, 7)):
             await pilot.press("f")
             assert app.dashboard.state_filter == expected
             await wait_refreshed(pilot)

@@ -160,3 +160,29 @@ async def test_markup_and_escape_sequences_are_shown_literally(fake_client: Clie
         detail_text = screen_text(app)
         assert "boom \\x1b[2J\\x1b]0;pwned\\x07" in detail_text
         assert "\x1b" not in detail_text
+
+
+# ---------------------------------------------------------------------- consumer lag
+async def test_the_status_bar_shows_the_consumer_lag_and_hides_it_when_kafka_is_down(
+        fake_client: Client, fake_broker: FakeBroker) -> None:
+    client = Client(fake_client.settings, store=fake_client.store,
+                    producer_factory=fake_broker.producer, kafka_ping=fake_broker.ping,
+                    offsets_factory=fake_broker.offsets)
+    app = fast_app(client)
+
+    def lag() -> Static:
+        return app.dashboard.query_one("#lag", Static)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: lag().has_class("-visible"), what="the lag")
+        assert str(lag().render()) == "lag 0" and not lag().has_class("-behind")
+        for i in range(3):
+            client.submit("ADD", [i, i])
+        await wait_for(pilot, lambda: str(lag().render()) == "lag 3", what="lag 3")
+        assert lag().has_class("-behind")
+        consumer = fake_broker.consumer(client.settings, "w1", lambda p: None, lambda p: None)
+        records = consumer.poll(100)
+        consumer.commit({r.partition: r.offset + 1 for r in records})
+        await wait_for(pilot, lambda: str(lag().render()) == "lag 0", what="lag 0 after the commit")
+        fake_broker.available = False
+        await wait_for(pilot, lambda: not lag().has_class("-visible"), what="the lag hidden")

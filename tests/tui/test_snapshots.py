@@ -197,3 +197,14 @@ def test_scheduled_task_detail(snap_compare: Any, fake_client: Client, clock: Fr
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_cancelled_tasks(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> None:
+    """A queued task cancelled before it started, and a running one cancelled through its worker
+    (its attempt was interrupted): ``⊘ cancelled`` rows, muted, with the reason."""
+    ids = populate_busy(fake_client, clock)
+    fake_client.cancel(ids["queued2"])
+    fake_client.cancel(ids["sleeping"])
+    finish(fake_client, "node-a-1201", ids["sleeping"], TaskState.CANCELLED,
+           error="cancelled while running")
+    assert snap_compare(frozen_app(fake_client, clock), terminal_size=SIZE, run_before=_ready)

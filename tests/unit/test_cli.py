@@ -19,7 +19,14 @@ import pytest
 from yadtq import cli
 from yadtq.builtins import register_builtins
 from yadtq.client import Client
-from yadtq.errors import DecodeError, InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
+from yadtq.errors import (
+    DecodeError,
+    InvalidTask,
+    ServiceUnavailable,
+    StoreError,
+    TaskFinished,
+    TaskNotFound,
+)
 from yadtq.models import Beat, Outcome, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
@@ -201,7 +208,7 @@ def test_stats_text_and_json(client: Client, fake_broker: FakeBroker) -> None:
     fake_broker.available = False
     data = json.loads(run(client, "stats", "--json")[1])
     assert data["counts"] == {"scheduled": 0, "queued": 1, "in-progress": 0, "completed": 1,
-                              "failed": 0}
+                              "failed": 0, "cancelled": 0}
     assert (data["redis_ok"], data["kafka_ok"]) == (True, False)
     assert data["kafka_error"] == "Kafka unreachable (fake broker is down)"
     assert run(client, "stats")[1].splitlines()[-1] == "kafka: Kafka unreachable (fake broker is down)"
@@ -260,7 +267,7 @@ def test_hostile_results_and_errors_never_reach_the_terminal_raw(client: Client)
 def test_every_exit_code_has_one_name_and_one_meaning() -> None:
     names = {n: getattr(cli, n) for n in dir(cli)
              if n.startswith("EXIT_") and isinstance(getattr(cli, n), int)}
-    assert sorted(names.values()) == list(range(8)) == sorted(cli.EXIT_MEANINGS)
+    assert sorted(names.values()) == list(range(9)) == sorted(cli.EXIT_MEANINGS)
     assert {code for _kind, code in cli.EXIT_CODES} <= set(cli.EXIT_MEANINGS)
 
 
@@ -268,6 +275,7 @@ def test_every_exit_code_has_one_name_and_one_meaning() -> None:
     (cli.CliError("x", cli.EXIT_DECLINED), cli.EXIT_DECLINED),
     (InvalidTask("x"), cli.EXIT_INVALID),
     (TaskNotFound("x"), cli.EXIT_NOT_FOUND),
+    (TaskFinished("x"), cli.EXIT_FINISHED),
     (ServiceUnavailable("x"), cli.EXIT_UNAVAILABLE),
     (StoreError("Redis refused: OOM"), cli.EXIT_REFUSED),
     (DecodeError("x"), cli.EXIT_UNAVAILABLE),
@@ -323,7 +331,8 @@ def test_completion_scripts_name_every_command(shell: str) -> None:
 
 @pytest.mark.parametrize(("words", "expected"), [
     (["su"], ["submit"]),
-    (["tasks", "--state", ""], ["scheduled", "queued", "in-progress", "completed", "failed"]),
+    (["tasks", "--state", ""], ["scheduled", "queued", "in-progress", "completed", "failed",
+                                "cancelled"]),
     (["completion", ""], ["bash", "zsh", "fish"]),
     (["--redis-u"], ["--redis-url"]),
 ])
@@ -485,3 +494,62 @@ def test_submit_refuses_bad_delays_with_exit_2(client: Client, argv: list[str], 
     code, out, err = run(client, "submit", "ADD", "2", "3", *argv)
     assert (code, out) == (2, "") and reason in err and err.startswith("yadtq: ")
     assert client.list() == []
+
+
+# ---------------------------------------------------------------- cancel
+def test_cancel_a_queued_task(client: Client) -> None:
+    task_id = client.submit("ADD", [1, 2])
+    code, out, err = run(client, "cancel", task_id)
+    assert (code, err) == (0, "")
+    assert out == f"cancelled {task_id}: it was queued; it will not start\n"
+    assert client.get(task_id).state is TaskState.CANCELLED
+    code, out, _ = run(client, "tasks", "--state", "cancelled")
+    assert code == 0 and task_id in out and "cancelled" in out
+    code, out, _ = run(client, "view", task_id)
+    assert "state:     cancelled" in out and "cancelled before it started" in out
+
+
+def test_cancel_a_running_task_asks_its_worker(client: Client) -> None:
+    task_id = client.submit("ADD", [1, 2])
+    task = client.get(task_id)
+    client.store.start("w1", [Envelope(task.id, task.name, task.args, task.created_at)])
+    code, out, err = run(client, "cancel", task_id.upper())
+    assert (code, err) == (0, "")
+    assert out == f"cancelling {task_id}: it is running; its worker interrupts it\n"
+    assert client.get(task_id).state is TaskState.IN_PROGRESS  # until its worker writes it
+
+
+@pytest.mark.parametrize("state", [TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED])
+def test_cancel_a_finished_task_exits_8_and_changes_nothing(client: Client,
+                                                            state: TaskState) -> None:
+    task_id = client.submit("ADD", [1, 2])
+    if state is TaskState.CANCELLED:
+        client.cancel(task_id)
+    else:
+        finish(client, task_id, state, result=3)
+    before = client.get(task_id)
+    code, out, err = run(client, "cancel", task_id)
+    assert (code, out) == (cli.EXIT_FINISHED, "")
+    assert err == (f"yadtq: task {task_id} is already {state.value}: only queued, scheduled or "
+                   "running tasks can be cancelled; nothing changed\n")
+    assert client.get(task_id) == before
+
+
+@pytest.mark.parametrize("task_id", ["0" * 32, "nope!"])
+def test_cancel_an_unknown_id_exits_3(client: Client, task_id: str) -> None:
+    code, out, err = run(client, "cancel", task_id)
+    assert (code, out) == (cli.EXIT_NOT_FOUND, "") and err.startswith("yadtq: ")
+
+
+def test_submit_wait_on_a_cancelled_task_exits_5(client: Client,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    real_submit = client.submit_text
+
+    def submit_and_cancel(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
+        client.cancel(task_id)
+        return task_id
+
+    monkeypatch.setattr(client, "submit_text", submit_and_cancel)
+    code, out, err = run(client, "submit", "ADD", "1", "2", "--wait", "5")
+    assert (code, out) == (cli.EXIT_TASK_FAILED, "") and "was cancelled" in err

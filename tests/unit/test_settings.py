@@ -193,3 +193,26 @@ def test_password_file_edge_cases(tmp_path: Path) -> None:
     assert Settings().redis_password() is None and Settings().sasl_password() is None
     with pytest.raises(OSError):
         Settings(redis_password_file=str(tmp_path / "missing")).redis_password()
+
+
+def test_sentinel_addresses_are_parsed_and_checked() -> None:
+    s = Settings.from_env({"YADTQ_REDIS_SENTINELS": "10.0.0.1:26379, sentinel-b:26380,[::1]:26381",
+                           "YADTQ_REDIS_SERVICE": "main"})
+    assert s.sentinel_addresses() == [("10.0.0.1", 26379), ("sentinel-b", 26380), ("::1", 26381)]
+    assert s.redis_service == "main"
+    assert Settings().sentinel_addresses() == []
+    for bad in ["10.0.0.1", "host:", ":26379", "host:port", "host:70000", " , "]:
+        with pytest.raises(ValueError, match="redis_sentinels"):
+            Settings.from_env({"YADTQ_REDIS_SENTINELS": bad})
+    with pytest.raises(ValueError, match="not unix://"):
+        Settings(redis_url="unix:///run/redis.sock", redis_sentinels="h:1").validated()
+
+
+def test_a_sentinel_client_takes_the_database_and_user_from_the_url() -> None:
+    from yadtq.store import connect
+
+    r = connect(Settings(redis_url="redis://alice:pw@ignored:1/3", redis_sentinels="127.0.0.1:1"))
+    pool = r.connection_pool
+    assert (pool.service_name, pool.connection_kwargs["db"]) == ("yadtq", 3)
+    assert pool.connection_kwargs["username"] == "alice" and pool.connection_kwargs["password"] == "pw"
+    assert pool.connection_kwargs["decode_responses"] is True

@@ -30,6 +30,7 @@ from yadtq.wire import Envelope, decode, encode
 
 S, Q, P, C, F = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
                  TaskState.FAILED)
+X = TaskState.CANCELLED
 
 
 class Harness:
@@ -133,7 +134,7 @@ def test_tasks_complete_with_results_and_history(h: Harness) -> None:
         assert [e.state for e in task.history] == [Q, P, C]
     assert h.get(div).result == 0.25 and h.get(count).result == "done c"
     assert (w.done, w.failed, h.calls["c"]) == (12, 0, 1)
-    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 12, F: 0}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 12, F: 0, X: 0}
     assert h.committed() == h.all_offsets()
     assert h.store.workers(late_after=5) == []  # a clean exit removes the heartbeat
     assert sum(h.store.finished_per_second(5, now=time.time() + 1)) == 12
@@ -169,7 +170,7 @@ def test_offsets_are_committed_only_after_the_final_state(h: Harness) -> None:
     h.run(consumer_factory=factory)
     assert early == []
     assert seen and h.committed() == h.all_offsets()
-    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 8, F: 1}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 8, F: 1, X: 0}
 
 
 # ---------------------------------------------------------------- bad messages
@@ -229,7 +230,7 @@ def test_retries_then_failure_success_on_a_later_attempt_and_permanent_errors(h:
     assert (task.state, task.attempt, task.error) == (F, 1, "bad input, retrying cannot help")
     assert h.calls == {"b": 3, "f": 2, "p": 1}
     assert (w.done, w.failed) == (1, 2)
-    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 1, F: 2} and h.committed() == h.all_offsets()
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 1, F: 2, X: 0} and h.committed() == h.all_offsets()
 
 
 def test_a_task_over_its_time_limit_is_interrupted(h: Harness) -> None:
@@ -314,12 +315,12 @@ def test_a_warm_stop_finishes_the_current_task_and_loses_nothing(fake_settings: 
     assert [h.get(i).state for i in fast] == [C, C, C]
     # a task not known to be fast runs in a chunk of its own: nothing after it was started
     assert [(h.get(i).state, h.get(i).attempt) for i in rest] == [(Q, 0)] * 5
-    assert h.store.counts() == {S: 0, Q: 5, P: 0, C: 4, F: 0}
+    assert h.store.counts() == {S: 0, Q: 5, P: 0, C: 4, F: 0, X: 0}
     assert h.committed() == {0: 4}
     assert h.store.workers(late_after=5) == []
 
     h.run("w2")
-    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 9, F: 0}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 9, F: 0, X: 0}
     assert h.calls["L"] == 1
     assert [h.get(i).result for i in rest] == [103, 104, 105, 106, 107]
     assert [h.get(i).attempt for i in rest] == [1, 1, 1, 1, 1]

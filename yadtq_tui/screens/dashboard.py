@@ -2,7 +2,7 @@
 
 Two ``Poller`` loops keep it fresh (the data refresh and the Redis/Kafka health check); this screen
 lays the widgets out, applies each result to them in place, and hands the user's actions (submit,
-retry, reset, a task by id) to the App's ``Actions``, which answer with typed messages.
+retry, cancel, reset, a task by id) to the App's ``Actions``, which answer with typed messages.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from yadtq.models import Task, TaskState, WorkerStatus
+from yadtq.models import STATES, Task, TaskState, WorkerStatus
 from yadtq.registry import TaskSpec
 from yadtq_tui.actions import Actions
 from yadtq_tui.data import Context, RefreshFailed, Services, Snapshot, next_filter, refresh
@@ -32,6 +32,7 @@ from yadtq_tui.messages import (
     SubmitFinished,
 )
 from yadtq_tui.poller import Poller, Read
+from yadtq_tui.refusals import cancel_refusal, retry_refusal
 from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
 from yadtq_tui.screens.detail import DetailScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
@@ -50,8 +51,7 @@ class DashboardScreen(Screen[None]):
         Binding("t", "focus_tasks", "Tasks", tooltip="Move the keyboard to the task table",
                 id="tasks"),
         Binding("f", "cycle_filter", "Filter",
-                tooltip="Show all → scheduled → queued → in-progress → completed → failed tasks",
-                id="filter"),
+                tooltip=f"Show all → {' → '.join(s.value for s in STATES)} tasks", id="filter"),
         Binding("v", "view", "View", tooltip="Details and history of the highlighted task",
                 id="view"),
         Binding("i", "view_by_id", "View id", tooltip="View a task by its (short) id",
@@ -59,6 +59,8 @@ class DashboardScreen(Screen[None]):
         Binding("y", "retry", "Retry", tooltip="Retry the highlighted failed task (new attempt)",
                 id="retry"),
         Binding("R", "retry", "Retry", show=False, id="retry-shift"),
+        Binding("c", "cancel_task", "Cancel", tooltip="Cancel the highlighted queued or running task",
+                id="cancel"),
         Binding("r", "reset", "Reset", tooltip="Delete every task (asks first)", id="reset"),
         Binding("s", "focus_form", "Submit", tooltip="Move the keyboard to the submit form",
                 id="submit"),
@@ -182,6 +184,7 @@ class DashboardScreen(Screen[None]):
     def on_health_checked(self, message: HealthChecked) -> None:
         """Record each service's state; say which came back."""
         back, changed = self.services.check(message.health)
+        self.query_one(StatusBar).show_lag(message.health.lag)
         for name in back:
             self.notify(f"{name} is reachable again.", title="Reconnected", markup=False)
         if changed:
@@ -296,7 +299,7 @@ class DashboardScreen(Screen[None]):
         self.form.input.focus()
 
     def action_cycle_filter(self) -> None:
-        """all → scheduled → queued → in-progress → completed → failed → all."""
+        """all → each state in turn → all."""
         self.state_filter = next_filter(self.state_filter)
 
     def watch_state_filter(self) -> None:
@@ -306,13 +309,17 @@ class DashboardScreen(Screen[None]):
         self._update_titles()
         self.poll_now()
 
-    def action_view(self) -> None:
-        """Open the highlighted task's detail view."""
+    def _highlighted(self) -> Task | None:
+        """The highlighted task, or None after saying that there is none."""
         task = self.highlighted_task()
         if task is None:
             self.notify("No task is highlighted.", severity="warning", markup=False)
-            return
-        self.open_detail(task)
+        return task
+
+    def action_view(self) -> None:
+        """Open the highlighted task's detail view."""
+        if (task := self._highlighted()) is not None:
+            self.open_detail(task)
 
     @on(DataTable.RowSelected, "#tasks")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -339,28 +346,27 @@ class DashboardScreen(Screen[None]):
 
     def action_retry(self) -> None:
         """Retry the highlighted failed task."""
-        task = self.highlighted_task()
-        if task is None:
-            self.notify("No task is highlighted.", severity="warning", markup=False)
-            return
-        self.start_retry(task)
+        if (task := self._highlighted()) is not None:
+            self.start_retry(task)
 
     def start_retry(self, task: Task) -> None:
         """Re-queue a failed task as a new attempt of the same task (same id)."""
-        if task.problem is not None:
-            self.notify(f"Task {task.short_id} cannot be retried: its stored record is malformed "
-                        f"({clean(task.problem, 120)}).", severity="warning", markup=False)
-            return
-        if task.state is not TaskState.FAILED:
-            self.notify(f"Only failed tasks can be retried; task {task.short_id} is "
-                        f"{task.state.value}.", severity="warning", markup=False)
-            return
-        refuse = self.services.refused()
-        if refuse is not None:
-            self.notify(f"{refuse}: task {task.short_id} was not retried.",
-                        severity="error", markup=False)
-            return
-        self.actions.retry(task, self)
+        if self._allowed(task, retry_refusal(task), "retried"):
+            self.actions.retry(task, self)
+
+    def action_cancel_task(self) -> None:
+        """Cancel the highlighted task: queued, it never starts; running, it is interrupted."""
+        if (task := self._highlighted()) is not None and self._allowed(
+                task, cancel_refusal(task), "cancelled"):
+            self.actions.cancel(task, self)
+
+    def _allowed(self, task: Task, refusal: str | None, verb: str) -> bool:
+        """Whether to go on with an action on ``task``; if not, say why (``refusal``, a service)."""
+        down = self.services.refused()
+        why = refusal or (down and f"{down}: task {task.short_id} was not {verb}.")
+        if why:
+            self.notify(why, severity="warning" if refusal else "error", markup=False)
+        return not why
 
     def action_reset(self) -> None:
         """Ask, then delete every task."""

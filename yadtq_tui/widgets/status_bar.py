@@ -1,4 +1,5 @@
-"""The top bar: service connections, tasks per state, throughput and the reconciler's repairs."""
+"""The top bar: service connections, consumer lag, tasks per state, throughput and the
+reconciler's repairs."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class StatusBar(Vertical):
             yield Static(Text("YADTQ"), id="app-title")
             yield ServiceLight("Redis", id="redis-light")
             yield ServiceLight("Kafka", id="kafka-light")
+            yield Static(Text(""), id="lag")
             yield Static(Text(""), id="status-fill")
             yield Static(Text("finished per second, last minute"), id="throughput-label")
             yield Sparkline([0] * 60, id="throughput")
@@ -80,6 +82,16 @@ class StatusBar(Vertical):
         if list(sparkline.data or []) != data:
             sparkline.data = data
         self.query_one("#rate", Static).update(Text(format_rate(rate(per_second))))
+
+    def show_lag(self, lag: int | None) -> None:
+        """``lag N``: messages the workers have not committed yet (hidden while unknown)."""
+        widget = self.query_one("#lag", Static)
+        widget.set_class(lag is not None, "-visible")
+        widget.set_class(bool(lag), "-behind")
+        if lag is not None:
+            widget.update(Text(f"lag {format_count(lag)}"))
+            widget.tooltip = Text("Messages of the tasks topic that the workers' consumer group "
+                                  "has not committed yet (all partitions).")
 
     def show_services(self, redis_up: bool | None, kafka_up: bool | None) -> None:
         """Connection state of each service."""

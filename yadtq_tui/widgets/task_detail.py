@@ -26,6 +26,7 @@ class TaskDetail(Static):
         "task-detail--in-progress",
         "task-detail--completed",
         "task-detail--failed",
+        "task-detail--cancelled",
         "task-detail--invalid",
         "task-detail--error",
         "task-detail--muted",

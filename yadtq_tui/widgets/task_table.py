@@ -18,6 +18,7 @@ STATE_ICONS = {
     TaskState.IN_PROGRESS: "▶",
     TaskState.COMPLETED: "✔",
     TaskState.FAILED: "✘",
+    TaskState.CANCELLED: "⊘",
 }
 """A symbol per state, so states differ even without colour."""
 INVALID_LABEL = "⚠ invalid"
@@ -67,6 +68,7 @@ class TaskTable(LiveTable):
         "task-table--in-progress",
         "task-table--completed",
         "task-table--failed",
+        "task-table--cancelled",
         "task-table--invalid",
         "task-table--error",
         "task-table--muted",
@@ -100,6 +102,8 @@ class TaskTable(LiveTable):
         elif task.state is TaskState.SCHEDULED:  # due in 25s (a retry: after its last error)
             outcome = literal(due_text(task, now) + (f" · {task.error}" if task.error else ""),
                               muted, OUTCOME_WIDTH)
+        elif task.state is TaskState.CANCELLED:
+            outcome = literal(task.error or "cancelled", muted, OUTCOME_WIDTH)
         else:
             outcome = Text("")
         cells = (

@@ -1,0 +1,68 @@
+"""The cancel watch: a thread that asks Redis, once a second, whether the running task was
+cancelled, and marks it for the watchdog (which interrupts it as it does at a time limit).
+
+Why a polled flag and not a pub/sub push: the flag (``cancel_requested`` in the task's hash, set by
+``Client.cancel``) is durable, so a worker that was disconnected when the cancel came, or restarted,
+still finds it; a push is lost by a subscriber that is not connected at that instant and would need
+this poll as a fallback anyway. One ``HEXISTS`` per second per busy worker costs Redis nothing, and
+a second is the latency asked for. Nothing is read while the worker is idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from worker.state import RunnerStatus
+from yadtq.cancel import Cancels
+from yadtq.errors import ServiceUnavailable, StoreError
+from yadtq.store import RedisStore
+
+log = logging.getLogger("yadtq.worker")
+
+CANCEL_POLL_SECONDS = 1.0
+"""How often the running task's cancel flag is read."""
+
+
+class CancelWatch:
+    """Reads the running task's cancel flag every ``interval`` seconds on its own thread."""
+
+    def __init__(self, store: RedisStore, status: RunnerStatus, stopping: threading.Event,
+                 interval: float = CANCEL_POLL_SECONDS) -> None:
+        self.cancels, self.status, self.stopping = Cancels(store), status, stopping
+        self.interval = interval
+        self.thread = threading.Thread(target=self._loop, name="yadtq-cancel-watch", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.check()
+
+    def check(self) -> bool:
+        """One look: True if the running task was cancelled (and is now marked for the
+        watchdog). A Redis that cannot answer now is asked again next time."""
+        with self.status.lock:
+            running = self.status.running
+        if running is None or running.cancel_seen is not None:
+            return False
+        try:
+            requested = self.cancels.requested(running.task_id)
+        except (ServiceUnavailable, StoreError) as exc:
+            log.debug("could not read the cancel flag of task %s: %s", running.task_id, exc)
+            return False
+        if not requested:
+            return False
+        with self.status.lock:
+            if self.status.running is not running:
+                return False  # it ended meanwhile: FINISH wrote it cancelled
+            running.cancel_seen = time.monotonic()
+            running.interrupts = 0
+        log.info("task %s: cancel requested", running.task_id)
+        return True

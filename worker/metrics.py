@@ -1,0 +1,112 @@
+"""Prometheus metrics of one worker process (``yadtq-worker --metrics-port 9464``).
+
+The only module that imports ``prometheus_client``. Counters are kept whether or not they are
+served (an increment costs about a microsecond); ``serve`` starts prometheus_client's HTTP server
+on its own thread. Names follow Prometheus conventions:
+
+- ``yadtq_tasks_total{name,state}``: tasks this worker finished, by task name and final state
+- ``yadtq_attempt_seconds{name}``: histogram of attempt durations (every attempt, retries included)
+- ``yadtq_retries_total{name}``: failed attempts that were retried
+- ``yadtq_fenced_outcomes_total``: outcomes discarded because a newer attempt owned the task
+- ``yadtq_dead_lettered_total``: messages this worker put on the dead-letter topic
+- ``yadtq_repairs_total{kind}``: tasks this worker's reconciler rounds repaired
+  (``resent_queued``, ``requeued_in_progress``)
+- ``yadtq_tasks_in_flight``: tasks running in this worker now
+- ``yadtq_consumer_lag{partition}``: the group's lag on each partition of the tasks topic (end
+  offset minus committed offset), read from Kafka at scrape time: the same for every worker of the
+  group, so aggregate it with ``max``, not ``sum``
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from worker.interfaces import OffsetsFactory
+from yadtq.broker_types import LagReader
+from yadtq.errors import YadtqError
+from yadtq.settings import Settings
+
+log = logging.getLogger("yadtq.worker")
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+           60.0, 300.0)
+"""Attempt durations: from a 1 ms ``ADD`` to the default 5-minute time limit."""
+
+
+class Metrics:
+    """The worker's counters, and the HTTP endpoint that serves them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tasks = Counter("yadtq_tasks", "Tasks finished by this worker, by name and final state",
+                             ["name", "state"], registry=r)
+        self.attempt_seconds = Histogram("yadtq_attempt_seconds", "Duration of task attempts",
+                                         ["name"], buckets=BUCKETS, registry=r)
+        self.retries = Counter("yadtq_retries", "Failed attempts that were retried", ["name"],
+                               registry=r)
+        self.fenced = Counter("yadtq_fenced_outcomes",
+                              "Outcomes discarded: a newer attempt owned the task", registry=r)
+        self.dead_lettered = Counter("yadtq_dead_lettered",
+                                     "Messages put on the dead-letter topic", registry=r)
+        self.repairs = Counter("yadtq_repairs", "Tasks repaired by this worker's reconciler rounds",
+                               ["kind"], registry=r)
+        self.in_flight = Gauge("yadtq_tasks_in_flight", "Tasks running in this worker now",
+                               registry=r)
+        self.server: object | None = None
+
+    def finished(self, name: str, state: str) -> None:
+        self.tasks.labels(name, state).inc()
+
+    def attempt(self, name: str, seconds: float) -> None:
+        self.attempt_seconds.labels(name).observe(seconds)
+
+    def retried(self, name: str) -> None:
+        self.retries.labels(name).inc()
+
+    def repaired(self, resent_queued: int, requeued_in_progress: int) -> None:
+        self.repairs.labels("resent_queued").inc(resent_queued)
+        self.repairs.labels("requeued_in_progress").inc(requeued_in_progress)
+
+    def running(self, count: Callable[[], int]) -> None:
+        """``count()`` is read at each scrape for ``yadtq_tasks_in_flight``."""
+        self.in_flight.set_function(count)
+
+    def watch_lag(self, settings: Settings, offsets_factory: OffsetsFactory) -> None:
+        """Adds ``yadtq_consumer_lag``, read from Kafka at each scrape."""
+        self.registry.register(LagCollector(settings, offsets_factory))
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Serves ``/metrics`` (text format) on ``host:port`` from a daemon thread."""
+        self.server, _ = start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class LagCollector(Collector):
+    """The group's lag per partition, read at each scrape."""
+
+    def __init__(self, settings: Settings, factory: OffsetsFactory) -> None:
+        self._topic = settings.topic
+        self._reader = LagReader(settings, factory)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("yadtq_consumer_lag", "", labels=["partition"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            lag = self._reader.read()
+        except YadtqError as exc:
+            log.warning("metrics: consumer lag not read: %s", exc)
+            return  # no sample rather than a wrong one
+        family = GaugeMetricFamily(
+            "yadtq_consumer_lag",
+            f"Messages of {self._topic} not yet committed by the group, per partition",
+            labels=["partition"])
+        for partition, behind in lag.items():
+            family.add_metric([str(partition)], behind)
+        yield family

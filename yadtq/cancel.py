@@ -1,0 +1,74 @@
+"""Cancelling a task in Redis: the ``CANCEL`` script and the flag a worker checks.
+
+A ``queued`` (or ``scheduled``) task is set ``cancelled`` in one compare-and-set script and never
+starts: ``START`` refuses it, so its message is skipped and committed past. A running task gets a
+``cancel_requested`` field instead: the worker running it reads that field once a second
+(``requested``) and interrupts the task the way it enforces time limits; whatever the attempt then
+writes, ``FINISH`` turns it into ``cancelled``. The flag lives in the task's hash, so a worker that
+was disconnected when the cancel came still finds it. No I/O of its own: the store runs the calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from yadtq import lua
+from yadtq.errors import InvalidTask, TaskFinished, TaskNotFound
+from yadtq.models import STATES, TaskState
+from yadtq.records import safe_text
+from yadtq.store import RedisStore
+
+CANCEL_NOTE = "cancelled before it started"
+"""The error and history note of a task cancelled while it waited."""
+
+# CANCEL's answers (see yadtq.lua)
+_CANCELLED, _REQUESTED, _FINAL, _MISSING, _MALFORMED = 1, 2, 0, -1, -3
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What a cancel did."""
+
+    task_id: str
+    previous: TaskState
+    """The state the task was in."""
+
+    @property
+    def running(self) -> bool:
+        """True when the task was running: its worker interrupts it (it ends ``cancelled``
+        within about a second, or after the worker's ``stuck_grace`` if it ignores the interrupt)."""
+        return self.previous is TaskState.IN_PROGRESS
+
+
+class Cancels:
+    """The cancel calls of one store."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self._cancel = store.r.register_script(lua.CANCEL)
+
+    def cancel(self, task_id: str) -> CancelResult:
+        """Cancel ``task_id`` (a full id): ``TaskNotFound`` if there is none, ``TaskFinished`` if it
+        is completed, failed or cancelled already, ``InvalidTask`` if its record is malformed;
+        nothing changes then."""
+        keys = self.store.keys
+        script_keys = [keys.counts, *(keys.state_index(s) for s in STATES), keys.due,
+                       keys.task(task_id)]
+        args: list[Any] = [self.store.clock(), CANCEL_NOTE]
+        code, state = self.store.call(lambda: self._cancel(keys=script_keys, args=args))
+        code, state = int(code), safe_text(str(state))
+        if code == _MISSING:
+            raise TaskNotFound(f"no task with id {task_id}")
+        if code == _FINAL:
+            raise TaskFinished(f"task {task_id} is already {state}: only queued, scheduled or "
+                               "running tasks can be cancelled; nothing changed")
+        if code not in (_CANCELLED, _REQUESTED):
+            raise InvalidTask(f"task {task_id} has a malformed stored record"
+                              f"{f' (state {state!r})' if state else ''}: not cancelled")
+        return CancelResult(task_id, TaskState(state))
+
+    def requested(self, task_id: str) -> bool:
+        """Whether a cancel was requested for ``task_id`` (one ``HEXISTS``)."""
+        key = self.store.keys.task(task_id)
+        return bool(self.store.call(lambda: self.store.r.hexists(key, "cancel_requested")))
