@@ -191,8 +191,9 @@ return out
 # ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, attempt, new state, result JSON, error, note,
 # delay. The new state is completed, failed, cancelled, queued (handed back unstarted: Kafka
 # delivers it again) or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay
-# and the id goes into the due set in this same script, so the scheduler sends it when due. When a cancel was requested meanwhile (``cancel_requested``), any of
-# them is written as cancelled: never retried, never failed (a completed attempt's result is kept).
+# and the id goes into the due set in this same script, so the scheduler sends it when due. When a
+# cancel was requested meanwhile (``cancel_requested``), any of them is written as cancelled: never
+# retried, never failed (a completed attempt's result is kept).
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
 # stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
