@@ -194,7 +194,7 @@ def test_reset_empties_the_due_and_dispatching_sets(fake_store: RedisStore) -> N
 def test_start_skips_a_task_that_is_not_due(fake_store: RedisStore) -> None:
     (env,) = envs(1)
     DueSet(fake_store).schedule([env], 60, relative=True)
-    assert fake_store.start("w", [env]) == [-4]
+    assert fake_store.start("w", [env]) == [-5]
     assert fake_store.get(env.id).state is S  # type: ignore[union-attr]
 
 
@@ -258,3 +258,21 @@ def test_reconciler_puts_back_a_scheduled_task_lost_from_the_due_set(
     assert fake_store.r.zcard(fake_store.keys.due) == 2
     # the claimed one (queued, being sent) is not re-sent by the reconciler
     assert done.resent_queued == 0 and fake_broker.messages(fake_settings.topic) == []
+
+
+def test_a_cancelled_scheduled_task_is_never_sent(fake_client: Client, fake_broker: FakeBroker) -> None:
+    waiting = fake_client.submit("ADD", [1, 2], delay=0.2)
+    claimed = fake_client.submit("ADD", [3, 4], delay=0.2)
+    time.sleep(0.3)
+    due_set = fake_client.due
+    store = fake_client.store
+    store.r.zrem(store.keys.due, claimed)  # claimed by a leader that has not sent it yet:
+    store.r.zadd(store.keys.dispatching, {claimed: 0})  # its lease has expired
+    assert store.transition(claimed, S, Q, "due") == 1
+    fake_client.cancel(waiting)
+    fake_client.cancel(claimed)
+    assert store.r.zscore(store.keys.due, waiting) is None  # cancel takes it out of the due set
+    claim = due_set.claim("me", 2, 10, 30)
+    assert claim is not None and claim.tasks == [] and claim.dropped == 1
+    assert fake_broker.messages(fake_client.settings.topic) == []
+    assert {fake_client.get(i).state for i in (waiting, claimed)} == {TaskState.CANCELLED}
