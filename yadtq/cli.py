@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from yadtq import __version__
 from yadtq.cli_output import (
@@ -38,6 +38,7 @@ from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
 from yadtq.text import format_value, safe_text
+from yadtq.when import split_submit_words
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -135,7 +136,7 @@ class Command:
 
 # ---------------------------------------------------------------- handlers
 def cmd_submit(ctx: Context) -> int:
-    words, trailing = _split_options(ctx.args.words)
+    words, trailing = split_submit_words(ctx.args.words)
     wait = trailing.get("--wait", ctx.args.wait)
     delay, eta = trailing.get("--in", ctx.args.delay), trailing.get("--at", ctx.args.eta)
     if not words:
@@ -250,10 +251,8 @@ def _submit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help=f"wait for the task to finish and print its result (exit {EXIT_TASK_FAILED} "
                         f"if it failed, {EXIT_TIMED_OUT} if it is not done in time)")
-    p.add_argument("--in", dest="delay", metavar="DURATION",
-                   help="run it this long from now: 30 (seconds), 30s, 5m, 2h, 1d")
-    p.add_argument("--at", dest="eta", metavar="TIME",
-                   help="run it at this ISO 8601 time: 2026-12-01T09:00 (local) or with an offset")
+    p.add_argument("--in", dest="delay", metavar="DURATION", help="run it in 30 (s), 30s, 5m, 2h, 1d")
+    p.add_argument("--at", dest="eta", metavar="TIME", help="run it at 2026-12-01T09:00 (local time)")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -287,10 +286,9 @@ def _completion_arguments(p: argparse.ArgumentParser) -> None:
 COMMANDS = (
     Command("submit", "submit ADD 2 3 [--in 30s | --at TIME] [--wait S]",
             "submit; prints only the id (with --wait, the result)", cmd_submit, _submit_arguments,
-            "Submit a task: yadtq submit ADD 2 3 [--in 30s | --at 2026-12-01T09:00] [--wait "
-            "SECONDS]. Every word after the task name is an argument, even one starting with '-' "
-            "(SUB 5 -3; ADD -Infinity 1 is then refused as not a number), except trailing --in, "
-            "--at and --wait options. A delayed task is 'scheduled' until it is due."),
+            "Submit a task: yadtq submit ADD 2 3 [--in 30s | --at 2026-12-01T09:00] [--wait S]. "
+            "Every word after the task name is an argument, even one starting with '-' (SUB 5 -3), "
+            "but for trailing --in, --at, --wait. A delayed task is 'scheduled' until it is due."),
     Command("tasks", "tasks [--state S] [--limit N] [--offset N] [--json]",
             "Show-Tasks, newest first", cmd_tasks, _tasks_arguments),
     Command("view", "view ID [--json]",
@@ -379,26 +377,6 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
 
 
 # ---------------------------------------------------------------- submit --wait
-_TRAILING = ("--wait", "--in", "--at")
-
-
-def _split_options(words: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Take trailing ``--wait SECONDS``, ``--in DURATION`` and ``--at TIME`` out of the task's
-    words (they are otherwise literal)."""
-    found: dict[str, Any] = {}
-    while len(words) >= 2 and words[-2] in _TRAILING and words[-2] not in found:
-        found[words[-2]], words = words[-1], words[:-2]
-    if "--wait" in found:
-        try:
-            found["--wait"] = float(found["--wait"])
-        except ValueError:
-            raise CliError(f"--wait needs a number of seconds, got {found['--wait'][:40]!r}",
-                           EXIT_INVALID) from None
-    if words and words[0] == "--":
-        return words[1:], found
-    return words, found
-
-
 def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
     deadline = time.monotonic() + seconds
     while True:

@@ -52,9 +52,9 @@ class DueSet:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.keys = store.keys
-        self._schedule = store.script(lua_due.SCHEDULE)
-        self._claim = store.script(lua_due.CLAIM)
-        self._restore = store.script(lua_due.RESTORE)
+        self._schedule = store.r.register_script(lua_due.SCHEDULE)
+        self._claim = store.r.register_script(lua_due.CLAIM)
+        self._restore = store.r.register_script(lua_due.RESTORE)
         self._state_keys = [self.keys.state_index(s) for s in STATES]
 
     def schedule(self, envelopes: Sequence[Envelope], due: float, relative: bool) -> list[float | None]:

@@ -57,6 +57,24 @@ def split_text(text: str) -> tuple[str, str | None, str | None]:
     return text, None, None
 
 
+_TRAILING = ("--wait", "--in", "--at")
+
+
+def split_submit_words(words: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """``yadtq submit``'s words without a trailing ``--wait SECONDS`` (a float), ``--in DURATION``
+    or ``--at TIME`` (texts), and those options (the task's words are otherwise literal)."""
+    found: dict[str, Any] = {}
+    while len(words) >= 2 and words[-2] in _TRAILING and words[-2] not in found:
+        found[words[-2]], words = words[-1], words[:-2]
+    if "--wait" in found:
+        try:
+            found["--wait"] = float(found["--wait"])
+        except ValueError:
+            raise InvalidTask(f"--wait needs a number of seconds, got {found['--wait'][:40]!r}") \
+                from None
+    return (words[1:] if words and words[0] == "--" else words), found
+
+
 def due(delay: Any = None, eta: Any = None, now: float | None = None) -> When | None:
     """The due time for ``delay`` (seconds: a number, a ``timedelta`` or a duration text) or
     ``eta`` (an aware ``datetime``, a naive one meaning local time, or an ISO text), at most one
