@@ -10,15 +10,17 @@ WORKERS ?= 3
 export YADTQ_KAFKA_PORT ?= 9092
 export YADTQ_REDIS_PORT ?= 6379
 
-.PHONY: help venv services sentinel stop run web workers test test-unit lint bench bench-peers bench-tui bench-profile chaos clean
+.PHONY: help venv services cluster sentinel stop run web workers test test-cluster test-unit lint bench bench-peers bench-tui bench-profile chaos clean
 
 help:
 	@echo "make run        start Kafka + Redis, $(WORKERS) workers and the dashboard"
 	@echo "make web        serve the dashboard to a browser (WEB_HOST=127.0.0.1 WEB_PORT=8000; a token off loopback)"
 	@echo "make test       set everything up, start test services, run the whole suite"
+	@echo "make test-cluster  only the 3-node Kafka cluster tests (tests/cluster; a few minutes)"
 	@echo "make services   start the local Kafka (127.0.0.1:$(YADTQ_KAFKA_PORT)) and Redis (:$(YADTQ_REDIS_PORT))"
+	@echo "make cluster    start a 3-node Kafka cluster (KRaft) on 127.0.0.1:19101-19103 (Redis: make services)"
 	@echo "make sentinel   start a Redis primary, a replica and 3 Sentinels on loopback (scripts/sentinel.sh)"
-	@echo "make stop       stop the workers started by make run, then Kafka and Redis (and Sentinel)"
+	@echo "make stop       stop the workers started by make run, then Kafka, the cluster, Redis and Sentinel"
 	@echo "make bench      pipeline benchmark (writes bench/results/)"
 	@echo "make bench-peers  YADTQ side by side with Celery, RQ, Dramatiq, Huey, kq (ARGS=--quick)"
 	@echo "make bench-profile  per-task CPU by component (py-spy: Kafka client, Redis client, framework, servers)"
@@ -36,11 +38,16 @@ venv: $(STAMP)
 services: $(STAMP)
 	@PYTHON=$(PY) scripts/services.sh start
 
+cluster: $(STAMP)
+	@PYTHON=$(PY) scripts/cluster.sh start
+	@echo "export YADTQ_KAFKA_BOOTSTRAP=$$(scripts/cluster.sh bootstrap)"
+
 sentinel: $(STAMP)
 	@scripts/sentinel.sh start
 
 stop:
 	@scripts/run-workers.sh stop || true
+	@PYTHON=$(PY) scripts/cluster.sh stop
 	@scripts/sentinel.sh stop 2>/dev/null || true
 	@PYTHON=$(PY) scripts/services.sh stop
 
@@ -56,6 +63,9 @@ web: $(STAMP)
 
 test: $(STAMP)
 	@scripts/test.sh
+
+test-cluster: $(STAMP)
+	@scripts/test.sh tests/cluster
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/deploy -q

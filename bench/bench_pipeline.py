@@ -30,7 +30,7 @@ from bench.common import (
     wait_for,
     write_result,
 )
-from yadtq import Client
+from yadtq import Client, Settings
 from yadtq.broker import ensure_topics
 from yadtq.models import TaskState
 
@@ -135,10 +135,13 @@ def steady(client: Client, rate: float, seconds: float, wait: bool = True) -> di
             "max_ms": round(max(lat) * 1000, 2)}
 
 
-def run(n: int, light_seconds: float, worker_counts: list[int]) -> dict[str, Any]:
+def run(n: int, light_seconds: float, worker_counts: list[int],
+        replication: int | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "tasks": n, "configs": {}}
     for w in worker_counts:
         settings = fresh_settings(f"w{w}")
+        if replication is not None:
+            settings = settings.with_(replication_factor=replication)
         ensure_topics(settings)
         client = Client(settings)
         workers = None
@@ -186,6 +189,19 @@ def print_config(w: int, cfg: dict[str, Any]) -> None:
     print(f"  CPU per 1,000 tasks (submit_many burst): {b['cpu_s_per_1000']}")
 
 
+def ratios(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Throughput of run ``a`` over run ``b`` for each configuration and phase (``tasks_per_s`` or
+    ``achieved_per_s``), and the p50 latency ratio of the steady phases."""
+    out: dict[str, float] = {}
+    for cfg, phases in a.items():
+        for phase, r in phases.items():
+            other = b.get(cfg, {}).get(phase, {})
+            for key in ("tasks_per_s", "achieved_per_s", "p50_ms"):
+                if r.get(key) and other.get(key):
+                    out[f"{cfg}.{phase}.{key}"] = round(r[key] / other[key], 3)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,10 +209,27 @@ def main() -> int:
     parser.add_argument("--light-seconds", type=float, default=10.0)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--quick", action="store_true", help="2,000 tasks, 5 s of light load")
+    parser.add_argument("--replication", default=None, metavar="RF[,RF]",
+                        help="run once per replication factor of the topics (e.g. 3,1 on the "
+                             "cluster of `make cluster`, with YADTQ_KAFKA_BOOTSTRAP pointing at it); "
+                             "writes pipeline-replication.json with the ratios")
     args = parser.parse_args()
     n, light = (2000, 5.0) if args.quick else (args.tasks, args.light_seconds)
-    results = run(n, light, [int(x) for x in args.workers.split(",")])
-    path = write_result("pipeline", results)
+    counts = [int(x) for x in args.workers.split(",")]
+    if args.replication:
+        factors = [int(x) for x in args.replication.split(",")]
+        results = {"machine": machine(), "tasks": n, "bootstrap": Settings.from_env().kafka_bootstrap,
+                   "runs": {}}
+        for rf in factors:
+            print(f"\n=== replication factor {rf}")
+            results["runs"][str(rf)] = run(n, light, counts, replication=rf)["configs"]
+        if len(factors) == 2:
+            results["ratios"] = ratios(results["runs"][str(factors[0])],
+                                       results["runs"][str(factors[1])])
+            print(f"\nreplication {factors[0]} / {factors[1]}:", results["ratios"])
+        path = write_result("pipeline-replication", results)
+    else:
+        path = write_result("pipeline", run(n, light, counts))
     print(f"\nwritten to {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

@@ -30,9 +30,15 @@ export YADTQ_REDIS_URL="redis://127.0.0.1:$YADTQ_REDIS_PORT/0"
 export YADTQ_TEST_DIR="$ROOT/.local/test-tmp"
 export PYTHON="$PY"
 
-cleanup() { scripts/services.sh stop || true; }
+# tests/cluster starts its own 3-node Kafka cluster (and stops it); this stops one left behind
+stop_test_cluster() {
+  YADTQ_CLUSTER_PORT="${YADTQ_TEST_CLUSTER_PORT:-39100}" YADTQ_CLUSTER_DIR="$ROOT/.local/test-cluster" \
+    scripts/cluster.sh stop || true
+}
+cleanup() { scripts/services.sh stop || true; stop_test_cluster; }
 trap cleanup EXIT
 scripts/services.sh stop >/dev/null 2>&1 || true
+stop_test_cluster >/dev/null 2>&1
 rm -rf "$YADTQ_STATE_DIR" "$YADTQ_TEST_DIR"
 mkdir -p "$YADTQ_TEST_DIR"
 scripts/services.sh start

@@ -1,12 +1,11 @@
-"""The Kafka adapter: topics, the task producer, the worker's consumer and the offset reader.
+"""The Kafka adapter: the task producer, the worker's consumer and the offset reader.
 
-This is the only module that imports the Kafka client (kafka-python). The worker and the client use
-the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader`` surfaces below; ``yadtq.testing``
-has in-memory fakes of the same surfaces for unit tests.
-
-``_errors`` is the one place where kafka-python's exceptions become the core's: a retriable or
-connection error is ``ServiceUnavailable`` (wait it out), anything else ``BrokerError``. No
-kafka-python exception leaves this module.
+kafka-python is imported by this module and its two siblings only: ``yadtq.kafka_conn`` (client
+settings, ``kafka_errors``: the one place where kafka-python's exceptions become the core's, the
+health probe) and ``yadtq.topics`` (creating and checking the topics). The names other modules
+import from here (``ensure_topics``, ``client_config``, ``kafka_ping``...) stay available here.
+The worker and the client use the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader``
+surfaces below; ``yadtq.testing`` has in-memory fakes of the same surfaces for unit tests.
 """
 
 from __future__ import annotations
@@ -15,142 +14,94 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic, OffsetSpec
+from kafka.admin import KafkaAdminClient, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import (
-    KafkaConnectionError,
-    KafkaError,
-    KafkaTimeoutError,
-    NodeNotReadyError,
-    TopicAlreadyExistsError,
-)
+from kafka.errors import KafkaTimeoutError
 from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
 from yadtq.broker_types import Record
-from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
+from yadtq.errors import ServiceUnavailable, YadtqError
+from yadtq.kafka_conn import KAFKA_FAILURES, client_config, kafka_ping, translate
+from yadtq.kafka_conn import kafka_errors as _errors
 from yadtq.settings import Settings
+from yadtq.topics import ensure_topics
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
 
-
-KAFKA_FAILURES: tuple[type[Exception], ...] = (KafkaError, OSError, ValueError, AssertionError,
-                                              RuntimeError)
-"""What kafka-python raises when a request fails: its own errors, socket errors, and the
-ValueError / AssertionError / RuntimeError its internals use for bad state (an unknown topic in
-the metadata, a closed client)."""
+__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "OffsetReader", "TaskConsumer",
+           "TaskProducer", "client_config", "ensure_topics", "kafka_ping", "partition_of",
+           "translate"]
 
 _SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
 """A send also fails when the envelope does not encode (``DecodeError``)."""
 
-_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError, TimeoutError)
-
-
-def translate(exc: BaseException, bootstrap: str, what: str) -> YadtqError:
-    """The core's error for an exception of the Kafka client: transient or permanent."""
-    if isinstance(exc, YadtqError):
-        return exc
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, _UNREACHABLE) or getattr(exc, "retriable", False):
-        return ServiceUnavailable(f"Kafka unreachable at {bootstrap} ({what}): {text}")
-    return BrokerError(f"Kafka refused {what}: {text}")
-
-
-@contextmanager
-def _errors(bootstrap: str, what: str) -> Iterator[None]:
-    try:
-        yield
-    except YadtqError:
-        raise
-    except KAFKA_FAILURES as exc:  # the translation point: every failure of the client
-        raise translate(exc, bootstrap, what) from None
-
-
-def _security(settings: Settings) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol.startswith("SASL"):
-        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        cfg["sasl_plain_username"] = settings.kafka_sasl_username
-        cfg["sasl_plain_password"] = settings.sasl_password()
-    if settings.kafka_ssl_cafile:
-        cfg["ssl_cafile"] = settings.kafka_ssl_cafile
-    return cfg
-
-
-def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings common to the producer, the consumer and the admin client."""
-    return {"bootstrap_servers": settings.kafka_bootstrap.split(","), **_security(settings),
-            "client_id": "yadtq", "bootstrap_timeout_ms": 5000,
-            "reconnect_backoff_max_ms": 1000}
-
-
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the tasks and dead-letter topics if missing, and wait until they have leaders."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
-        except KAFKA_FAILURES as exc:  # retried until the deadline
-            last = exc
-            time.sleep(0.5)
-            continue
-        try:
-            existing = set(admin.list_topics())
-            wanted = [NewTopic(settings.topic, settings.partitions, 1),
-                      NewTopic(settings.dead_letter_topic, 1, 1)]
-            missing = [t for t in wanted if t.name not in existing]
-            if missing:
-                try:
-                    admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
-            described = admin.describe_topics([settings.topic, settings.dead_letter_topic])
-            if all(d.get("error_code", 0) == 0 and d.get("partitions")
-                   and all(p.get("leader_id", -1) >= 0 for p in d["partitions"]) for d in described):
-                return
-        except KAFKA_FAILURES as exc:  # retried until the deadline
-            last = exc
-        finally:
-            try:
-                admin.close()
-            except KAFKA_FAILURES:
-                pass  # closing a client that failed
-        time.sleep(0.2)
-    raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
-
 
 class TaskProducer:
-    """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement."""
+    """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement.
+
+    After a delivery times out (a broker failure longer than the delivery timeout) the next send
+    goes through a new kafka-python producer: its idempotent producer was seen to stay stuck after
+    an expired batch (every later send timed out for as long as it was used, 90 s in a test), and
+    a new one starts with a fresh producer id. The old one is closed in the background."""
 
     def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
         self.settings = settings
-        with _errors(settings.kafka_bootstrap, "a producer"):
-            self._p = KafkaProducer(
-                **client_config(settings), acks="all", linger_ms=linger_ms,
-                retries=5, max_block_ms=5000, request_timeout_ms=5000,
-                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000), enable_idempotence=False,
-                max_in_flight_requests_per_connection=5,
+        self._linger_ms = linger_ms
+        self._lock = threading.Lock()
+        self._stale = False
+        self._p = self._new()
+
+    def _new(self) -> Any:
+        with _errors(self.settings.kafka_bootstrap, "a producer"):
+            return KafkaProducer(
+                **client_config(self.settings), acks="all", linger_ms=self._linger_ms,
+                max_block_ms=5000, request_timeout_ms=5000,
+                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000),
+                # idempotent: a retried batch (a request timed out during a leader election) is
+                # written once; kafka-python refuses a conflicting acks/retries/in-flight value
+                enable_idempotence=True, max_in_flight_requests_per_connection=5,
             )
+
+    def _producer(self) -> Any:
+        """The producer to send with: a new one once a delivery has timed out."""
+        with self._lock:
+            if not self._stale:
+                return self._p
+            old = self._p
+            self._p = self._new()  # raises ServiceUnavailable: stays stale, tried again next time
+            self._stale = False
+        log.warning("a Kafka delivery timed out: sending through a new producer from now on")
+        threading.Thread(target=self._close, args=(old, DELIVERY_TIMEOUT_SECONDS),
+                         name="yadtq-producer-close", daemon=True).start()
+        return self._p
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note a failed delivery: after a timeout the producer is replaced before the next send."""
+        if isinstance(exc, KafkaTimeoutError):
+            self._stale = True
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
         futures: list[Any] = []
+        try:
+            producer = self._producer()
+        except YadtqError as exc:
+            return [exc] * len(envelopes)
         for env in envelopes:
             try:
-                futures.append(self._p.send(self.settings.topic, key=env.id.encode(),
-                                            value=env.encode()))
+                futures.append(producer.send(self.settings.topic, key=env.id.encode(),
+                                             value=env.encode()))
             except _SEND_FAILURES as exc:  # reported per task
                 futures.append(exc)
         if len(envelopes) > 1:
-            self._flush(timeout)
+            self._flush(producer, timeout)
         errors: list[Exception | None] = []
         deadline = time.monotonic() + timeout
         for fut in futures:
@@ -161,6 +112,7 @@ class TaskProducer:
                 fut.get(timeout=max(0.01, deadline - time.monotonic()))
                 errors.append(None)
             except KAFKA_FAILURES as exc:  # every failure is reported per task
+                self._failed(exc)
                 errors.append(ServiceUnavailable(
                     f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
         return errors
@@ -168,14 +120,25 @@ class TaskProducer:
     def send_async(self, envelopes: Sequence[Envelope],
                    on_error: Callable[[Envelope, Exception], None]) -> None:
         """Send without waiting for the ack; ``on_error`` runs (in the sender thread) for a failure."""
+        try:
+            producer = self._producer()
+        except YadtqError as exc:
+            for env in envelopes:
+                on_error(env, exc)
+            return
         for env in envelopes:
             try:
-                fut = self._p.send(self.settings.topic, key=env.id.encode(), value=env.encode())
+                fut = producer.send(self.settings.topic, key=env.id.encode(), value=env.encode())
             except _SEND_FAILURES as exc:  # reported per task
                 on_error(env, self._refused(exc))
                 continue
-            fut.add_errback(lambda exc, e=env: on_error(e, ServiceUnavailable(
-                f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}")))
+            fut.add_errback(lambda exc, e=env: self._async_failed(e, exc, on_error))
+
+    def _async_failed(self, env: Envelope, exc: BaseException,
+                      on_error: Callable[[Envelope, Exception], None]) -> None:
+        self._failed(exc)
+        on_error(env, ServiceUnavailable(
+            f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _refused(exc: Exception) -> Exception:
@@ -185,11 +148,11 @@ class TaskProducer:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every message sent so far is acknowledged or has failed."""
-        self._flush(timeout)
+        self._flush(self._p, timeout)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         with _errors(self.settings.kafka_bootstrap, "a message"):
-            self._p.send(topic, key=key, value=value).get(timeout=10)
+            self._producer().send(topic, key=key, value=value).get(timeout=10)
 
     def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
         """Put an undecodable or invalid message on the dead-letter topic with the reason."""
@@ -200,19 +163,24 @@ class TaskProducer:
             else record.value[:65536].decode("utf-8", "backslashreplace"),
         }).encode("utf-8", "backslashreplace")
         with _errors(self.settings.kafka_bootstrap, "a dead letter"):
-            self._p.send(self.settings.dead_letter_topic, value=body).get(timeout=10)
+            self._producer().send(self.settings.dead_letter_topic, value=body).get(timeout=10)
 
-    def _flush(self, timeout: float) -> None:
+    @staticmethod
+    def _flush(producer: Any, timeout: float) -> None:
         try:
-            self._p.flush(timeout=timeout)
+            producer.flush(timeout=timeout)
         except KAFKA_FAILURES:
             pass  # the per-message futures say what failed
 
-    def close(self) -> None:
+    @staticmethod
+    def _close(producer: Any, timeout: float) -> None:
         try:
-            self._p.close(timeout=2)
+            producer.close(timeout=timeout)
         except KAFKA_FAILURES as exc:  # closing: nothing to hand back
             log.warning("closing the producer: %s", exc)
+
+    def close(self) -> None:
+        self._close(self._p, 2)
 
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
@@ -363,31 +331,3 @@ class OffsetReader:
             self._admin.close()
         except KAFKA_FAILURES as exc:  # closing
             log.debug("closing the admin client: %s", exc)
-
-
-_probes: dict[tuple[str, str], Any] = {}
-_probe_lock = threading.Lock()
-
-
-def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
-    """Raise ``ServiceUnavailable`` unless the broker answers a metadata request.
-
-    The admin connection is kept between calls (a health check every few seconds costs one
-    request on an open connection, not a new client); it is dropped after a failure."""
-    key = (settings.kafka_bootstrap, settings.kafka_security_protocol)
-    with _probe_lock:
-        admin = _probes.get(key)
-        try:
-            if admin is None:
-                cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
-                admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
-                _probes[key] = admin
-            admin.list_topics()
-        except KAFKA_FAILURES as exc:  # any failure means "not reachable now"
-            _probes.pop(key, None)
-            if admin is not None:
-                try:
-                    admin.close()
-                except KAFKA_FAILURES:
-                    pass  # closing a probe that failed
-            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None

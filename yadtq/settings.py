@@ -41,6 +41,12 @@ class Settings:
     """Kafka consumer group shared by all workers."""
     partitions: int = 12
     """Partitions of the tasks topic when YADTQ creates it (more than the workers you expect)."""
+    replication_factor: int | None = None
+    """Replicas of each topic YADTQ creates; unset: 3 when the cluster has at least 3 live brokers,
+    else 1 (the log says which). Existing topics are checked, never changed."""
+    min_insync_replicas: int | None = None
+    """``min.insync.replicas`` of the topics YADTQ creates (with ``acks=all`` a write needs this many
+    replicas); unset: 2 with replication 3, else 1."""
     key_prefix: str = DEFAULT_PREFIX
     """Prefix of every Redis key (``yadtq`` or ``yadtq:<something>``)."""
     heartbeat_interval: float = 1.0
@@ -120,6 +126,14 @@ class Settings:
     def validated(self) -> Settings:
         if self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        for name in ("replication_factor", "min_insync_replicas"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}")
+        if (self.replication_factor is not None and self.min_insync_replicas is not None
+                and self.min_insync_replicas > self.replication_factor):
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
+                             f"replication_factor ({self.replication_factor}): no write could succeed")
         for name in ("heartbeat_interval", "default_time_limit", "stuck_grace", "repair_interval",
                      "repair_after", "scheduler_lock_ttl", "scheduler_lease"):
             value = getattr(self, name)

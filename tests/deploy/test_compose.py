@@ -495,3 +495,85 @@ def test_docker_compose_config_accepts_the_file() -> None:
                              "-q"], capture_output=True, text=True, timeout=60, check=False,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+# ----------------------------------------------------------------------------- profile "cluster"
+CLUSTER_NODES = ("kafka-1", "kafka-2", "kafka-3")
+CLUSTER_CLIENTS = ("worker-cluster", "dashboard-cluster")
+
+
+def test_cluster_profile_has_three_kafka_nodes_and_its_own_clients(services: Services) -> None:
+    profiled = {name for name, svc in services.items() if "cluster" in (svc.get("profiles") or [])}
+    assert profiled == {*CLUSTER_NODES, *CLUSTER_CLIENTS}, profiled
+    # the default `docker compose up` (no profile) is unchanged: one broker
+    assert not services["kafka"].get("profiles") and not services["worker"].get("profiles")
+
+
+def test_cluster_nodes_form_one_kraft_quorum(services: Services) -> None:
+    envs = {name: env_of(services[name]) for name in CLUSTER_NODES}
+    ids = {name: env["KAFKA_NODE_ID"] for name, env in envs.items()}
+    assert sorted(ids.values()) == ["1", "2", "3"], ids
+    cluster_ids = {env.get("CLUSTER_ID") for env in envs.values()}
+    assert len(cluster_ids) == 1 and None not in cluster_ids, "one CLUSTER_ID for the three nodes"
+    expected_voters = ",".join(f"{ids[name]}@{name}:9093" for name in CLUSTER_NODES)
+    for name, env in envs.items():
+        assert image_is_kafka_4(services[name])
+        assert {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker", "controller"}
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == expected_voters, name
+        assert re.search(r"CONTROLLER://[^,]*:9093", env["KAFKA_LISTENERS"]), name
+        # each node advertises its own service name, never another node's or localhost
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092", name
+        assert "ZOOKEEPER" not in " ".join(env)
+
+
+def image_is_kafka_4(service: dict[str, Any]) -> bool:
+    return re.fullmatch(r"apache/kafka:4\.\d+(\.\d+)?", service.get("image", "")) is not None
+
+
+def test_cluster_nodes_replicate_everything_3_times_with_min_isr_2(services: Services) -> None:
+    for name in CLUSTER_NODES:
+        env = env_of(services[name])
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "3", name
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2", name
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"].lower() == "false", name
+
+
+def test_cluster_nodes_have_their_own_named_volumes(compose: dict[str, Any],
+                                                    services: Services) -> None:
+    sources = []
+    for name in CLUSTER_NODES:
+        log_dirs = env_of(services[name])["KAFKA_LOG_DIRS"]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
+        assert log_dirs in mounts, name
+        sources.append(mounts[log_dirs])
+    assert len(set(sources)) == 3, f"nodes share a data volume: {sources}"
+    assert set(sources) <= set(compose.get("volumes") or {})
+    assert "kafka-data" not in sources, "the single broker's volume is not a cluster node's"
+
+
+@pytest.mark.parametrize("name", CLUSTER_CLIENTS)
+def test_cluster_clients_bootstrap_from_every_node_and_wait_for_all(services: Services,
+                                                                    name: str) -> None:
+    svc = services[name]
+    env = env_of(svc)
+    settings = Settings.from_env(env)
+    assert sorted(settings.kafka_bootstrap.split(",")) == [f"{n}:9092" for n in CLUSTER_NODES]
+    assert (settings.replication_factor, settings.min_insync_replicas) == (3, 2)
+    assert urlsplit(settings.redis_url).hostname == "redis"
+    deps = svc.get("depends_on")
+    assert isinstance(deps, dict)
+    for backing in (*CLUSTER_NODES, "redis"):
+        assert deps.get(backing, {}).get("condition") == "service_healthy", (name, backing)
+    assert "kafka" not in deps, "a cluster client must not wait for the single broker"
+    assert command_of(svc)[:1] == (["yadtq-worker"] if name == "worker-cluster" else ["yadtq-tui"])
+    assert svc.get("image") == services["worker"].get("image")
+
+
+def test_cluster_worker_scales_and_stops_warmly(services: Services) -> None:
+    worker = services["worker-cluster"]
+    for key in ("container_name", "hostname", "ports"):
+        assert key not in worker, f"{key} breaks --scale"
+    assert worker.get("stop_signal", "SIGTERM") == "SIGTERM"
+    assert duration_seconds(worker.get("stop_grace_period", "10s")) >= 30

@@ -30,7 +30,7 @@ REFRESH_SECONDS = 1.0
 """The schedules are re-read this long after the previous read finished."""
 COLUMNS = ("Schedule", "Task", "When", "Next run", "Last run", "State")
 STATE_STYLES = {"completed": "green", "failed": "bold red", "in-progress": "bold yellow",
-                "queued": "cyan", "invalid": "bold red reverse"}
+                "queued": "cyan", "cancelled": "magenta", "invalid": "bold red reverse"}
 
 
 def schedule_row(info: ScheduleInfo, now: float, tz: tzinfo | None) -> tuple[Text, ...]:
