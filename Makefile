@@ -77,6 +77,7 @@ lint: $(STAMP)
 bench: services
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_schedule.py
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos

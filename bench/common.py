@@ -37,11 +37,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class Workers:
     """Real worker processes for one benchmark configuration; stopped on exit, even on Ctrl+C."""
 
-    def __init__(self, settings: Settings, n: int, log_level: str = "WARNING") -> None:
+    def __init__(self, settings: Settings, n: int, log_level: str = "WARNING",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.procs = [subprocess.Popen(
             # --no-supervisor: the pid measured for CPU is the worker itself, not its supervisor
-            [sys.executable, "-m", "worker.main", "--no-supervisor", "--log-level", log_level],
+            [sys.executable, "-m", "worker.main", "--no-supervisor", "--log-level", log_level,
+             *extra_args],
             env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(n)]
 

@@ -2,6 +2,10 @@
 
     yadtq-worker                         # built-in tasks (ADD, SUB, MUL, DIV, SLEEP)
     yadtq-worker --tasks mypkg.tasks     # plus the tasks registered in your module(s)
+    yadtq-worker --scheduler             # only the scheduler: sends delayed tasks when due
+
+Every worker also runs the scheduler (one of them leads at a time, by a Redis lock);
+--no-scheduler leaves that to the others or to a --scheduler process.
 
 First SIGTERM/SIGINT: finish the current task, write it, commit, leave the group (warm stop).
 Second: exit at once (the task in hand is redelivered to another worker).
@@ -53,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "[env YADTQ_METRICS_HOST; default 127.0.0.1]")
     parser.add_argument("--max-tasks", type=int, help="exit after this many messages (tests)")
     parser.add_argument("--idle-exit", type=float, help="exit after this many idle seconds (tests)")
+    parser.add_argument("--scheduler", action="store_true",
+                        help="run only the scheduler (send scheduled tasks when due), no tasks")
+    parser.add_argument("--no-scheduler", action="store_true",
+                        help="do not take part in scheduling (other workers or a --scheduler "
+                             "process send the due tasks)")
     parser.add_argument("--no-supervisor", action="store_true",
                         help="run the worker in this process (no automatic restart; exit code 75 "
                              "means: restart me)")
@@ -82,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yadtq-worker: {exc}", file=sys.stderr)
         return 2
 
+    if args.scheduler:
+        return _run_scheduler(settings, args.worker_id)
+
     from worker.periodic import start_periodic
     from worker.worker import Worker
 
-    worker = Worker(settings, default_registry, worker_id=args.worker_id)
+    worker = Worker(settings, default_registry, worker_id=args.worker_id,
+                    schedule=not args.no_scheduler)
     logs.set_worker(worker.id)
     if args.metrics_port is not None:
         from worker.interfaces import kafka_offsets
@@ -123,6 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         # a runner thread may be stuck in a task: end now, without waiting for it
         logging.shutdown()
         os._exit(worker.exit_code)
+    return 0
+
+
+def _run_scheduler(settings: Settings, owner: str | None) -> int:
+    """``--scheduler``: the scheduling loop alone, in this thread, until SIGTERM/SIGINT."""
+    import socket
+    import threading
+
+    from worker.interfaces import kafka_producer
+    from worker.outbox import Outbox
+    from worker.scheduler import Scheduler
+    from yadtq.due import DueSet
+    from yadtq.store import RedisStore
+
+    owner = owner or f"{socket.gethostname()}-{os.getpid()}-scheduler"
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    outbox = Outbox(settings, kafka_producer, owner)
+    log.info("scheduler %s started (prefix %s, topic %s)", owner, settings.key_prefix, settings.topic)
+    try:
+        Scheduler(settings, DueSet(RedisStore(settings)), outbox, owner, stopping).run()
+    finally:
+        outbox.close()
     return 0
 
 

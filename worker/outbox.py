@@ -33,6 +33,15 @@ class Outbox:
                 self._producer = self._factory(self._settings)
             return self._producer
 
+    def warm(self) -> None:
+        """Make the producer now (it connects and waits for the topics), not on the first send:
+        the scheduler's first due tasks would otherwise wait for it."""
+        try:
+            self._get()
+        except (YadtqError, OSError) as exc:
+            log.warning("could not connect the producer yet (tried again on the first send): %s",
+                        exc)
+
     def dead_letter(self, record: Record, reason: str) -> None:
         """Put ``record`` on the dead-letter topic with ``reason``; never blocks the partition on it."""
         log.warning("dead-lettering message %s/%d: %s", record.partition, record.offset,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from worker.interfaces import Offsets, OffsetsFactory
 from worker.outbox import Outbox
+from yadtq.due import DueSet
 from yadtq.errors import YadtqError
 from yadtq.models import Task, TaskState, WorkerStatus
 from yadtq.settings import Settings
@@ -58,6 +59,8 @@ class Round:
 
     resent_queued: int = 0
     requeued_in_progress: int = 0
+    restored_scheduled: int = 0
+    """Scheduled tasks put back into the due set (they were in neither it nor the dispatching set)."""
 
 
 class Reconciler:
@@ -71,6 +74,7 @@ class Reconciler:
         """Called with (re-sent queued, re-queued in-progress) after a round that repaired some."""
         self.worker_id, self.stopping = worker_id, stopping
         self._offsets_factory = offsets_factory
+        self.due = DueSet(store)
         self._offsets: Offsets | None = None
         self._snapshots: deque[Snapshot] = deque(maxlen=MAX_SNAPSHOTS)
         self.thread = threading.Thread(target=self._loop, name="yadtq-repair", daemon=True)
@@ -120,6 +124,10 @@ class Reconciler:
         if not self.store.acquire_lock(LOCK, self.worker_id, ttl):
             self._snapshots.clear()  # another leader: our snapshots would be stale when we lead
             return None
+        restored = self.due.restore()
+        if restored:
+            log.warning("reconciler put %d scheduled tasks back into the due set (in neither the due "
+                        "nor the dispatching set): %s", len(restored), ", ".join(restored[:5]))
         if self._offsets is None:
             self._offsets = self._offsets_factory(self.settings)
         offsets = self._offsets
@@ -136,8 +144,9 @@ class Reconciler:
                 if w.status is not WorkerStatus.DEAD and w.current_task}
         chosen: list[Task] = []
         waiting: dict[int, int] = {}
+        dispatching = self.due.dispatching([t.id for t in candidates if t.state is TaskState.QUEUED])
         for task in candidates:
-            if task.problem or task.state.is_final:
+            if task.problem or task.state.is_final or task.id in dispatching:
                 continue
             if task.state is TaskState.IN_PROGRESS and task.id in busy:
                 continue
@@ -163,7 +172,7 @@ class Reconciler:
             else:
                 requeued += 1
         self.store.record_repairs(self.worker_id, resent, requeued)
-        return Round(resent, requeued)
+        return Round(resent, requeued, len(restored))
 
     def _consumed_past(self, task: Task, partition: int, committed: dict[int, int]) -> bool:
         """True when the group committed past every message that could carry this task."""

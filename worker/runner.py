@@ -1,10 +1,12 @@
 """The runner: executes the batches the consume loop hands over, on a thread of its own.
 
 For each message: decode and validate it (an invalid one is dead-lettered), mark it ``in-progress``
-in Redis (a new attempt, compare-and-set), run the registered function, retry it with exponential
-backoff, and write the outcome (compare-and-set on the attempt). Consecutive tasks whose names are
-known to run fast share one start and one finish round trip (chunks of up to 256); any other task
-runs in a chunk of its own, so a task is marked in-progress only when it really starts.
+in Redis (a new attempt, compare-and-set), run the registered function, and write the outcome
+(compare-and-set on the attempt). A failed attempt that may be retried is written ``scheduled``,
+due after an exponential backoff: the scheduler sends it again then; the runner moves on at once.
+Consecutive tasks whose names are known to run fast share one start and one finish round trip
+(chunks of up to 256); any other task runs in a chunk of its own, so a task is marked in-progress
+only when it really starts.
 
 Whatever one message or one task does is confined to it: a message Redis refuses for good is
 dead-lettered with the reason, a task that misbehaves ends ``failed`` with a readable error, and a
@@ -14,7 +16,6 @@ loop commits only that far (and seeks back to it if the runner fails unexpectedl
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -46,13 +47,16 @@ EXTRA_STARTS = 2
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
 # START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED = 0, -1, -2, -3, -4
+FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE = 0, -1, -2, -3, -4, -5
 REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
 
-def backoff(attempt: int) -> float:
-    return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2.0 ** (attempt - 1)))
+def backoff(attempt: int, base: float | None = None) -> float:
+    """Seconds before retrying after ``attempt`` failed: ``base`` (the ``retry_backoff`` setting,
+    else ``RETRY_BASE_SECONDS``) doubled per attempt, at most ``RETRY_MAX_SECONDS`` (or ``base``)."""
+    first = RETRY_BASE_SECONDS if base is None else base
+    return float(min(max(RETRY_MAX_SECONDS, first), first * 2.0 ** min(attempt - 1, 60)))
 
 
 Job = tuple[Envelope, TaskSpec]
@@ -176,14 +180,7 @@ class Runner:
             if (self.stopping.is_set() and idx > 0) or rec.partition in batch.revoked:
                 stop_at = hand_back_from = idx
                 break
-            outcome = self._execute(rec, batch, env, spec, attempt)
-            if outcome is None:
-                if self.stopping.is_set() or rec.partition in batch.revoked:
-                    # queued again during a retry backoff (not finished): hand back the rest
-                    stop_at, hand_back_from = idx, idx + 1
-                    break
-                continue  # the retry was taken by another worker or cleared: nothing to write
-            outcomes.append((rec, outcome))
+            outcomes.append((rec, self._execute(rec, batch, env, spec, attempt)))
         if stop_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
             for (idx, rec, (env, _spec)), attempt in zip(jobs, attempts, strict=True):
@@ -227,6 +224,8 @@ class Runner:
             log.info("task %s skipped: cleared by reset", env.id)
         elif code == CANCELLED:
             log.info("task %s skipped: cancelled", env.id)
+        elif code == NOT_DUE:
+            log.info("task %s skipped: scheduled for later (the scheduler sends it when due)", env.id)
         elif code == MISMATCH:
             self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
                                          "(other name or arguments): not run")
@@ -270,50 +269,36 @@ class Runner:
 
     # ------------------------------------------------------------------ one task
     def _execute(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec,
-                 attempt: int) -> Outcome | None:
+                 attempt: int) -> Outcome:
         max_attempts = spec.max_attempts or self.settings.default_max_attempts
         limit = spec.time_limit or self.settings.default_time_limit
-        while True:
-            if spec.fn is None:
-                self._count(env.name, ok=False)
-                return Outcome(env.id, attempt, TaskState.FAILED,
-                               error=spec.description or f"unknown task {env.name!r}")
-            if attempt > max_attempts + EXTRA_STARTS:
-                self._count(env.name, ok=False)
-                return Outcome(env.id, attempt, TaskState.FAILED,
-                               error=f"started {attempt} times and never finished (each time its "
-                                     "worker died or was restarted): not started again")
-            result = self._call(rec, batch, env, spec, attempt, limit)
-            self._log_result(env, attempt, result)
-            if result.cancelled:
-                self.metrics.finished(env.name, TaskState.CANCELLED)
-                return Outcome(env.id, attempt, TaskState.CANCELLED, error=result.error,
-                               note="interrupted on request")
-            if result.ok:
-                self._count(env.name, ok=True)
-                return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
-            if not result.retryable or attempt >= max_attempts:
-                self._count(env.name, ok=False)
-                note = f"after {attempt} attempts" if attempt > 1 else None
-                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error, note=note)
-            delay = backoff(attempt)
-            self.metrics.retried(env.name)
-            retry = Outcome(env.id, attempt, TaskState.QUEUED, error=result.error,
-                            note=f"retry in {delay:g} s")
-            try:
-                if self.redis.call(functools.partial(self.store.finish, self.worker_id, [retry]),
-                                   "retry") is None:
-                    return None
-                if self._wait(delay, rec, batch):
-                    return None  # queued again; redelivered to whoever owns the partition next
-                started = self.redis.call(lambda: self.store.start(self.worker_id, [env]), "restart")
-            except StoreError as exc:
-                self._count(env.name, ok=False)
-                return Outcome(env.id, attempt, TaskState.FAILED, error=result.error,
-                               note=f"not retried: Redis refused ({valid_text(exc)[:200]})")
-            if not started or started[0] <= 0:
-                return None
-            attempt = started[0]
+        if spec.fn is None:
+            self._count(env.name, ok=False)
+            return Outcome(env.id, attempt, TaskState.FAILED,
+                           error=spec.description or f"unknown task {env.name!r}")
+        if attempt > max_attempts + EXTRA_STARTS:
+            self._count(env.name, ok=False)
+            return Outcome(env.id, attempt, TaskState.FAILED,
+                           error=f"started {attempt} times and never finished (each time its "
+                                 "worker died or was restarted): not started again")
+        result = self._call(rec, batch, env, spec, attempt, limit)
+        self._log_result(env, attempt, result)
+        if result.cancelled:
+            self.metrics.finished(env.name, TaskState.CANCELLED)
+            return Outcome(env.id, attempt, TaskState.CANCELLED, error=result.error,
+                           note="interrupted on request")
+        if result.ok:
+            self._count(env.name, ok=True)
+            return Outcome(env.id, attempt, TaskState.COMPLETED, result=result.value)
+        if not result.retryable or attempt >= max_attempts:
+            self._count(env.name, ok=False)
+            note = f"after {attempt} attempts" if attempt > 1 else None
+            return Outcome(env.id, attempt, TaskState.FAILED, error=result.error, note=note)
+        # the retry waits in the due set, not here: the worker moves on at once
+        delay = backoff(attempt, self.settings.retry_backoff)
+        self.metrics.retried(env.name)
+        return Outcome(env.id, attempt, TaskState.SCHEDULED, error=result.error,
+                       note=f"retry in {delay:g} s", delay=delay)
 
     def _call(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec, attempt: int,
               limit: float) -> Result:
@@ -335,14 +320,6 @@ class Runner:
         except TaskCancelled:
             return Result(False, error="cancelled while running", cancelled=True,
                           seconds=time.perf_counter() - started)
-
-    def _wait(self, seconds: float, rec: Record, batch: Batch) -> bool:
-        """Sleep through a retry backoff; True if the worker stops or the partition moves first."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            if self.stopping.wait(min(left, 0.1)) or rec.partition in batch.revoked:
-                return True
-        return False
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)

@@ -21,6 +21,7 @@ status):
 - the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
 - the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
 - the retention sweeper (``worker.retention``, its own thread): removes expired finished tasks.
+- the scheduler (``worker.scheduler``, its own thread): sends due tasks when this worker leads.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ from worker.outbox import Outbox
 from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
+from worker.scheduler import Scheduler
 from worker.state import Batch, Running
 from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
+from yadtq.due import DueSet
 from yadtq.errors import ServiceUnavailable, StoreError, YadtqError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry
@@ -83,7 +86,7 @@ class Worker:
                  producer_factory: ProducerFactory | None = None,
                  offsets_factory: OffsetsFactory | None = None,
                  worker_id: str | None = None, repair: bool = True,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, schedule: bool = True) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store or RedisStore(settings)
@@ -106,6 +109,8 @@ class Worker:
                                       self.outbox, self.id, self.stopping, self.metrics.repaired)
                            if repair else None)
         self.sweeper = Sweeper(settings, self.store, self.id, self.stopping) if repair else None
+        self.scheduler = (Scheduler(settings, DueSet(self.store), self.outbox, self.id, self.stopping)
+                          if schedule else None)
         self._consumer_factory = consumer_factory or kafka_consumer
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
@@ -154,6 +159,8 @@ class Worker:
             self.reconciler.start()
         if self.sweeper is not None:
             self.sweeper.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
@@ -388,6 +395,8 @@ class Worker:
             self.reconciler.join(timeout=2)
         if self.sweeper is not None:
             self.sweeper.join(timeout=2)
+        if self.scheduler is not None:
+            self.scheduler.join(timeout=2)
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

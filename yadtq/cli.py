@@ -42,6 +42,7 @@ from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
 from yadtq.text import format_value, safe_text
+from yadtq.when import split_submit_words
 
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
@@ -139,12 +140,12 @@ class Command:
 
 # ---------------------------------------------------------------- handlers
 def cmd_submit(ctx: Context) -> int:
-    words, wait = _split_wait(ctx.args.words)
-    if wait is None:
-        wait = ctx.args.wait
+    words, trailing = split_submit_words(ctx.args.words)
+    wait = trailing.get("--wait", ctx.args.wait)
+    delay, eta = trailing.get("--in", ctx.args.delay), trailing.get("--at", ctx.args.eta)
     if not words:
         raise CliError("submit needs a task: yadtq submit ADD 2 3", EXIT_INVALID)
-    task_id = ctx.client.submit_text(" ".join(shlex.quote(w) for w in words))
+    task_id = ctx.client.submit_text(" ".join(shlex.quote(w) for w in words), delay=delay, eta=eta)
     if wait is None:
         print(task_id, file=ctx.out)
         return EXIT_OK
@@ -254,6 +255,8 @@ def _submit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help=f"wait for the task to finish and print its result (exit {EXIT_TASK_FAILED} "
                         f"if it failed, {EXIT_TIMED_OUT} if it is not done in time)")
+    p.add_argument("--in", dest="delay", metavar="DURATION", help="run it in 30 (s), 30s, 5m, 2h, 1d")
+    p.add_argument("--at", dest="eta", metavar="TIME", help="run it at 2026-12-01T09:00 (local time)")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -285,11 +288,11 @@ def _completion_arguments(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = (
-    Command("submit", "submit ADD 2 3 [--wait S]",
+    Command("submit", "submit ADD 2 3 [--in 30s | --at TIME] [--wait S]",
             "submit; prints only the id (with --wait, the result)", cmd_submit, _submit_arguments,
-            "Submit a task: yadtq submit ADD 2 3 [--wait SECONDS]. Every word after the task name "
-            "is an argument, even one starting with '-' (SUB 5 -3; ADD -Infinity 1 is then refused "
-            "as not a number)."),
+            "Submit a task: yadtq submit ADD 2 3 [--in 30s | --at 2026-12-01T09:00] [--wait S]. "
+            "Every word after the task name is an argument, even one starting with '-' (SUB 5 -3), "
+            "but for trailing --in, --at, --wait. A delayed task is 'scheduled' until it is due."),
     Command("tasks", "tasks [--state S] [--limit N] [--offset N] [--json]",
             "Show-Tasks, newest first", cmd_tasks, _tasks_arguments),
     Command("view", "view ID [--json]",
@@ -379,19 +382,6 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
 
 
 # ---------------------------------------------------------------- submit --wait
-def _split_wait(words: list[str]) -> tuple[list[str], float | None]:
-    """Take a trailing ``--wait SECONDS`` out of the task's words (they are otherwise literal)."""
-    if len(words) >= 2 and words[-2] == "--wait":
-        try:
-            return words[:-2], float(words[-1])
-        except ValueError:
-            raise CliError(f"--wait needs a number of seconds, got {words[-1][:40]!r}",
-                           EXIT_INVALID) from None
-    if words and words[0] == "--":
-        return words[1:], None
-    return words, None
-
-
 def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
     deadline = time.monotonic() + seconds
     while True:

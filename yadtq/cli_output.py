@@ -28,13 +28,21 @@ def state_text(t: Task) -> str:
     return INVALID if t.problem is not None else t.state.value
 
 
+def due_text(t: Task, now: float | None = None) -> str:
+    """``due in 25s`` / ``due 3s ago`` for a task with a due time (else empty)."""
+    if t.due_at is None:
+        return ""
+    left = t.due_at - (time.time() if now is None else now)
+    return f"due in {format_duration(left)}" if left >= 0 else f"due {format_duration(-left)} ago"
+
+
 def task_json(t: Task) -> dict[str, Any]:
     """``t`` as the JSON object ``--json`` prints (every field, history included; ``problem`` is
     null unless the record is malformed, and ``state`` is then ``invalid``)."""
     return {"id": t.id, "name": t.name, "args": list(t.args), "state": state_text(t),
             "problem": t.problem,
             "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
-            "created_at": t.created_at, "updated_at": t.updated_at,
+            "created_at": t.created_at, "updated_at": t.updated_at, "due_at": t.due_at,
             "history": [{"state": h.state.value, "at": h.at, "worker": h.worker,
                          "attempt": h.attempt, "note": h.note} for h in t.history]}
 
@@ -79,6 +87,8 @@ def print_tasks(tasks: list[Task], out: TextIO) -> None:
     for t in tasks:
         done = t.state is TaskState.COMPLETED
         outcome = format_value(t.result, 30) if done else safe_text(t.error or "", 30)
+        if t.state is TaskState.SCHEDULED and t.problem is None:
+            outcome = due_text(t, now)
         if t.problem is not None:
             outcome = safe_text(t.problem, 60)
         rows.append((t.id, safe_text(t.name, 16), format_args(t.args, 24), state_text(t), outcome,
@@ -94,7 +104,8 @@ def print_task(t: Task, out: TextIO) -> None:
               ("result", format_value(t.result)),
               ("error", safe_text(t.error or "")), ("attempts", str(t.attempt)),
               ("worker", safe_text(t.worker or "")), ("created", _timestamp(t.created_at)),
-              ("updated", _timestamp(t.updated_at))]
+              ("updated", _timestamp(t.updated_at)),
+              *([("due", f"{_timestamp(t.due_at)} ({due_text(t)})")] if t.due_at is not None else [])]
     for k, v in fields:
         print(f"{k + ':':<10} {v}", file=out)
     print("history:", file=out)

@@ -24,9 +24,11 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from yadtq import when as _when
 from yadtq.batcher import BackgroundSubmitter
 from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
 from yadtq.cancel import CancelResult, Cancels
+from yadtq.due import DueSet
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
@@ -80,6 +82,8 @@ class Client:
         self._errors_lock = threading.Lock()
         self._producer_lock = threading.Lock()
         self._cancels: Cancels | None = None
+        self.due = DueSet(self.store)
+        """Tasks scheduled for later (``delay=``/``eta=``)."""
 
     def describe(self) -> str:
         """Where this client's data lives, for people: ``<key prefix> on <Redis URL>``, the
@@ -121,8 +125,14 @@ class Client:
         return fn(self.registry(refresh=True))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True) -> str:
+    def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True, delay: Any = None,
+               eta: Any = None) -> str:
         """Validate, record and enqueue one task; return its id.
+
+        ``delay`` (seconds, a ``timedelta`` or a text such as ``"5m"``) or ``eta`` (a ``datetime``:
+        aware, or naive meaning local time) records it ``scheduled`` instead: the scheduling
+        worker sends it to Kafka when it is due. Due now or in the past: enqueued at once.
+        ``InvalidTask`` for a negative, non-finite or over-a-year delay.
 
         ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
         ``ServiceUnavailable`` if it did not. ``wait=False`` returns at once with the id; the task
@@ -131,16 +141,19 @@ class Client:
         where Redis could be reached) and ``flush()`` raises for it; call ``flush()`` (or
         ``close()``) before relying on the tasks, e.g. before reading one back with ``get``.
         """
-        return self.submit_many([(name, args)], wait=wait)[0]
+        return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta)[0]
 
-    def submit_text(self, text: str) -> str:
-        """Submit a command line such as ``ADD 2 3``."""
+    def submit_text(self, text: str, *, delay: Any = None, eta: Any = None) -> str:
+        """Submit a command line such as ``ADD 2 3`` (``delay``/``eta`` as ``submit``; the
+        dashboard's ``ADD 2 3 in 30s`` suffix is split off by ``yadtq.when.split_text``)."""
         name, args = self.parse(text)
-        return self.submit(name, args)
+        return self.submit(name, args, delay=delay, eta=eta)
 
-    def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *,
-                    wait: bool = True) -> list[str]:
-        """Validate every task first (nothing is sent if one is invalid), then send them together."""
+    def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *, wait: bool = True,
+                    delay: Any = None, eta: Any = None) -> list[str]:
+        """Validate every task first (nothing is sent if one is invalid), then send them together
+        (or schedule them all for ``delay``/``eta``, as ``submit``)."""
+        due = _when.due(delay, eta, self.store.clock())
         envelopes = []
         now = self.store.clock()
         for i, (name, args) in enumerate(tasks):
@@ -156,6 +169,9 @@ class Client:
                 raise InvalidTask(str(exc)) from None
         if not envelopes:
             return []
+        if due is not None:  # one Redis script, nothing for Kafka yet: never in the background
+            self.due.schedule(envelopes, due.seconds, due.relative)
+            return [e.id for e in envelopes]
         if not wait:
             self._background().add(envelopes)
             return [e.id for e in envelopes]

@@ -20,7 +20,9 @@ Layout::
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
     <p>:reset_at             string time of the last reset (older messages are discarded)
     <p>:lock:<name>          string owner of a lock (the reconciler's leader), with a TTL
-    <p>:due                  zset   id of a ``scheduled`` task -> due time (a cancel removes it)
+    <p>:due                  zset   id of a ``scheduled`` task -> due time (epoch s, Redis's clock)
+    <p>:dispatching          zset   id claimed from ``due`` -> lease deadline (epoch s): sent to Kafka,
+                                    not yet acknowledged; re-sent when the lease expires
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
     <p>:schedules            hash   schedule name -> JSON definition, published by workers
@@ -121,5 +123,11 @@ class Keys:
 
     @property
     def due(self) -> str:
-        """Scheduled task ids scored by their due time (the scheduler's queue)."""
+        """Scheduled task ids scored by their due time (the scheduler's queue; a cancel removes
+        an id)."""
         return f"{self.prefix}:due"
+
+    @property
+    def dispatching(self) -> str:
+        """Ids claimed from ``due`` and being sent, scored by the claim's lease deadline."""
+        return f"{self.prefix}:dispatching"

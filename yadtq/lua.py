@@ -5,7 +5,8 @@ the id between the per-state sorted sets and counters, so listings and totals ne
 ``FINISH`` is a compare-and-set on ``(state, attempt)``: a zombie worker whose attempt was superseded
 cannot overwrite the newer attempt's outcome. ``CANCEL`` ends a waiting task at once and flags a
 running one (``cancel_requested``); ``START`` and ``FINISH`` honour the flag, so a cancel that was
-accepted always ends the task ``cancelled``, whichever script runs first.
+accepted always ends the task ``cancelled``, whichever script runs first. The scheduler's scripts
+(delays, ETAs, retries after a backoff) are in ``yadtq.lua_due``.
 """
 
 from yadtq.models import FINAL_STATES, STATES
@@ -132,7 +133,8 @@ return out
 # (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
 # created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
 # a cancel was requested while it was in progress (a redelivery after its worker died or its
-# partition moved). On -2 and -3 the record is left as it is.
+# partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is).
+# On -2, -3 and -5 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
@@ -174,6 +176,8 @@ for i = K + 2, #KEYS do
     out[#out + 1] = -4
   elseif final[state] then
     out[#out + 1] = 0
+  elseif state == 'scheduled' then
+    out[#out + 1] = -5
   elseif cur[7] then
     redis.call('HSET', key, 'state', 'cancelled', 'updated_at', now, 'finished_at', now,
       'error', 'cancelled (requested while attempt ' .. attempt .. ' was in progress)',
@@ -195,20 +199,24 @@ flush()
 return out
 """
 
-# KEYS[K] = rate key of this second, KEYS[K + 1 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, attempt, new state, result JSON, error, note.
-# The new state is completed, failed, cancelled, or queued (a retry will run later, or the task is
-# handed back unstarted). When a cancel was requested meanwhile (``cancel_requested``), any of
-# them is written as cancelled: never retried, never failed (a completed attempt's result is kept).
+# KEYS[K] = rate key of this second, KEYS[K + 1] = due set, KEYS[K + 2 ..] = task keys.
+# ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, attempt, new state, result JSON, error, note,
+# delay. The new state is completed, failed, cancelled, queued (handed back unstarted: Kafka
+# delivers it again) or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay
+# and the id goes into the due set in this same script, so the scheduler sends it when due. When a
+# cancel was requested meanwhile (``cancel_requested``), any of them is written as cancelled: never
+# retried, never failed (a completed attempt's result is kept).
 # Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
 # stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
 local finished = 0
-for i = K + 1, #KEYS do
+local clock = redis.call('TIME')
+local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 1) * 6 + 3
+  local j = (i - K - 2) * 7 + 3
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at',
     'cancel_requested')
@@ -219,16 +227,22 @@ for i = K + 1, #KEYS do
     if note == '' then note = false end
     if cur[5] and new ~= 'cancelled' then
       local ended = {['completed']='completed first: its result is kept',
-        ['failed']='failed first', ['queued']='not retried, not started again'}
+        ['failed']='failed first', ['queued']='not retried, not started again',
+        ['scheduled']='failed first; not retried'}
       note = 'cancelled on request (the attempt ' .. (ended[new] or new) .. ')'
       if err ~= '' then err = 'cancelled; the attempt ended with: ' .. err else err = 'cancelled' end
       new = 'cancelled'
     end
     local history = append(cur[3], {new, now, worker, attempt, note})
-    if new ~= 'queued' then
+    if final[new] then
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'finished_at', now)
       finished = finished + 1
+    elseif new == 'scheduled' then
+      local due = tnow + (tonumber(ARGV[j + 6]) or 0)
+      redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
+        'updated_at', now, 'history', history, 'due_at', string.format('%.6f', due))
+      zadd(KEYS[K + 1], id, due)
     else
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history)

@@ -13,9 +13,11 @@ JSONValue = Any
 
 class TaskState(StrEnum):
     """Where a task is in its life. ``completed``, ``failed`` and ``cancelled`` are final.
-    ``cancelled``: cancelled on request (``Client.cancel``) before it started, or interrupted
-    while it ran; never retried."""
+    ``scheduled``: waiting for its due time (a delay, an ETA or a retry's backoff) in the due set,
+    not yet on Kafka. ``cancelled``: cancelled on request (``Client.cancel``) before it started, or
+    interrupted while it ran; never retried."""
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     IN_PROGRESS = "in-progress"
     COMPLETED = "completed"
@@ -31,8 +33,8 @@ FINAL_STATES: frozenset[TaskState] = frozenset({TaskState.COMPLETED, TaskState.F
                                                 TaskState.CANCELLED})
 """The states a task never leaves (but for ``retry`` of a failed one)."""
 
-STATES: tuple[TaskState, ...] = (TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
-                                 TaskState.FAILED, TaskState.CANCELLED)
+STATES: tuple[TaskState, ...] = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS,
+                                 TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
 """Every state, in the order of a task's life (the order of counters and filters)."""
 
 
@@ -72,6 +74,8 @@ class Task:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     history: tuple[HistoryEntry, ...] = ()
+    due_at: float | None = None
+    """When a ``scheduled`` task is due (epoch seconds); kept after it ran (None: never delayed)."""
     problem: str | None = None
     """What is wrong with the stored record (a missing or ill-typed field, bad JSON, bytes that
     are not UTF-8), or None. A task with a problem keeps its id; its other fields are best effort."""
@@ -158,6 +162,8 @@ class Outcome:
     result: Any = None
     error: str | None = None
     note: str | None = None
+    delay: float = 0.0
+    """For a ``scheduled`` outcome (a retry): seconds from now (Redis's clock) until it is due."""
 
 
 @dataclass(frozen=True)

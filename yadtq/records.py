@@ -25,7 +25,7 @@ from yadtq.models import (
 from yadtq.wire import NAME_RE
 
 BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",
-         "updated_at")
+         "updated_at", "due_at")
 """The fields of a task without its history (``RedisStore.list(history=False)``, the dashboard)."""
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII out: always storable
@@ -84,6 +84,9 @@ def task(task_id: str, data: Mapping[str, Any] | str) -> Task:
     created_at = _number(data.get("created_at"), "created_at", problems, float)
     updated_at = (created_at if data.get("updated_at") is None
                   else _number(data.get("updated_at"), "updated_at", problems, float))
+    due_at = None
+    if data.get("due_at") not in (None, ""):
+        due_at = _number(data.get("due_at"), "due_at", problems, float)
     history: tuple[HistoryEntry, ...] = ()
     if data.get("history") is not None:
         history = _history(data.get("history"), problems)
@@ -92,7 +95,7 @@ def task(task_id: str, data: Mapping[str, Any] | str) -> Task:
         id=task_id, name=name, args=args, state=state, result=result,
         error=error if isinstance(error, str) and error else None,
         attempt=attempt, worker=worker if isinstance(worker, str) and worker else None,
-        created_at=created_at, updated_at=updated_at, history=history,
+        created_at=created_at, updated_at=updated_at, history=history, due_at=due_at,
         problem="; ".join(problems) or None)
 
 

@@ -80,6 +80,15 @@ class Settings:
     and history; then it is removed with its index entries and counts (0 keeps them forever)."""
     retention_interval: float = 60.0
     """Seconds between two rounds of the retention sweeper (run by one worker at a time)."""
+    retry_backoff: float | None = None
+    """Seconds before a failed task's first retry, doubling for each next one up to 30 s (unset:
+    0.5). The retry waits ``scheduled`` in the due set: the worker goes on with other tasks."""
+    scheduler_lock_ttl: float = 2.0
+    """Seconds the scheduling leader's lock lives unless renewed (it renews it at every claim):
+    after the leader dies, another worker's scheduler takes over within about this long."""
+    scheduler_lease: float = 30.0
+    """Seconds a claimed due task may wait for Kafka's acknowledgement before it is claimed and
+    sent again (a scheduler that died between its claim and its send)."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: str | None = None
@@ -131,10 +140,14 @@ class Settings:
             raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed "
                              f"replication_factor ({self.replication_factor}): no write could succeed")
         for name in ("heartbeat_interval", "default_time_limit", "stuck_grace", "repair_interval",
-                     "repair_after", "retention_interval"):
+                     "repair_after", "retention_interval", "scheduler_lock_ttl",
+                     "scheduler_lease"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.retry_backoff is not None and (not math.isfinite(self.retry_backoff)
+                                               or not 0 <= self.retry_backoff <= 86400):
+            raise ValueError(f"retry_backoff must be 0 to 86400 seconds, got {self.retry_backoff!r}")
         if not math.isfinite(self.commit_after) or not 0 <= self.commit_after <= 60:
             raise ValueError(f"commit_after must be 0 to 60 seconds, got {self.commit_after!r}")
         if not math.isfinite(self.result_ttl) or self.result_ttl < 0:

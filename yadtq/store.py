@@ -163,8 +163,7 @@ class RedisStore:
         return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]
 
     def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Write each attempt's outcome unless a newer attempt took the task or its record is
-        malformed (then False)."""
+        """Write each attempt's outcome (False: a newer attempt took the task, or it is malformed)."""
         if not outcomes:
             return []
         now = self.clock()
@@ -172,8 +171,8 @@ class RedisStore:
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
                      "" if o.result is None and o.state is not TaskState.COMPLETED
-                     else _dump(o.result), _safe(o.error or ""), _safe(o.note or "")]
-        keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)),
+                     else _dump(o.result), _safe(o.error or ""), _safe(o.note or ""), o.delay]
+        keys = [self.keys.counts, *self._state_keys, self.keys.rate(int(now)), self.keys.due,
                 *(self.keys.task(o.task_id) for o in outcomes)]
         return [bool(x) for x in self._call(lambda: self._finish(keys=keys, args=args))]
 
@@ -201,7 +200,8 @@ class RedisStore:
             if batch:
                 deleted += self.r.unlink(*batch)
             rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
-            self.r.unlink(self.keys.index, self.keys.counts, *self._state_keys, *rate_keys)
+            self.r.unlink(self.keys.index, self.keys.counts, self.keys.due, self.keys.dispatching,
+                          *self._state_keys, *rate_keys)
             return int(deleted)
         return self._call(run)
 

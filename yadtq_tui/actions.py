@@ -19,6 +19,7 @@ from textual.worker import Worker
 
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskFinished, TaskNotFound
 from yadtq.models import Task
+from yadtq.when import due, split_text
 from yadtq_tui.data import DashboardService, read_task
 from yadtq_tui.messages import ActionFinished, SubmitFinished, TaskLoaded
 from yadtq_tui.text import clean, format_args, format_count
@@ -66,16 +67,21 @@ class Actions:
 
     # ------------------------------------------------------------------ blocking parts (threads)
     def _submit(self, text: str, refuse: str | None) -> SubmitFinished:
+        command, delay, eta = split_text(text)  # ADD 2 3 in 30s / at 2026-12-01T09:00
         try:
-            name, args = self.service.parse(text)
+            name, args = self.service.parse(command)
+            when = due(delay, eta)
         except InvalidTask as exc:
             return SubmitFinished(text, error=str(exc), invalid=True)
         label = f"{name} {format_args(args)}".strip()
+        if when is not None:
+            label += f" in {delay}" if delay is not None else f" at {eta}"
         if refuse is not None:
             return SubmitFinished(text, label=label, error=(
                 f"{refuse}: {label} was not submitted; try again when the banner is gone"))
         try:
-            task_id = self.service.submit(name, args)
+            task_id = (self.service.submit(name, args) if when is None
+                       else self.service.submit(name, args, delay=delay, eta=eta))
         except InvalidTask as exc:
             return SubmitFinished(text, label=label, error=str(exc), invalid=True)
         except (ServiceUnavailable, StoreError) as exc:  # StoreError says "Redis refused: ..."

@@ -61,8 +61,10 @@ class DashboardService(Protocol):
         """A typed command line as a task name and validated arguments."""
         ...
 
-    def submit(self, name: str, args: Iterable[Any] = ()) -> str:
-        """Record and enqueue one task; its id once Kafka has it."""
+    def submit(self, name: str, args: Iterable[Any] = (), *, delay: Any = None,
+               eta: Any = None) -> str:
+        """Record and enqueue one task; its id once Kafka has it. With ``delay`` (seconds or a
+        text such as ``30s``) or ``eta``: recorded ``scheduled``, sent when due."""
         ...
 
     def get(self, task_id: str) -> Task:

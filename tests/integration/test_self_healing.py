@@ -462,14 +462,14 @@ def test_client_pause_during_a_retry(real_client: Client, workers: WorkerProcs) 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         state, attempt = r.hmget(task_key, ["state", "attempt"])
-        if state == "queued" and attempt == "1":
+        if state == "scheduled" and attempt == "1":  # the retry waits in the due set
             break
         time.sleep(0.005)
     else:
         raise AssertionError(f"FLAKY never waited for its retry: {real_client.get(task_id)}")
     r.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
     state, attempt = r.hmget(task_key, ["state", "attempt"])  # reads go on during the pause
-    assert (state, attempt) == ("queued", "1"), "the pause came after the retry started"
+    assert (state, attempt) == ("scheduled", "1"), "the pause came after the retry started"
     wait_ids_final(real_client, [task_id], timeout=30, logs=workers.logs)
     task = real_client.get(task_id)
     assert task.state is TaskState.COMPLETED and task.result == "ok after 1", task

@@ -28,6 +28,9 @@ from tests.tui.helpers import (
     populate_busy,
     settle,
     start,
+    static_text,
+    table_text,
+    type_and_submit,
     wait_for,
     wait_refreshed,
 )
@@ -97,6 +100,26 @@ async def test_submit_sends_the_task_and_answers_with_its_id(fake_client: Client
         assert fake_client.get(done.task_id or "").state is TaskState.QUEUED
         assert len(messages(fake_broker, fake_client)) == 1
         assert app.dashboard.form.input.value == ""  # the screen applied the answer
+
+
+async def test_a_delayed_submit_in_the_form_shows_the_task_scheduled(fake_client: Client,
+                                                                    fake_broker: FakeBroker) -> None:
+    async with running(fake_client) as (app, pilot, hook):
+        assert "in 30s" in form_message(app)  # the hint line says how
+        await type_and_submit(pilot, "ADD 2 3 in 30s")
+        [done] = hook.of(SubmitFinished)
+        assert done.error is None and done.label == "ADD 2 3 in 30s"
+        task = fake_client.get(done.task_id or "")
+        assert task.state is TaskState.SCHEDULED and task.due_at is not None
+        assert 29.9 < task.due_at - task.created_at < 31  # Redis's clock vs the client's
+        assert messages(fake_broker, fake_client) == []  # not on Kafka before it is due
+        await wait_for(pilot, lambda: any("◷ scheduled" in row for row in table_text(app)))
+        [row] = table_text(app)
+        assert row[1:4] == ["ADD", "2 3", "◷ scheduled"] and row[4].startswith("due in ")
+        assert static_text(app, "#count-scheduled") == "scheduled 1"
+        await type_and_submit(pilot, "ADD 2 3 in -5s")  # refused in place, nothing recorded
+        assert "is not a duration" in form_message(app) and fake_client.total() == 1
+        assert app.dashboard.form.input.value == "ADD 2 3 in -5s"
 
 
 async def test_submit_refuses_invalid_input_without_sending(fake_client: Client,

@@ -56,16 +56,16 @@ async def test_f_cycles_the_state_filter(fake_client: Client, clock: FrozenClock
         await wait_refreshed(pilot)
         await focus_table(pilot)
         seen = []
-        for expected, rows in ((TaskState.QUEUED, 1), (TaskState.IN_PROGRESS, 1),
-                               (TaskState.COMPLETED, 3), (TaskState.FAILED, 1),
-                               (TaskState.CANCELLED, 1), (None, 7)):
+        for expected, rows in ((TaskState.SCHEDULED, 0), (TaskState.QUEUED, 1),
+                               (TaskState.IN_PROGRESS, 1), (TaskState.COMPLETED, 3),
+                               (TaskState.FAILED, 1), (TaskState.CANCELLED, 1), (None, 7)):
             await pilot.press("f")
             assert app.dashboard.state_filter == expected
             await wait_refreshed(pilot)
             states = {r[3].split(" ", 1)[1] for r in table_text(app)}
             assert len(table_text(app)) == rows
             if expected is not None:
-                assert states == {expected.value}
+                assert states == ({expected.value} if rows else set())
                 assert f"Tasks · {expected.value}" in static_text(app, "#tasks-title")
             seen.append(expected)
         assert seen[-1] is None
@@ -250,7 +250,7 @@ async def test_help_screen_lists_every_binding(fake_client: Client) -> None:
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
         for words in ("Retry the highlighted failed task", "Delete every task", "Exit the dashboard",
-                      "View a task by its (short) id", "Show all → queued"):
+                      "View a task by its (short) id", "Show all → scheduled → queued"):
             assert words in text, words
         await pilot.press("escape")
         await focus_table(pilot)

@@ -20,12 +20,15 @@ from tests.tui.helpers import (
     populate_busy,
     populate_troubled,
     start,
+    task_id,
     wait_for,
     wait_refreshed,
 )
 from yadtq import Client
-from yadtq.models import TaskState
+from yadtq.due import DueSet
+from yadtq.models import Outcome, TaskState
 from yadtq.testing import FakeBroker
+from yadtq.wire import Envelope
 from yadtq_tui.screens import ConfirmResetScreen, DetailScreen
 from yadtq_tui.widgets import Banner
 
@@ -149,6 +152,46 @@ def test_invalid_task_detail(snap_compare: Any, fake_client: Client, clock: Froz
     async def run_before(pilot: Any) -> None:
         await _ready(pilot)
         pilot.app.dashboard.open_detail(fake_client.get(ids["broken"]))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen))
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def _populate_scheduled(client: Client, clock: FrozenClock) -> dict[str, str]:
+    """``populate_busy`` plus a task delayed by 90 s and a retry due in 12 s (due times fixed on
+    the frozen clock: the scripts take them from Redis's own clock)."""
+    ids = populate_busy(client, clock)
+    now = clock.now
+    later = Envelope(task_id(20), "MUL", (3, 4), now - 1)
+    DueSet(client.store).schedule([later], now + 90, relative=False)
+    ids["later"] = later.id
+    clock.now = now - 3
+    ids["retry"] = create(client, 21, "ADD", (1, 1), clock.now)
+    start(client, "node-a-1201", ids["retry"])
+    client.store.finish("node-a-1201", [Outcome(ids["retry"], 1, TaskState.SCHEDULED,
+                                                error="RuntimeError: flaky failure 1",
+                                                note="retry in 0.5 s", delay=0.5)])
+    client.store.r.hset(client.store.keys.task(ids["retry"]), "due_at", repr(now + 12))
+    client.store.r.zadd(client.store.keys.due, {ids["retry"]: now + 12})
+    clock.now = now
+    return ids
+
+
+def test_scheduled_tasks(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> None:
+    """A delayed task and a retry waiting for its backoff: ◷ scheduled, due in ..."""
+    _populate_scheduled(fake_client, clock)
+    assert snap_compare(frozen_app(fake_client, clock), terminal_size=SIZE, run_before=_ready)
+
+
+def test_scheduled_task_detail(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> None:
+    ids = _populate_scheduled(fake_client, clock)
+    app = frozen_app(fake_client, clock)
+
+    async def run_before(pilot: Any) -> None:
+        await _ready(pilot)
+        pilot.app.dashboard.open_detail(fake_client.get(ids["retry"]))
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen))
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()

@@ -1,7 +1,8 @@
 """The dashboard in a real terminal (tmux) against the real Kafka, Redis and two real workers.
 
 Types ``ADD 2 3`` with send-keys, waits for the row to show ``completed`` and ``5``, opens the detail
-view and the reset dialog (cancel, then confirm), and quits with ``q``. Each wait is bounded; the tmux
+view and the reset dialog (cancel, then confirm), types a delayed ``ADD 4 4 in 5s`` and sees it
+``scheduled`` then ``completed``, and quits with ``q``. Each wait is bounded; the tmux
 server (on its own socket, so it gets this test's environment) is killed in a ``finally``.
 """
 
@@ -128,6 +129,20 @@ def test_dashboard_in_a_real_terminal(tmux_bin: str, real_settings: Settings,
         term.send("Enter")
         term.wait(lambda s: "No tasks yet" in s, "the emptied table")
         assert real_client.total() == 0
+
+        # a delayed task: scheduled (with its due time) first, then completed once due
+        term.send("s")
+        term.send("ADD 4 4 in 5s", literal=True)
+        term.send("Enter")
+        scheduled = re.compile(r"^\s*[0-9a-f]{8}\s+ADD\s+4 4\s+◷ scheduled\s+due in \ds",
+                               re.MULTILINE)
+        screen = term.wait(lambda s: scheduled.search(s) is not None, "ADD 4 4 to show scheduled")
+        assert "Submitted ADD 4 4 in 5s as task" in screen and "scheduled 1" in screen
+        done = re.compile(r"^\s*[0-9a-f]{8}\s+ADD\s+4 4\s+✔ completed\s+8\s", re.MULTILINE)
+        term.wait(lambda s: done.search(s) is not None, "ADD 4 4 to complete with 8 when due")
+        [delayed] = real_client.list()
+        assert delayed.due_at is not None and delayed.history[2].at >= delayed.due_at
+        term.send("Escape")
 
         term.send("q")
         deadline = time.monotonic() + 10

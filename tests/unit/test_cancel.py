@@ -15,7 +15,8 @@ from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope, decode
 
-Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
+S, Q, P, C, F = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
+                 TaskState.FAILED)
 X = TaskState.CANCELLED
 
 
@@ -37,7 +38,7 @@ def test_a_queued_task_is_cancelled_at_once_and_its_message_never_starts(
     assert (task.state, task.attempt, task.error) == (X, 0, "cancelled before it started")
     assert [(h.state, h.note) for h in task.history] == [
         (Q, None), (X, "cancelled before it started")]
-    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 1}
+    assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 0, X: 1}
     assert [t.id for t in fake_client.list(X)] == [task_id] and fake_client.list(Q) == []
     assert fake_store.r.zscore(fake_store.keys.due, task_id) is None
     # the message is still in Kafka: START refuses it (a delivery or a redelivery alike)
@@ -75,7 +76,7 @@ def test_a_running_task_is_flagged_and_any_outcome_of_its_attempt_ends_cancelled
     assert retried.history[-1].note == ("cancelled on request (the attempt not retried, not "
                                         "started again)")
     assert [h.note for h in done.history[:-1]] == [None, None, "cancel requested"]
-    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 3}
+    assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 0, X: 3}
     # the retry's restart of that task is refused
     assert fake_store.start("w1", [envs[2]]) == [CANCELLED]
 
@@ -95,7 +96,7 @@ def test_a_cancel_racing_a_start_ends_cancelled_once(fake_client: Client, fake_b
     task = fake_client.get(task_id)
     assert (task.state, task.attempt) == (X, 1)
     assert [h.state for h in task.history].count(X) == 1
-    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 1}
+    assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 0, X: 1}
 
 
 @pytest.mark.parametrize("end", ["completed", "failed", "cancelled"])
@@ -156,4 +157,4 @@ def test_a_flagged_task_requeued_by_the_reconciler_is_cancelled_at_its_start(
     assert fake_store.start("w2", [env]) == [CANCELLED]
     task = fake_client.get(task_id)
     assert (task.state, task.attempt) == (X, 1)
-    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 0, X: 1}
+    assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 0, X: 1}

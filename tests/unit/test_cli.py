@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +202,13 @@ def test_stats_text_and_json(client: Client, fake_broker: FakeBroker) -> None:
     finish(client, task_id, TaskState.COMPLETED, result=3)
     code, out, _ = run(client, "stats")
     assert code == 0
-    assert out.splitlines()[:4] == ["queued       1", "in-progress  0", "completed    1",
-                                    "failed       0"]
+    assert out.splitlines()[:5] == ["scheduled    0", "queued       1", "in-progress  0",
+                                    "completed    1", "failed       0"]
     assert "redis: ok" in out and "kafka: ok" in out
     fake_broker.available = False
     data = json.loads(run(client, "stats", "--json")[1])
-    assert data["counts"] == {"queued": 1, "in-progress": 0, "completed": 1, "failed": 0,
-                              "cancelled": 0}
+    assert data["counts"] == {"scheduled": 0, "queued": 1, "in-progress": 0, "completed": 1,
+                              "failed": 0, "cancelled": 0}
     assert (data["redis_ok"], data["kafka_ok"]) == (True, False)
     assert data["kafka_error"] == "Kafka unreachable (fake broker is down)"
     assert run(client, "stats")[1].splitlines()[-1] == "kafka: Kafka unreachable (fake broker is down)"
@@ -299,8 +300,8 @@ def test_an_unexpected_error_is_not_swallowed(client: Client, monkeypatch: pytes
 def test_submit_wait_on_a_failed_task_exits_5(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = client.submit_text
 
-    def submit_and_fail(text: str) -> str:
-        task_id = real_submit(text)
+    def submit_and_fail(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
         finish(client, task_id, TaskState.FAILED, error="division by zero")
         return task_id
 
@@ -330,7 +331,8 @@ def test_completion_scripts_name_every_command(shell: str) -> None:
 
 @pytest.mark.parametrize(("words", "expected"), [
     (["su"], ["submit"]),
-    (["tasks", "--state", ""], ["queued", "in-progress", "completed", "failed", "cancelled"]),
+    (["tasks", "--state", ""], ["scheduled", "queued", "in-progress", "completed", "failed",
+                                "cancelled"]),
     (["completion", ""], ["bash", "zsh", "fish"]),
     (["--redis-u"], ["--redis-url"]),
 ])
@@ -399,8 +401,8 @@ def test_submit_wait_on_an_invalid_task_exits_5(client: Client,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = client.submit_text
 
-    def submit_and_break(text: str) -> str:
-        task_id = real_submit(text)
+    def submit_and_break(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
         client.store.r.hset(client.store.keys.task(task_id), "attempt", "x")
         return task_id
 
@@ -461,6 +463,39 @@ def test_redis_refusing_exits_7_with_its_words(client: Client,
     assert run(client, "reset", "--yes")[0] == cli.EXIT_REFUSED
 
 
+# ---------------------------------------------------------------- delayed submits
+def test_submit_in_and_at_schedule_the_task(client: Client, fake_broker: FakeBroker) -> None:
+    code, out, err = run(client, "submit", "ADD", "2", "3", "--in", "30s")
+    assert (code, err) == (0, "")
+    task = client.get(out.strip())
+    assert task.state is TaskState.SCHEDULED and task.due_at is not None
+    assert 29.9 < task.due_at - task.created_at < 31 and task.args == (2, 3)
+    code, out, _ = run(client, "submit", "--in", "5m", "SUB", "5", "-3")
+    assert code == 0 and client.get(out.strip()).args == (5, -3)
+    at = datetime.now() + timedelta(hours=2)  # naive: local time
+    code, out, _ = run(client, "submit", "ADD", "1", "1", "--at", at.isoformat(timespec="seconds"))
+    assert code == 0
+    assert client.get(out.strip()).due_at == pytest.approx(at.timestamp(), abs=1)
+    assert fake_broker.messages(client.settings.topic) == []
+    listed = run(client, "tasks", "--state", "scheduled")[1]
+    assert listed.count("scheduled") == 3 and "due in 1h59m" in listed
+    view = run(client, "view", client.list(TaskState.SCHEDULED)[0].id)[1]
+    assert "\ndue:" in view and "due in" in view
+    data = json.loads(run(client, "view", "--json", client.list()[0].id)[1])
+    assert data["state"] == "scheduled" and data["due_at"] > time.time()
+
+
+@pytest.mark.parametrize(("argv", "reason"), [
+    (["--in", "-5s"], "is not a duration"), (["--in", "soon"], "is not a duration"),
+    (["--in", "nan"], "is not a duration"), (["--in", "500d"], "days"),
+    (["--at", "next week"], "ISO 8601"), (["--in", "5s", "--at", "2030-01-01T00:00"], "not both"),
+])
+def test_submit_refuses_bad_delays_with_exit_2(client: Client, argv: list[str], reason: str) -> None:
+    code, out, err = run(client, "submit", "ADD", "2", "3", *argv)
+    assert (code, out) == (2, "") and reason in err and err.startswith("yadtq: ")
+    assert client.list() == []
+
+
 # ---------------------------------------------------------------- cancel
 def test_cancel_a_queued_task(client: Client) -> None:
     task_id = client.submit("ADD", [1, 2])
@@ -510,8 +545,8 @@ def test_submit_wait_on_a_cancelled_task_exits_5(client: Client,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = client.submit_text
 
-    def submit_and_cancel(text: str) -> str:
-        task_id = real_submit(text)
+    def submit_and_cancel(text: str, **kw: Any) -> str:
+        task_id = real_submit(text, **kw)
         client.cancel(task_id)
         return task_id
 

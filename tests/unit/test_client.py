@@ -18,7 +18,8 @@ from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 
-Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
+S, Q, P, C, F = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
+                 TaskState.FAILED)
 X = TaskState.CANCELLED
 
 
@@ -96,7 +97,7 @@ def test_kafka_down_marks_the_task_failed_not_enqueued(fake_client: Client, fake
     (task,) = fake_client.list()
     assert task.state is F and task.error is not None and task.error.startswith("not enqueued: ")
     assert [(h.state, h.note) for h in task.history] == [(Q, None), (F, "not enqueued")]
-    assert fake_client.counts() == {Q: 0, P: 0, C: 0, F: 1, X: 0}
+    assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 1, X: 0}
     assert fake_broker.messages(fake_settings.topic) == []
 
 
@@ -105,7 +106,7 @@ def test_kafka_going_down_after_connecting(fake_client: Client, fake_broker: Fak
     fake_broker.available = False
     with pytest.raises(ServiceUnavailable, match="2 of 2 tasks not enqueued"):
         fake_client.submit_many([("ADD", [1, 2]), ("SUB", [1, 2])])
-    assert fake_client.counts() == {Q: 1, P: 0, C: 0, F: 2, X: 0}
+    assert fake_client.counts() == {S: 0, Q: 1, P: 0, C: 0, F: 2, X: 0}
     assert fake_client.get(first).state is Q
 
 
@@ -159,7 +160,7 @@ def test_retry_requeues_a_failed_task_with_the_same_id(fake_client: Client, fake
     assert (task.state, task.error, task.attempt) == (Q, None, 1)
     assert (task.history[-1].state, task.history[-1].note) == (Q, "retry requested")
     assert [e.id for e in sent(fake_broker, fake_settings)] == [task_id, task_id]
-    assert fake_client.counts() == {Q: 1, P: 0, C: 0, F: 0, X: 0}
+    assert fake_client.counts() == {S: 0, Q: 1, P: 0, C: 0, F: 0, X: 0}
     assert fake_client.store.start("w", sent(fake_broker, fake_settings)[-1:]) == [2]
 
 

@@ -16,8 +16,8 @@ def test_filter_cycle_and_helpers() -> None:
     seen = [None]
     for _ in FILTER_CYCLE:
         seen.append(next_filter(seen[-1]))
-    assert seen == [None, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
-                    TaskState.FAILED, TaskState.CANCELLED, None]
+    assert seen == [None, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS,
+                    TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, None]
     assert rate([0] * 50 + [2] * 10) == 2.0
     known = ["abcdef0123456789abcdef0123456789", "abcdff0123456789abcdef0123456789"]
     assert resolve_id("ABCDEF01", known) == known[0]

@@ -28,7 +28,8 @@ from yadtq.testing import FakeBroker
 from yadtq.text import safe_text
 from yadtq.wire import Envelope, decode, encode
 
-Q, P, C, F = TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED, TaskState.FAILED
+S, Q, P, C, F = (TaskState.SCHEDULED, TaskState.QUEUED, TaskState.IN_PROGRESS, TaskState.COMPLETED,
+                 TaskState.FAILED)
 X = TaskState.CANCELLED
 
 
@@ -133,7 +134,7 @@ def test_tasks_complete_with_results_and_history(h: Harness) -> None:
         assert [e.state for e in task.history] == [Q, P, C]
     assert h.get(div).result == 0.25 and h.get(count).result == "done c"
     assert (w.done, w.failed, h.calls["c"]) == (12, 0, 1)
-    assert h.store.counts() == {Q: 0, P: 0, C: 12, F: 0, X: 0}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 12, F: 0, X: 0}
     assert h.committed() == h.all_offsets()
     assert h.store.workers(late_after=5) == []  # a clean exit removes the heartbeat
     assert sum(h.store.finished_per_second(5, now=time.time() + 1)) == 12
@@ -152,7 +153,11 @@ def test_offsets_are_committed_only_after_the_final_state(h: Harness) -> None:
             for p, end in offsets.items():
                 for value in h.broker.topics[settings.topic][p][:end]:
                     task = None if value == b"garbage" else h.store.get(decode(value).id)
-                    if value != b"garbage" and (task is None or not task.state.is_final):
+                    # a retry is handed to the scheduler (``scheduled``, then a new message when
+                    # due): that finishes its message too
+                    retried = task is not None and any(e.state is S for e in task.history)
+                    if value != b"garbage" and (task is None or not (task.state.is_final
+                                                                     or retried)):
                         early.append(f"{p}/{end}: {task and task.state}")
             seen.append(dict(offsets))
             real_commit(offsets, wait)
@@ -165,7 +170,7 @@ def test_offsets_are_committed_only_after_the_final_state(h: Harness) -> None:
     h.run(consumer_factory=factory)
     assert early == []
     assert seen and h.committed() == h.all_offsets()
-    assert h.store.counts() == {Q: 0, P: 0, C: 8, F: 1, X: 0}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 8, F: 1, X: 0}
 
 
 # ---------------------------------------------------------------- bad messages
@@ -211,20 +216,21 @@ def test_retries_then_failure_success_on_a_later_attempt_and_permanent_errors(h:
     task = h.get(boom)  # retried up to max_attempts=3, then failed with the last error
     assert (task.state, task.attempt, task.error) == (F, 3, "RuntimeError: flaky 3")
     states = history(task)
-    assert [s for s, _, _ in states] == ["queued", "in-progress", "queued", "in-progress", "queued",
-                                         "in-progress", "failed"]
-    assert [a for _, a, _ in states] == [0, 1, 1, 2, 2, 3, 3]
-    assert [n for s, a, n in states if s == "queued" and a][0].startswith("retry in")
+    assert [s for s, _, _ in states] == ["queued", "in-progress", "scheduled", "queued", "in-progress",
+                                         "scheduled", "queued", "in-progress", "failed"]
+    assert [a for _, a, _ in states] == [0, 1, 1, 1, 2, 2, 2, 3, 3]
+    assert [n for s, a, n in states if s == "scheduled"][0].startswith("retry in")
+    assert [n for s, a, n in states if s == "queued" and a] == ["due", "due"]
     assert states[-1][2] == "after 3 attempts"
     task = h.get(flaky)  # failed once, then succeeded
     assert (task.state, task.attempt, task.result, task.error) == (C, 2, 2, None)
-    assert [s for s, _, _ in history(task)] == ["queued", "in-progress", "queued", "in-progress",
-                                                "completed"]
+    assert [s for s, _, _ in history(task)] == ["queued", "in-progress", "scheduled", "queued",
+                                                "in-progress", "completed"]
     task = h.get(perm)  # PermanentTaskError: no retry
     assert (task.state, task.attempt, task.error) == (F, 1, "bad input, retrying cannot help")
     assert h.calls == {"b": 3, "f": 2, "p": 1}
     assert (w.done, w.failed) == (1, 2)
-    assert h.store.counts() == {Q: 0, P: 0, C: 1, F: 2, X: 0} and h.committed() == h.all_offsets()
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 1, F: 2, X: 0} and h.committed() == h.all_offsets()
 
 
 def test_a_task_over_its_time_limit_is_interrupted(h: Harness) -> None:
@@ -309,12 +315,12 @@ def test_a_warm_stop_finishes_the_current_task_and_loses_nothing(fake_settings: 
     assert [h.get(i).state for i in fast] == [C, C, C]
     # a task not known to be fast runs in a chunk of its own: nothing after it was started
     assert [(h.get(i).state, h.get(i).attempt) for i in rest] == [(Q, 0)] * 5
-    assert h.store.counts() == {Q: 5, P: 0, C: 4, F: 0, X: 0}
+    assert h.store.counts() == {S: 0, Q: 5, P: 0, C: 4, F: 0, X: 0}
     assert h.committed() == {0: 4}
     assert h.store.workers(late_after=5) == []
 
     h.run("w2")
-    assert h.store.counts() == {Q: 0, P: 0, C: 9, F: 0, X: 0}
+    assert h.store.counts() == {S: 0, Q: 0, P: 0, C: 9, F: 0, X: 0}
     assert h.calls["L"] == 1
     assert [h.get(i).result for i in rest] == [103, 104, 105, 106, 107]
     assert [h.get(i).attempt for i in rest] == [1, 1, 1, 1, 1]
@@ -351,17 +357,19 @@ def test_escape_keeps_log_lines_single() -> None:
 
 # ---------------------------------------------------------------- races (bug demonstrations)
 class RacingStore(RedisStore):
-    """While the worker waits to retry a task, another worker runs that task to completion."""
+    """Once a retry is scheduled, it comes due and another worker runs it to completion before
+    this worker's scheduler claims it."""
 
     raced = False
 
     def finish(self, worker_id: str, outcomes: Any) -> list[bool]:
         out = super().finish(worker_id, outcomes)
         for o in outcomes:
-            if o.state is Q and o.error and not self.raced:
+            if o.state is S and o.error and not self.raced:
                 self.raced = True
                 task = self.get(o.task_id)
                 assert task is not None
+                assert self.transition(task.id, S, Q, "due") == 1
                 env = Envelope(task.id, task.name, task.args, task.created_at)
                 attempt = super().start("w-other", [env])[0]
                 super().finish("w-other", [Outcome(task.id, attempt, C, result="other")])

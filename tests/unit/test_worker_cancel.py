@@ -122,7 +122,7 @@ def test_a_cancel_during_a_retry_backoff_ends_the_retries(h: Harness,
     w = _worker(h)
     t = run_in_thread(w, idle_exit=1.0)
     assert h.started.wait(5)
-    assert wait_until(lambda: h.get(doomed).state.value == "queued", 5)  # waiting to retry
+    assert wait_until(lambda: h.get(doomed).state.value == "scheduled", 5)  # waiting to retry
     assert not h.client.cancel(doomed).running
     t.join(10)
     task = h.get(doomed)

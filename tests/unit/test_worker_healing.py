@@ -152,21 +152,26 @@ def test_tasks_of_a_revoked_partition_are_not_started(h: Harness) -> None:
     assert [h.get(i).state.value for i in ids] == ["queued"] * 4 and batch.processed == {}
 
 
-def test_retries_wake_up_when_the_partition_moves(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retry_backoff_does_not_block_its_partition(fake_settings: Settings,
+                                                     fake_store: RedisStore,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, one partition: a failing task with a 30 s backoff, then tasks behind it. They
+    complete during the backoff; the failed task waits ``scheduled`` in the due set, not in the
+    runner, and the partition is committed past it."""
     monkeypatch.setattr(runner_module, "RETRY_BASE_SECONDS", 30.0)
-    from worker.state import Batch
-    from yadtq.broker_types import Record
-
-    w = h.worker()
-    task_id = h.submit("FLAKY", "k", 1)
-    rec = Record(0, 0, h.broker.topics[h.settings.topic][0][0], h.settings.topic)
-    batch = Batch([rec])
-    t = threading.Thread(target=w.runner.run_batch, args=(batch,), daemon=True)
-    t.start()
-    assert wait_until(lambda: h.get(task_id).state.value == "queued" and h.get(task_id).attempt == 1)
-    batch.revoked = frozenset({0})
-    t.join(2)
-    assert not t.is_alive() and batch.processed == {}
+    h = Harness(fake_settings, fake_store, FakeBroker(partitions=1))
+    flaky = h.submit("FLAKY", "k", 1)
+    behind = [h.submit("ADD", i, 1) for i in range(5)]
+    t0 = time.monotonic()
+    w = h.run(idle_exit=0.5)
+    assert time.monotonic() - t0 < 10
+    assert [h.get(i).state for i in behind] == [C] * 5
+    task = h.get(flaky)
+    assert (task.state.value, task.attempt, task.error) == ("scheduled", 1, "RuntimeError: flaky 1")
+    due = fake_store.r.zscore(fake_store.keys.due, flaky)
+    assert task.due_at is not None and due is not None and abs(due - task.due_at) < 1e-3
+    assert task.due_at - task.updated_at == pytest.approx(30, abs=1)
+    assert h.committed() == {0: 6} and w.done == 5
 
 
 def test_offsets_are_committed_only_once_redis_has_had_time_to_persist(

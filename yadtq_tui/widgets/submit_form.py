@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Static
 from yadtq.registry import TaskSpec
 from yadtq_tui.text import clean
 
-PLACEHOLDER = "Type a task and press Enter, e.g. ADD 2 3"
+PLACEHOLDER = "Type a task and press Enter, e.g. ADD 2 3 (later: ADD 2 3 in 30s)"
 
 
 class TaskNameSuggester(Suggester):
@@ -76,7 +76,7 @@ class SubmitForm(Vertical):
         self.suggester.names = tuple(s.name for s in specs)
         self._specs = {s.name.casefold(): s for s in specs}
         usages = " · ".join(clean(s.usage, 40) for s in specs) or "none"
-        self.hint = f"Known tasks: {usages}"
+        self.hint = f"Known tasks: {usages} · later: in 30s, at 2026-12-01T09:00"
         if self._kind == "-hint":
             self._message(self.hint_for(self.input.value), "-hint")
 
@@ -87,7 +87,8 @@ class SubmitForm(Vertical):
         if spec is None:
             return self.hint
         about = spec.description.strip().splitlines()[0] if spec.description.strip() else ""
-        return f"Usage: {clean(spec.usage, 60)}" + (f" — {clean(about, 80)}" if about else "")
+        return (f"Usage: {clean(spec.usage, 60)}" + (f" — {clean(about, 80)}" if about else "")
+                + " · later: in 30s, at 2026-12-01T09:00")
 
     def show_error(self, message: str) -> None:
         """Refuse the input in place: the text stays, the reason is shown, the input turns red."""

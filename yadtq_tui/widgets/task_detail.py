@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from yadtq.models import Task, TaskState
 from yadtq_tui.text import format_args, format_duration, format_time, format_value, literal
-from yadtq_tui.widgets.task_table import state_label, task_state_label
+from yadtq_tui.widgets.task_table import due_text, state_label, task_state_label
 
 
 class TaskDetail(Static):
@@ -21,6 +21,7 @@ class TaskDetail(Static):
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "task-detail--label",
+        "task-detail--scheduled",
         "task-detail--queued",
         "task-detail--in-progress",
         "task-detail--completed",
@@ -65,6 +66,10 @@ class TaskDetail(Static):
             ("Created", literal(created)),
             ("Updated", literal(format_time(task.updated_at, tz)) if task.updated_at else none),
         ]
+        if task.due_at is not None:  # delayed, or retried after a backoff
+            when = format_time(task.due_at, tz)
+            rows.insert(4, ("Due", literal(f"{when}  ({due_text(task, now)})" if task.state is
+                                           TaskState.SCHEDULED else when)))
         if task.problem is not None:
             rows.insert(4, ("Problem", literal(
                 f"the stored record is malformed: {task.problem} (other fields are best effort)",

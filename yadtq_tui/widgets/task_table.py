@@ -13,6 +13,7 @@ from yadtq_tui.text import format_args, format_duration, format_value, literal
 from yadtq_tui.widgets.live_table import LiveTable, Row
 
 STATE_ICONS = {
+    TaskState.SCHEDULED: "◷",
     TaskState.QUEUED: "○",
     TaskState.IN_PROGRESS: "▶",
     TaskState.COMPLETED: "✔",
@@ -39,6 +40,14 @@ OUTCOME_WIDTH = 36
 WORKER_WIDTH = 18
 
 
+def due_text(task: Task, now: float) -> str:
+    """``due in 25s`` (or ``due 1s ago`` while the scheduler sends it)."""
+    if task.due_at is None:
+        return ""
+    left = task.due_at - now
+    return f"due in {format_duration(left)}" if left >= 0 else f"due {format_duration(-left)} ago"
+
+
 def state_label(state: TaskState) -> str:
     """``✔ completed``."""
     return f"{STATE_ICONS.get(state, '?')} {state.value}"
@@ -54,6 +63,7 @@ class TaskTable(LiveTable):
     """Tasks newest first; each state has its own component class (styled in ``styles.tcss``)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "task-table--scheduled",
         "task-table--queued",
         "task-table--in-progress",
         "task-table--completed",
@@ -89,6 +99,9 @@ class TaskTable(LiveTable):
             outcome = literal(task.error or "", self.style_of("task-table--error"), OUTCOME_WIDTH)
         elif task.state is TaskState.COMPLETED:
             outcome = literal(format_value(task.result), "", OUTCOME_WIDTH)
+        elif task.state is TaskState.SCHEDULED:  # due in 25s (a retry: after its last error)
+            outcome = literal(due_text(task, now) + (f" · {task.error}" if task.error else ""),
+                              muted, OUTCOME_WIDTH)
         elif task.state is TaskState.CANCELLED:
             outcome = literal(task.error or "cancelled", muted, OUTCOME_WIDTH)
         else:
@@ -100,7 +113,8 @@ class TaskTable(LiveTable):
             literal(task_state_label(task), self.style_of(self.state_style(task))),
             outcome,
             # a queued task (new, or retried) has no worker yet; the last one is in the detail view
-            literal("" if task.state is TaskState.QUEUED else task.worker or "", muted,
+            literal("" if task.state in (TaskState.QUEUED, TaskState.SCHEDULED)
+                    else task.worker or "", muted,
                     WORKER_WIDTH),
             literal(str(task.attempt)),
             literal(format_duration(task.age(now)), muted),
