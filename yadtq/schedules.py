@@ -110,12 +110,18 @@ class Schedule:
         if self.every is not None:
             return (math.floor(now / self.every) + 1) * self.every
         assert self.cron is not None
-        try:
-            return int(next(CronSim(self.cron, datetime.fromtimestamp(math.floor(now),
-                                                                      _zone(self.tz, self.name)))
-                            ).timestamp())
-        except StopIteration:
-            return None
+        # walked forward from before ``now``, as period_start: a start inside the repeated hour
+        # of a fall-back would be read as its first occurrence, and give a time before ``now``
+        it = CronSim(self.cron, datetime.fromtimestamp(math.floor(now), _zone(self.tz, self.name))
+                     - _DST_MARGIN)
+        for _ in range(MAX_WALK):
+            try:
+                at = int(next(it).timestamp())
+            except StopIteration:
+                return None
+            if at > now:
+                return at
+        return None
 
     def task_id(self, period: int) -> str:
         """The id of this schedule's task for ``period``: the same on every worker, 32 hex."""

@@ -387,3 +387,14 @@ def test_a_schedules_key_of_the_wrong_type_does_not_stop_the_scheduler(
     err = io.StringIO()
     assert cli.main(["schedules"], client=fake_client, stdout=io.StringIO(), stderr=err) == 7
     assert "schedules key" in err.getvalue() and "WRONGTYPE" in err.getvalue()
+
+
+def test_next_run_from_inside_the_repeated_hour_is_after_now() -> None:
+    """Found by Hypothesis: at 02:00 of the second pass through 02:00-03:00 (fall-back), cronsim
+    read the start as the first pass and gave that day's 02:30 (before now). Cron runs a time in
+    the repeated hour once, on the first pass, so the next run is the next day's."""
+    s = Schedule("x", "ADD", (1, 2), cron="30 2 * * *", tz="Europe/Berlin")
+    now = _at(BERLIN, 2026, 10, 25, 2, 0, fold=1)
+    assert now == 1792890000
+    assert s.next_after(now) == _at(BERLIN, 2026, 10, 26, 2, 30)
+    assert s.period_start(now) == _at(BERLIN, 2026, 10, 25, 2, 30) < now
