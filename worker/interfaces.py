@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from yadtq.broker_types import Producer, ProducerFactory, Record, kafka_producer
+from yadtq.broker_types import Producer, ProducerFactory, Record, kafka_offsets, kafka_producer
 from yadtq.settings import Settings
 
 
@@ -43,12 +43,6 @@ def kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set
 
     ensure_topics(settings)
     return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
-
-
-def kafka_offsets(settings: Settings) -> Offsets:
-    from yadtq.broker import OffsetReader
-
-    return OffsetReader(settings)
 
 
 __all__ = ["Consumer", "ConsumerFactory", "Offsets", "OffsetsFactory", "Producer", "ProducerFactory",

@@ -123,6 +123,11 @@ class Worker:
         """Guards ``_pending``: rebalance callbacks run on Kafka's thread."""
         self._runner_failures = 0
 
+    def _threads(self) -> list[Heartbeat | CancelWatch | Reconciler | Sweeper | Scheduler]:
+        """The parts with a thread of their own, besides the runner."""
+        return [part for part in (self.heartbeat, self.cancel_watch, self.reconciler, self.sweeper,
+                                  self.scheduler) if part is not None]
+
     @property
     def batch(self) -> Batch | None:
         """The batch the runner has now (None between batches)."""
@@ -152,15 +157,9 @@ class Worker:
         if consumer is None:
             return 0
         self._consumer = consumer
-        self.heartbeat.start()
         self.runner.start()
-        self.cancel_watch.start()
-        if self.reconciler is not None:
-            self.reconciler.start()
-        if self.sweeper is not None:
-            self.sweeper.start()
-        if self.scheduler is not None:
-            self.scheduler.start()
+        for part in self._threads():
+            part.start()
         log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
                  ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
         handled = 0
@@ -389,14 +388,8 @@ class Worker:
             except YadtqError as exc:
                 log.warning("closing the consumer: %s", exc)
         self.stopping.set()
-        self.heartbeat.join(timeout=2)
-        self.cancel_watch.join(timeout=2)
-        if self.reconciler is not None:
-            self.reconciler.join(timeout=2)
-        if self.sweeper is not None:
-            self.sweeper.join(timeout=2)
-        if self.scheduler is not None:
-            self.scheduler.join(timeout=2)
+        for part in self._threads():
+            part.join(timeout=2)
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

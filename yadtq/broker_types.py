@@ -50,6 +50,21 @@ def kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
     return TaskProducer(settings, linger_ms=linger_ms)
 
 
+def kafka_offsets(settings: Settings) -> Any:
+    """The tasks topic's end offsets and the group's commits, on kafka-python
+    (``yadtq.broker.OffsetReader``: ``worker.interfaces.Offsets``)."""
+    from yadtq.broker import OffsetReader
+
+    return OffsetReader(settings)
+
+
+def kafka_ping(settings: Settings) -> None:
+    """Raises ``ServiceUnavailable`` unless Kafka answers (``yadtq.broker.kafka_ping``)."""
+    from yadtq.broker import kafka_ping as ping
+
+    ping(settings)
+
+
 class LagReader:
     """The consumer group's lag on the tasks topic, per partition: end offset minus committed
     offset (a partition never committed counts whole). One offsets reader (``factory(settings)``,

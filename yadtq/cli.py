@@ -134,7 +134,7 @@ class Command:
     synopsis: str
     summary: str
     handler: Handler
-    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda p: None
+    add_arguments: Callable[[argparse.ArgumentParser], object] = lambda p: None
     description: str | None = None
 
 
@@ -279,14 +279,6 @@ def _view_arguments(p: argparse.ArgumentParser) -> None:
     _json_flag(p)
 
 
-def _reset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
-
-
-def _completion_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shell", choices=SHELLS)
-
-
 COMMANDS = (
     Command("submit", "submit ADD 2 3 [--in 30s | --at TIME] [--wait S]",
             "submit; prints only the id (with --wait, the result)", cmd_submit, _submit_arguments,
@@ -306,7 +298,8 @@ COMMANDS = (
             f"never retried. A finished task is an error (exit {EXIT_FINISHED}), nothing changes."),
     Command("reset", "reset [--yes]",
             "delete every YADTQ task; asks first (refuses without a terminal unless --yes)",
-            cmd_reset, _reset_arguments,
+            cmd_reset, lambda p: p.add_argument("--yes", "-y", action="store_true",
+                                                      help="do not ask"),
             "Delete every task under this key prefix; workers and other Redis data are kept."),
     Command("purge", PURGE_SYNOPSIS, PURGE_SUMMARY, cmd_purge, purge_arguments, PURGE_DESCRIPTION),
     Command("workers", "workers [--json]",
@@ -321,7 +314,7 @@ COMMANDS = (
             cmd_schedules, _json_flag),
     Command("completion", "completion bash|zsh|fish",
             "print a shell completion script (bash, zsh or fish)", cmd_completion,
-            _completion_arguments,
+            lambda p: p.add_argument("shell", choices=SHELLS),
             "Print a completion script for the shell. bash: eval \"$(yadtq completion bash)\" in "
             "~/.bashrc; zsh: yadtq completion zsh > a directory on $fpath as _yadtq; fish: "
             "yadtq completion fish > ~/.config/fish/completions/yadtq.fish"),

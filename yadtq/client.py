@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from yadtq import broker_types
 from yadtq import when as _when
 from yadtq.batcher import BackgroundSubmitter
 from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
@@ -47,18 +48,6 @@ EXIT_DRAIN_SECONDS = 30.0
 """How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
 
 
-def _kafka_ping(settings: Settings) -> None:
-    from yadtq.broker import kafka_ping
-
-    kafka_ping(settings)
-
-
-def _kafka_offsets(settings: Settings) -> Any:
-    from yadtq.broker import OffsetReader
-
-    return OffsetReader(settings)
-
-
 class Client:
     """Submit, inspect, retry and reset tasks; list workers; report service health."""
 
@@ -70,9 +59,9 @@ class Client:
         self.settings = settings or Settings.from_env()
         self.store = store or RedisStore(self.settings)
         self._producer_factory = producer_factory or kafka_producer
-        self._kafka_ping = kafka_ping or _kafka_ping
+        self._kafka_ping = kafka_ping or broker_types.kafka_ping
         # the consumer lag is read from the real Kafka only when Kafka itself is not replaced
-        factory = offsets_factory or (_kafka_offsets if kafka_ping is None else None)
+        factory = offsets_factory or (broker_types.kafka_offsets if kafka_ping is None else None)
         self._lag = LagReader(self.settings, factory) if factory is not None else None
         self._producer: Producer | None = None
         self._async_producer: Producer | None = None

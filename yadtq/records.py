@@ -259,3 +259,17 @@ def _worker(worker_id: str, data: Mapping[str, Any], status: WorkerStatus, last_
         partitions=() if status is WorkerStatus.DEAD
         else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isascii() and x.isdigit()),
         stalled=str(stalled) if stalled else None)
+
+
+def specs(raw: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The task specs the workers published (the ``registry`` hash's values), each a JSON object
+    with a ``name``; anything else is left out."""
+    out = []
+    for value in raw.values():
+        try:
+            spec = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            out.append(spec)
+    return out

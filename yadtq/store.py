@@ -8,7 +8,6 @@ round trip per batch of tasks. Key names come from ``yadtq.keys``; stored record
 from __future__ import annotations
 
 import builtins
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,14 +116,13 @@ class RedisStore:
                 raise ServiceUnavailable(f"Redis unavailable at {self.describe()}: {text}") from None
             raise StoreError(f"Redis refused: {text}") from None
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (calls on ``self.r``) with this store's error translation (``_errors``); also
+        for the parts of the store that live in modules of their own (``yadtq.cancel``)."""
         with self._errors():
             return fn()
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` (calls on ``self.r``) with this store's error translation (``_errors``): for
-        the parts of the store that live in modules of their own (``yadtq.cancel``)."""
-        return self._call(fn)
+    _call = call
 
     def script(self, source: str) -> Callable[[Sequence[str], Sequence[Any]], Any]:
         """A Lua script of another module (``yadtq.lua_retention``), run with this store's
@@ -383,16 +381,7 @@ class RedisStore:
             self._call(lambda: self.r.hset(self.keys.registry, mapping=mapping))
 
     def published_specs(self) -> builtins.list[dict[str, Any]]:
-        raw = self._call(lambda: self.r.hgetall(self.keys.registry))
-        out = []
-        for value in raw.values():
-            try:
-                spec = json.loads(value)
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-                out.append(spec)
-        return out
+        return records.specs(self._call(lambda: self.r.hgetall(self.keys.registry)))
 
 
 def _error_code(exc: redis.ResponseError) -> tuple[str, str]:
