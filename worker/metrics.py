@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -59,12 +60,22 @@ class Metrics:
         self.in_flight = Gauge("yadtq_tasks_in_flight", "Tasks running in this worker now",
                                registry=r)
         self.server: object | None = None
+        # the labelled children, kept: ``labels()`` takes a lock and builds a key on every call
+        self._finished: dict[tuple[str, str], Any] = {}
+        self._attempts: dict[str, Any] = {}
 
     def finished(self, name: str, state: str) -> None:
-        self.tasks.labels(name, state).inc()
+        key = (name, state)
+        child = self._finished.get(key)
+        if child is None:
+            child = self._finished[key] = self.tasks.labels(name, state)
+        child.inc()
 
     def attempt(self, name: str, seconds: float) -> None:
-        self.attempt_seconds.labels(name).observe(seconds)
+        child = self._attempts.get(name)
+        if child is None:
+            child = self._attempts[name] = self.attempt_seconds.labels(name)
+        child.observe(seconds)
 
     def retried(self, name: str) -> None:
         self.retries.labels(name).inc()

@@ -336,6 +336,8 @@ class Runner:
     def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
         self.learn(env.name, result.seconds)
         self.metrics.attempt(env.name, result.seconds)
+        if result.ok and not result.cancelled and not log.isEnabledFor(logging.DEBUG):
+            return  # the common case: nothing is logged, so nothing is formatted
         args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
         fields = {"task_id": env.id, "task": env.name, "attempt": attempt,
                   "seconds": round(result.seconds, 6)}
