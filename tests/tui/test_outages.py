@@ -82,11 +82,14 @@ async def test_redis_down_keeps_last_data_and_recovers(fake_client: Client,
         await wait_refreshed(pilot)
         rows = table_text(app)
         banner = app.screen.query_one(Banner)
+        light = app.screen.query_one("#redis-light", Static)
         switch.down = True
-        await wait_for(pilot, lambda: banner.has_class("-visible"), what="the banner")
+        # A failed refresh shows the banner first ("Could not refresh"); only the next health
+        # check turns the light DOWN and refuses submits, so wait for that, not for the banner.
+        await wait_for(pilot, lambda: "Redis ○ DOWN" in str(light.render()), what="the light")
+        assert banner.has_class("-visible")
         assert "Redis unreachable" in str(banner.render())
         assert "showing last data" in str(banner.render())
-        assert "Redis ○ DOWN" in str(app.screen.query_one("#redis-light", Static).render())
         await pilot.pause(0.2)
         assert table_text(app) == rows  # last data kept
         await type_and_submit(pilot, "ADD 2 3")
