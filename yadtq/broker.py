@@ -1,43 +1,77 @@
-"""The Kafka adapter: the task producer, the worker's consumer and the offset reader.
-
-kafka-python is imported by this module and its two siblings only: ``yadtq.kafka_conn`` (client
-settings, ``kafka_errors``: the one place where kafka-python's exceptions become the core's, the
-health probe) and ``yadtq.topics`` (creating and checking the topics). The names other modules
-import from here (``ensure_topics``, ``client_config``, ``kafka_ping``...) stay available here.
-The worker and the client use the small ``TaskProducer`` / ``TaskConsumer`` / ``OffsetReader``
-surfaces below; ``yadtq.testing`` has in-memory fakes of the same surfaces for unit tests.
+"""The Kafka adapter, the one module that imports kafka-python: the task producer, the worker's
+consumer, the admin client (offsets, topics, the health probe) and ``kafka_errors``, the one place
+where kafka-python's exceptions become the core's (``ServiceUnavailable`` for a retriable or
+connection error, ``BrokerError`` otherwise; none leaves this module). Connection settings come
+from ``yadtq.kafka_conn``, the topics' rules from ``yadtq.topics``; ``yadtq.testing`` has
+in-memory fakes of the same surfaces for unit tests.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import KafkaAdminClient, OffsetSpec
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic, OffsetSpec
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    TopicAlreadyExistsError,
+)
 from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
-from yadtq.broker_types import Record
-from yadtq.errors import ServiceUnavailable, YadtqError
-from yadtq.kafka_conn import KAFKA_FAILURES, client_config, kafka_ping, translate
-from yadtq.kafka_conn import kafka_errors as _errors
+from yadtq import topics
+from yadtq.broker_types import Record, dead_letter_body, log_failed_commit
+from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
+from yadtq.kafka_conn import client_config
 from yadtq.settings import Settings
-from yadtq.topics import ensure_topics
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
 
-__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "OffsetReader", "TaskConsumer",
-           "TaskProducer", "client_config", "ensure_topics", "kafka_ping", "partition_of",
+__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "KafkaAdmin", "TaskConsumer",
+           "TaskProducer", "client_config", "ensure_topics", "kafka_errors", "partition_of",
            "translate"]
+
+KAFKA_FAILURES: tuple[type[Exception], ...] = (KafkaError, OSError, ValueError, AssertionError,
+                                              RuntimeError)
+"""What kafka-python raises when a request fails: its own errors, socket errors, and what its
+internals raise for bad state (an unknown topic in the metadata, a closed client)."""
+
+_UNREACHABLE = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, OSError, TimeoutError)
+
+
+def translate(exc: BaseException, bootstrap: str, what: str) -> YadtqError:
+    """The core's error for an exception of the Kafka client: transient or permanent."""
+    if isinstance(exc, YadtqError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, _UNREACHABLE) or getattr(exc, "retriable", False):
+        return ServiceUnavailable(f"Kafka unreachable at {bootstrap} ({what}): {text}")
+    return BrokerError(f"Kafka refused {what}: {text}")
+
+
+@contextmanager
+def kafka_errors(bootstrap: str, what: str) -> Iterator[None]:
+    """Run the block; a kafka-python failure leaves it as ``ServiceUnavailable`` / ``BrokerError``."""
+    try:
+        yield
+    except YadtqError:
+        raise
+    except KAFKA_FAILURES as exc:  # the translation point: every failure of the client
+        raise translate(exc, bootstrap, what) from None
+
+
+_errors = kafka_errors
 
 _SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
 """A send also fails when the envelope does not encode (``DecodeError``)."""
@@ -156,12 +190,7 @@ class TaskProducer:
 
     def dead_letter(self, record: Record, reason: str, worker_id: str) -> None:
         """Put an undecodable or invalid message on the dead-letter topic with the reason."""
-        body = json.dumps({
-            "reason": reason, "worker": worker_id, "topic": record.topic,
-            "partition": record.partition, "offset": record.offset, "at": time.time(),
-            "value": None if record.value is None
-            else record.value[:65536].decode("utf-8", "backslashreplace"),
-        }).encode("utf-8", "backslashreplace")
+        body = dead_letter_body(record, reason, worker_id)
         with _errors(self.settings.kafka_bootstrap, "a dead letter"):
             self._producer().send(self.settings.dead_letter_topic, value=body).get(timeout=10)
 
@@ -185,12 +214,6 @@ class TaskProducer:
 
 DELIVERY_TIMEOUT_SECONDS = 10.0
 """A message not acknowledged this long after ``send`` has failed (the producer gives up)."""
-
-
-def _log_commit(offsets: Any, response: Any) -> None:
-    if isinstance(response, Exception):
-        log.warning("asynchronous commit failed (the tasks are done; a redelivery skips them): %s",
-                    response)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -280,7 +303,7 @@ class TaskConsumer:
             if wait:
                 self._c.commit(data)
             else:
-                self._c.commit_async(data, callback=_log_commit)
+                self._c.commit_async(data, callback=log_failed_commit)
 
     def close(self) -> None:
         with _errors(self.settings.kafka_bootstrap, "closing the consumer"):
@@ -292,18 +315,23 @@ def partition_of(task_id: str, partitions: int) -> int:
     return int(murmur2(task_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-class OffsetReader:
-    """What the reconciler reads from Kafka: the tasks topic's end offsets and the group's commits."""
+class KafkaAdmin:
+    """One kafka-python admin client: the tasks topic's end offsets and the group's commits (the
+    reconciler, the lag), the topics' creation and checks (``yadtq.topics.TopicAdmin``) and the
+    health probe. Every request raises ``YadtqError`` on failure."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
         self.settings = settings
-        with _errors(settings.kafka_bootstrap, "an admin client"):
-            self._admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
+        cfg = {**client_config(settings), "bootstrap_timeout_ms": int(timeout * 1000)}
+        with _errors(settings.kafka_bootstrap, "connecting"):
+            self._admin = KafkaAdminClient(**cfg, request_timeout_ms=int(timeout * 1000))
+
+    def _errors(self, what: str) -> Any:
+        return _errors(self.settings.kafka_bootstrap, what)
 
     def partitions(self) -> int:
         """How many partitions the tasks topic has."""
-        with _errors(self.settings.kafka_bootstrap, "describe the topic"):
-            described = self._admin.describe_topics([self.settings.topic])
+        described = self.describe_topics([self.settings.topic])
         parts = described[0].get("partitions") if described else None
         if not parts:
             raise ServiceUnavailable(f"Kafka: topic {self.settings.topic} has no partitions yet")
@@ -312,13 +340,13 @@ class OffsetReader:
     def end_offsets(self, partitions: int) -> dict[int, int]:
         """partition -> offset of the next message written to it."""
         specs = {TopicPartition(self.settings.topic, p): OffsetSpec.LATEST for p in range(partitions)}
-        with _errors(self.settings.kafka_bootstrap, "list offsets"):
+        with self._errors("list offsets"):
             found = self._admin.list_partition_offsets(specs)
         return {tp.partition: int(o.offset) for tp, o in found.items()}
 
     def committed(self) -> dict[int, int]:
         """partition -> the group's committed offset (partitions never committed are absent)."""
-        with _errors(self.settings.kafka_bootstrap, "list the group's offsets"):
+        with self._errors("list the group's offsets"):
             found = self._admin.list_group_offsets({self.settings.group: None})
         return {tp.partition: int(o.offset) for tp, o in found.get(self.settings.group, {}).items()
                 if tp.topic == self.settings.topic and o.offset >= 0}
@@ -326,8 +354,49 @@ class OffsetReader:
     def partition_of(self, task_id: str, partitions: int) -> int:
         return partition_of(task_id, partitions)
 
+    def live_brokers(self) -> int:
+        """Brokers in the cluster's metadata that are not fenced."""
+        with self._errors("describe the cluster"):
+            brokers = self._admin.describe_cluster().get("brokers") or []
+        return sum(1 for b in brokers if not b.get("is_fenced", False))
+
+    def list_topics(self) -> set[str]:
+        with self._errors("list topics"):
+            return set(self._admin.list_topics())
+
+    def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        with self._errors("describe topics"):
+            return list(self._admin.describe_topics(names))
+
+    def create_topics(self, specs: list[topics.TopicSpec]) -> bool:
+        """Create the topics; False when another client created them first."""
+        new = [NewTopic(s.name, s.partitions, s.replication_factor,
+                        topic_configs={"min.insync.replicas": str(s.min_insync_replicas)})
+               for s in specs]
+        with self._errors("create topics"):
+            try:
+                self._admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                return False
+        return True
+
+    def min_isr(self, names: list[str]) -> dict[str, int]:
+        """topic -> its ``min.insync.replicas`` (absent when not readable)."""
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t, ["min.insync.replicas"])
+                     for t in names]
+        with self._errors("describe topic configs"):
+            found = self._admin.describe_configs(resources).get("topic", {})
+        values = {t: (c.get("min.insync.replicas") or {}).get("value") for t, c in found.items()}
+        return {t: int(v) for t, v in values.items() if v is not None and str(v).isdigit()}
+
     def close(self) -> None:
         try:
             self._admin.close()
         except KAFKA_FAILURES as exc:  # closing
             log.debug("closing the admin client: %s", exc)
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """``yadtq.topics.ensure_topics`` with kafka-python's admin client."""
+    topics.ensure_topics(settings, lambda: KafkaAdmin(settings), timeout)
+

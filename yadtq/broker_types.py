@@ -1,16 +1,19 @@
 """What the client and the worker need from Kafka: the record type, the producer's protocol and its
-default factory, and the consumer-lag reader. No Kafka import at module level: ``yadtq.broker``
-(kafka-python) is imported only when a real producer is made; tests pass
-``yadtq.testing.FakeBroker.producer`` instead."""
+default factory, the health probe, the dead-letter message and the consumer-lag reader. No Kafka
+import at module level: ``yadtq.broker`` (kafka-python) is imported only when a real producer,
+admin client or probe is made; tests pass ``yadtq.testing.FakeBroker.producer`` instead."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from yadtq.errors import YadtqError
+from yadtq.errors import ServiceUnavailable, YadtqError
 
 if TYPE_CHECKING:
     from yadtq.settings import Settings
@@ -52,23 +55,62 @@ def kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
 
 def kafka_offsets(settings: Settings) -> Any:
     """The tasks topic's end offsets and the group's commits, on kafka-python
-    (``yadtq.broker.OffsetReader``: ``worker.interfaces.Offsets``)."""
-    from yadtq.broker import OffsetReader
+    (``yadtq.broker.KafkaAdmin``: ``worker.interfaces.Offsets``)."""
+    from yadtq.broker import KafkaAdmin
 
-    return OffsetReader(settings)
+    return KafkaAdmin(settings)
 
 
-def kafka_ping(settings: Settings) -> None:
-    """Raises ``ServiceUnavailable`` unless Kafka answers (``yadtq.broker.kafka_ping``)."""
-    from yadtq.broker import kafka_ping as ping
+_probes: dict[tuple[str, str], Any] = {}
+_probe_lock = threading.Lock()
 
-    ping(settings)
+
+def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
+    """Raise ``ServiceUnavailable`` unless Kafka answers a metadata request.
+
+    The admin client (``yadtq.broker.KafkaAdmin``) is kept between calls (a health check every
+    few seconds costs one request on an open connection, not a new client); it is dropped after
+    a failure."""
+    from yadtq.broker import KafkaAdmin
+
+    key = (settings.kafka_bootstrap, settings.kafka_security_protocol)
+    with _probe_lock:
+        admin = _probes.get(key)
+        try:
+            if admin is None:
+                admin = _probes[key] = KafkaAdmin(settings, timeout)
+            admin.list_topics()
+        except YadtqError as exc:  # any failure means "not reachable now"
+            _probes.pop(key, None)
+            if admin is not None:
+                admin.close()
+            if isinstance(exc, ServiceUnavailable):
+                raise
+            raise ServiceUnavailable(f"Kafka unreachable at {settings.kafka_bootstrap}: {exc}") from None
+
+
+def log_failed_commit(offsets: Any, response: Any) -> None:
+    """The callback of an asynchronous commit: a failure is logged (the tasks are done)."""
+    if isinstance(response, Exception):
+        logging.getLogger("yadtq.broker").warning(
+            "asynchronous commit failed (the tasks are done; a redelivery skips them): %s", response)
+
+
+def dead_letter_body(record: Record, reason: str, worker_id: str) -> bytes:
+    """The dead-letter message for an undecodable or invalid record: the reason, where the record
+    was, and its first 64 KiB as text."""
+    return json.dumps({
+        "reason": reason, "worker": worker_id, "topic": record.topic,
+        "partition": record.partition, "offset": record.offset, "at": time.time(),
+        "value": None if record.value is None
+        else record.value[:65536].decode("utf-8", "backslashreplace"),
+    }).encode("utf-8", "backslashreplace")
 
 
 class LagReader:
     """The consumer group's lag on the tasks topic, per partition: end offset minus committed
     offset (a partition never committed counts whole). One offsets reader (``factory(settings)``,
-    e.g. ``yadtq.broker.OffsetReader``) is kept between reads and dropped after a failure.
+    e.g. ``yadtq.broker.KafkaAdmin``) is kept between reads and dropped after a failure.
     Thread-safe; used by the client's health check and the worker's metrics."""
 
     def __init__(self, settings: Settings, factory: Callable[[Settings], Any]) -> None:

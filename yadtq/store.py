@@ -68,7 +68,7 @@ def connect(settings: Settings) -> Any:
     for name in ("db", "username", "password"):
         if url.get(name) is not None and options.get(name) is None:
             options[name] = url[name]
-    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinel: Any = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         sentinels, socket_timeout=0.5, socket_connect_timeout=0.5)
     return sentinel.master_for(settings.redis_service, ssl=settings.redis_url.startswith("rediss:"),
                                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 8), **options)

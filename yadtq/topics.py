@@ -1,6 +1,7 @@
 """Topic administration: the tasks and dead-letter topics, created durable and checked.
 
-Part of the Kafka adapter (with ``yadtq.kafka_conn`` and ``yadtq.broker``). The replication
+The rules, without a Kafka import: ``yadtq.broker.ensure_topics`` runs ``ensure_topics`` below
+with its kafka-python admin client (``TopicAdmin``; tests pass a fake). The replication
 factor and ``min.insync.replicas`` come from the settings; left unset they follow the cluster:
 replication 3 and min ISR 2 when it has at least 3 live brokers, else 1 and 1 (a development
 broker). Topics that already exist are never changed, only checked: one weaker than configured
@@ -12,14 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
-
-from yadtq.errors import ServiceUnavailable
-from yadtq.kafka_conn import KAFKA_FAILURES, client_config
+from yadtq.errors import ServiceUnavailable, YadtqError
 from yadtq.settings import Settings
 
 log = logging.getLogger("yadtq.topics")
@@ -71,27 +69,34 @@ def weaknesses(topic: str, replicas: int, min_isr: int | None, wanted: Durabilit
     return found
 
 
-def _live_brokers(admin: Any) -> int:
-    brokers = admin.describe_cluster().get("brokers") or []
-    return sum(1 for b in brokers if not b.get("is_fenced", False))
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int
 
 
-def _min_isr(admin: Any, topics: list[str]) -> dict[str, int]:
-    resources = [ConfigResource(ConfigResourceType.TOPIC, t, ["min.insync.replicas"]) for t in topics]
-    found = admin.describe_configs(resources).get("topic", {})
-    out = {}
-    for topic, configs in found.items():
-        value = (configs.get("min.insync.replicas") or {}).get("value")
-        if value is not None and str(value).isdigit():
-            out[topic] = int(value)
-    return out
+class TopicAdmin(Protocol):
+    """The admin requests the rules need (``yadtq.broker.KafkaAdmin``); each raises
+    ``YadtqError`` on failure."""
+
+    def live_brokers(self) -> int: ...
+    def list_topics(self) -> set[str]: ...
+    def create_topics(self, specs: list[TopicSpec]) -> bool: ...
+    def describe_topics(self, names: list[str]) -> list[dict[str, Any]]: ...
+    def min_isr(self, topics: list[str]) -> dict[str, int]: ...
+    def close(self) -> None: ...
 
 
-def _check(admin: Any, described: list[dict[str, Any]], created: set[str], wanted: Durability) -> None:
+def _check(admin: TopicAdmin, described: list[dict[str, Any]], created: set[str],
+           wanted: Durability) -> None:
     existing = [d for d in described if d["name"] not in created]
     if not existing:
         return
-    isr = _min_isr(admin, [d["name"] for d in existing])
+    isr = admin.min_isr([d["name"] for d in existing])
     for d in existing:
         replicas = min(len(p.get("replica_nodes") or []) for p in d["partitions"])
         for problem in weaknesses(d["name"], replicas, isr.get(d["name"]), wanted):
@@ -103,50 +108,44 @@ def _ready(described: list[dict[str, Any]]) -> bool:
     return all(d.get("error_code", 0) == 0 and d.get("partitions") for d in described)
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+def ensure_topics(settings: Settings, open_admin: Callable[[], TopicAdmin],
+                  timeout: float = 30.0) -> None:
     """Create the tasks and dead-letter topics if missing, with the configured durability, and
-    warn about existing ones that are weaker; return once both topics are in the metadata."""
+    warn about existing ones that are weaker; return once both topics are in the metadata.
+    Failures are retried with a new admin client until ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     names = [settings.topic, settings.dead_letter_topic]
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(**client_config(settings), request_timeout_ms=5000)
-        except KAFKA_FAILURES as exc:  # retried until the deadline
+            admin = open_admin()
+        except YadtqError as exc:  # retried until the deadline
             last = exc
             time.sleep(0.5)
             continue
         try:
-            wanted = durability(settings, _live_brokers(admin))
-            existing = set(admin.list_topics())
-            created = _create(admin, settings, wanted, existing)
+            wanted = durability(settings, admin.live_brokers())
+            created = _create(admin, settings, wanted, admin.list_topics())
             described = admin.describe_topics(names)
             if _ready(described):
                 _check(admin, described, created, wanted)
                 return
-        except KAFKA_FAILURES as exc:  # retried until the deadline
+        except YadtqError as exc:  # retried until the deadline
             last = exc
         finally:
-            try:
-                admin.close()
-            except KAFKA_FAILURES:
-                pass  # closing a client that failed
+            admin.close()
         time.sleep(0.2)
     raise ServiceUnavailable(f"Kafka at {settings.kafka_bootstrap}: topics not ready ({last})")
 
 
-def _create(admin: Any, settings: Settings, wanted: Durability, existing: set[str]) -> set[str]:
-    configs = {"min.insync.replicas": str(wanted.min_insync_replicas)}
-    missing = [NewTopic(name, parts, wanted.replication_factor, topic_configs=configs)
+def _create(admin: TopicAdmin, settings: Settings, wanted: Durability,
+            existing: set[str]) -> set[str]:
+    missing = [TopicSpec(name, parts, wanted.replication_factor, wanted.min_insync_replicas)
                for name, parts in ((settings.topic, settings.partitions),
                                    (settings.dead_letter_topic, 1))
                if name not in existing]
-    if not missing:
-        return set()
-    try:
-        admin.create_topics(missing)
-    except TopicAlreadyExistsError:
-        return set()  # another client created them first: checked like any existing topic
+    if not missing or not admin.create_topics(missing):
+        return set()  # none missing, or another client created them first: checked as existing
     log.info("created %s with replication factor %d (%s), min.insync.replicas %d",
              " and ".join(t.name for t in missing), wanted.replication_factor, wanted.reason,
              wanted.min_insync_replicas)

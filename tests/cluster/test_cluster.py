@@ -22,8 +22,8 @@ from tests.cluster.conftest import ROOT, Cluster, host_env
 from tests.conftest import WorkerProcs
 from tests.polling import eventually
 from yadtq import Client, Settings
+from yadtq.broker import ensure_topics
 from yadtq.models import TaskState
-from yadtq.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 RESULTS = ROOT / ".local" / "cluster-results"
