@@ -37,7 +37,7 @@ from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
 from yadtq_tui.screens.detail import DetailScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
 from yadtq_tui.text import clean, format_count
-from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, WorkerPanel
+from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, TextLine, WorkerPanel
 from yadtq_tui.widgets.worker_panel import STATUS_ORDER, stalled_notes
 
 SPECS_EVERY = 20
@@ -100,15 +100,15 @@ class DashboardScreen(Screen[None]):
         yield StatusBar(id="status-bar")
         yield Banner(id="banner")
         yield SubmitForm(id="submit-form")
-        yield Static(Text("Tasks"), id="tasks-title", classes="section-title")
+        yield TextLine("Tasks", id="tasks-title", classes="section-title")
         yield Static(Text("No tasks yet: type one above, e.g. ADD 2 3, and press Enter."),
                      id="tasks-empty", classes="empty")
         yield TaskTable(id="tasks")
-        yield Static(Text("Workers"), id="workers-title", classes="section-title")
+        yield TextLine("Workers", id="workers-title", classes="section-title")
         yield Static(Text("No workers: start one with yadtq-worker."), id="workers-empty",
                      classes="empty")
         yield WorkerPanel(id="workers")
-        yield Static(Text(""), id="workers-stalled")
+        yield TextLine(id="workers-stalled")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -140,12 +140,12 @@ class DashboardScreen(Screen[None]):
         text = f"Tasks · {which}"
         if snap is not None and snap.matching:
             text += f" · newest {len(snap.tasks)} of {format_count(snap.matching)}"
-        self.query_one("#tasks-title", Static).update(Text(text + "   (f: filter)"))
+        self.query_one("#tasks-title", TextLine).show(text + "   (f: filter)")
         if snap is not None:
             c = snap.worker_counts()
             parts = [f"{c[s]} {s.value}" for s in STATUS_ORDER
                      if c[s] or s is not WorkerStatus.STALLED]  # stalled only when there is one
-            self.query_one("#workers-title", Static).update(Text("Workers · " + " · ".join(parts)))
+            self.query_one("#workers-title", TextLine).show("Workers · " + " · ".join(parts))
 
     # ------------------------------------------------------------------ refresh and health
     def poll_now(self) -> None:
@@ -231,10 +231,10 @@ class DashboardScreen(Screen[None]):
     def _show_stalled(self, snap: Snapshot) -> None:
         """Under the panel, each stalled worker's reason in full (the row has room for little)."""
         notes = stalled_notes(snap.workers)
-        widget = self.query_one("#workers-stalled", Static)
+        widget = self.query_one("#workers-stalled", TextLine)
         widget.set_class(bool(notes), "-visible")
         if notes:
-            widget.update(Text("\n".join(clean(line, 240) for line in notes)))
+            widget.show("\n".join(clean(line, 240) for line in notes))
 
     def show_specs(self, specs: tuple[TaskSpec, ...]) -> None:
         """Known task names and usages, under the form."""

@@ -6,7 +6,8 @@ from yadtq_tui.widgets.status_bar import StatusBar
 from yadtq_tui.widgets.submit_form import SubmitForm
 from yadtq_tui.widgets.task_detail import TaskDetail
 from yadtq_tui.widgets.task_table import TaskTable
+from yadtq_tui.widgets.text_line import TextLine
 from yadtq_tui.widgets.worker_panel import WorkerPanel
 
 __all__ = ["Banner", "LiveTable", "StatusBar", "SubmitForm", "TaskDetail", "TaskTable",
-           "WorkerPanel"]
+           "TextLine", "WorkerPanel"]

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.coordinate import Coordinate
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets.data_table import Column, RowKey
+from textual.widgets.data_table import Row as DataTableRow
 
 Row = tuple[str, Sequence[Text]]
 """A row to show: its key (a task or worker id) and one ``Text`` per column."""
+Lines = list[list[Segment]]
+"""One rendered cell: a list of segments per line."""
+
+CELLS_CACHED = 4096
+"""Rendered cells kept (a 100-row page of 8 columns, with and without the cursor, fits)."""
 
 
-def _signature(cells: Sequence[Text]) -> tuple[tuple[str, str], ...]:
-    """What a row shows: a changed signature means cells to update."""
-    return tuple((c.plain, str(c.style)) for c in cells)
+def _same(new: Text, old: Text) -> bool:
+    """Whether cell ``new`` shows what ``old`` shows (the same object when its row's widget kept
+    it: then no comparison at all)."""
+    return new is old or (new.plain == old.plain and str(new.style) == str(old.style))
 
 
 class KeyedText(Text):
@@ -39,7 +51,15 @@ class LiveTable(DataTable[Text]):
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes, cursor_type="row",
                          zebra_stripes=False)
-        self._shown: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._shown: dict[str, Sequence[Text]] = {}
+        """The cells each row shows, by key."""
+        self._drawn: LRUCache[Hashable, tuple[int, int, Lines]] = LRUCache(CELLS_CACHED)
+        """Rendered cells by what they show, with the coordinate their mouse metadata names."""
+        self._look: Hashable = None
+        """What else a cell's rendering depends on (focus, cursor settings), per repaint."""
+        self._painting: tuple[list[Column], list[DataTableRow]] | None = None
+        """The columns and rows in order, while a repaint runs."""
+        self._removing = False
 
     def style_of(self, component: str) -> Style:
         """The rich style of one of this widget's component classes (set in the app's .tcss)."""
@@ -63,30 +83,98 @@ class LiveTable(DataTable[Text]):
         if gone and 2 * len(gone) > len(self.rows):
             self._rebuild(rows, keep)  # mostly a new page (a busy queue): one clear, not n removals
             return
-        for row_key in gone:
-            self.remove_row(row_key)
-            self._shown.pop(row_key.value or "", None)
+        self._remove(gone)
         columns = [c.key for c in self.ordered_columns]
         for key, cells in rows:
-            signature = _signature(cells)
             old = self._shown.get(key)
             if old is None:
                 first = KeyedText(cells[0].plain, key, cells[0].style)
                 self.add_row(first, *cells[1:], key=key)
-            elif old != signature:
-                for i, (new, before) in enumerate(zip(signature, old, strict=True)):
-                    if new != before:
-                        cell = KeyedText(new[0], key, cells[0].style) if i == 0 else cells[i]
+            elif old is not cells:
+                for i, (new, before) in enumerate(zip(cells, old, strict=True)):
+                    if not _same(new, before):
+                        cell = KeyedText(new.plain, key, new.style) if i == 0 else new
                         # Columns grow to fit but never shrink: asking DataTable to re-measure a
                         # narrower cell makes it measure the whole column (slow, and jittery).
                         grow = cell.cell_len > self.columns[columns[i]].content_width
                         self.update_cell(key, columns[i], cell, update_width=grow)
-            self._shown[key] = signature
+            self._shown[key] = cells
         self._reorder([key for key, _ in rows])
         if keep is not None and keep in wanted:
             index = self.get_row_index(keep)
             if index != self.cursor_row:
                 self.move_cursor(row=index, scroll=False)
+
+    def _remove(self, keys: Sequence[RowKey]) -> None:
+        """``remove_row`` each of ``keys``. Each removal repaints the whole table, so the repaint
+        of the hovered cell that each also asks for (a walk over every row) is skipped."""
+        self._removing = True
+        try:
+            for row_key in keys:
+                self.remove_row(row_key)
+                self._shown.pop(row_key.value or "", None)
+        finally:
+            self._removing = False
+
+    def watch_hover_coordinate(self, old: Coordinate, value: Coordinate) -> None:
+        """Repaint the cells the mouse left and entered (not while removing rows: see
+        ``_remove``)."""
+        if not self._removing:
+            super().watch_hover_coordinate(old, value)
+
+    # ------------------------------------------------------------------ rendering
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Note what the cells' look depends on besides their content, then paint."""
+        self._look = (self.get_pseudo_class_state(), self.show_cursor, self.cursor_type,
+                      self.cursor_foreground_priority, self.cursor_background_priority,
+                      self.fixed_rows, self.fixed_columns, self.cell_padding,
+                      getattr(self, "_show_hover_cursor", None))
+        self._painting = (self.ordered_columns, self.ordered_rows)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._painting = None
+
+    def notify_style_update(self) -> None:
+        """A new theme or stylesheet: render every cell again."""
+        super().notify_style_update()
+        self._drawn.clear()
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> Lines:
+        """A cell's lines, rendered once per content and look.
+
+        ``DataTable`` caches rendered cells by its update count, so after any change (a new row,
+        an age that ticked) it renders every visible cell again; here a cell is rendered again
+        only when what it shows changed. A cell drawn before at another index (its row moved)
+        is given its new coordinate in the mouse metadata that clicks read."""
+        columns, rows = self._painting or ((), ())
+        if not (0 <= column_index < len(columns) and -1 <= row_index < len(rows)):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        column = columns[column_index]
+        if row_index == -1:
+            value: object = column.label
+            height = self.header_height
+        else:
+            row = rows[row_index]
+            value = self.get_cell(row.key, column.key)
+            height = row.height
+        if not isinstance(value, Text):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (row_index == -1, column.key, value.plain, str(value.style), tuple(value.spans),
+               value.justify, value.overflow, value.no_wrap, height, base_style, width, cursor,
+               hover, self._look)
+        drawn = self._drawn.get(key)
+        if drawn is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor,
+                                         hover)
+        elif drawn[:2] == (row_index, column_index):
+            return drawn[2]
+        else:
+            meta = Style.from_meta({"row": row_index, "column": column_index})
+            lines = [list(Segment.apply_style(line, post_style=meta)) for line in drawn[2]]
+        self._drawn[key] = (row_index, column_index, lines)
+        return lines
 
     def _rebuild(self, rows: Sequence[Row], keep: str | None) -> None:
         """Show ``rows`` from scratch, keeping the scroll position and the highlighted key.
@@ -97,7 +185,7 @@ class LiveTable(DataTable[Text]):
         self._shown.clear()
         for key, cells in rows:
             self.add_row(KeyedText(cells[0].plain, key, cells[0].style), *cells[1:], key=key)
-            self._shown[key] = _signature(cells)
+            self._shown[key] = cells
         self.scroll_to(y=scroll, animate=False, immediate=True)
         if keep is not None and keep in self._shown:
             self.move_cursor(row=self.get_row_index(keep), scroll=False)

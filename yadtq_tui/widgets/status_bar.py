@@ -14,6 +14,7 @@ from textual.widgets import Sparkline, Static
 from yadtq.models import STATES, RepairStats, TaskState
 from yadtq_tui.data import rate
 from yadtq_tui.text import format_count, format_rate, format_time
+from yadtq_tui.widgets.text_line import TextLine
 
 
 class ServiceLight(Static):
@@ -42,35 +43,35 @@ class StatusBar(Vertical):
             yield Static(Text("YADTQ"), id="app-title")
             yield ServiceLight("Redis", id="redis-light")
             yield ServiceLight("Kafka", id="kafka-light")
-            yield Static(Text(""), id="lag")
+            yield TextLine(id="lag")
             yield Static(Text(""), id="status-fill")
             yield Static(Text("finished per second, last minute"), id="throughput-label")
             yield Sparkline([0] * 60, id="throughput")
-            yield Static(Text("0/s"), id="rate")
+            yield TextLine("0/s", id="rate")
         with Horizontal(id="status-counts"):
             for state in STATES:
-                yield Static(Text(f"{state.value} -"), id=f"count-{state.value}",
-                             classes=f"count state-{state.value}")
-            yield Static(Text("total -"), id="count-total", classes="count")
-            yield Static(Text(""), id="repairs")
+                yield TextLine(f"{state.value} -", id=f"count-{state.value}",
+                               classes=f"count state-{state.value}")
+            yield TextLine("total -", id="count-total", classes="count")
+            yield TextLine(id="repairs")
 
     def show_counts(self, counts: Mapping[TaskState, int]) -> None:
         """Tasks per state (from the counters)."""
         for state in STATES:
-            self.query_one(f"#count-{state.value}", Static).update(
-                Text(f"{state.value} {format_count(counts.get(state, 0))}"))
+            self.query_one(f"#count-{state.value}", TextLine).show(
+                f"{state.value} {format_count(counts.get(state, 0))}")
         total = sum(counts.values())
-        self.query_one("#count-total", Static).update(Text(f"total {format_count(total)}"))
+        self.query_one("#count-total", TextLine).show(f"total {format_count(total)}")
 
     def show_repairs(self, repairs: RepairStats, tz: tzinfo | None = None) -> None:
         """``repaired N`` once the reconciler re-sent or re-queued a task; its tooltip says which
         kinds, how many rounds ran, and when and by whom the last one (timestamps in ``tz``)."""
-        widget = self.query_one("#repairs", Static)
+        widget = self.query_one("#repairs", TextLine)
         repaired = repairs.resent_queued + repairs.requeued_in_progress
         widget.set_class(repaired > 0, "-visible")
         if repaired <= 0:
             return
-        widget.update(Text(f"⟲ repaired {format_count(repaired)}"))
+        widget.show(f"⟲ repaired {format_count(repaired)}")
         tooltip = repairs_text(repairs, tz)
         if str(widget.tooltip) != tooltip:
             widget.tooltip = Text(tooltip)
@@ -81,17 +82,18 @@ class StatusBar(Vertical):
         data = [float(v) for v in per_second] or [0.0]
         if list(sparkline.data or []) != data:
             sparkline.data = data
-        self.query_one("#rate", Static).update(Text(format_rate(rate(per_second))))
+        self.query_one("#rate", TextLine).show(format_rate(rate(per_second)))
 
     def show_lag(self, lag: int | None) -> None:
         """``lag N``: messages the workers have not committed yet (hidden while unknown)."""
-        widget = self.query_one("#lag", Static)
+        widget = self.query_one("#lag", TextLine)
         widget.set_class(lag is not None, "-visible")
         widget.set_class(bool(lag), "-behind")
         if lag is not None:
-            widget.update(Text(f"lag {format_count(lag)}"))
-            widget.tooltip = Text("Messages of the tasks topic that the workers' consumer group "
-                                  "has not committed yet (all partitions).")
+            widget.show(f"lag {format_count(lag)}")
+            if widget.tooltip is None:
+                widget.tooltip = Text("Messages of the tasks topic that the workers' consumer "
+                                      "group has not committed yet (all partitions).")
 
     def show_services(self, redis_up: bool | None, kafka_up: bool | None) -> None:
         """Connection state of each service."""

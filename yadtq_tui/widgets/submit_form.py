@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.suggester import Suggester
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, Input
 
 from yadtq.registry import TaskSpec
 from yadtq_tui.text import clean
+from yadtq_tui.widgets.text_line import TextLine
 
 PLACEHOLDER = "Type a task and press Enter, e.g. ADD 2 3 (later: ADD 2 3 in 30s)"
 
@@ -64,7 +64,7 @@ class SubmitForm(Vertical):
             yield Input(placeholder=PLACEHOLDER, id="task-input", suggester=self.suggester,
                         max_length=16 * 1024)
             yield Button("Submit", id="submit-button", variant="primary")
-        yield Static(Text(self.hint), id="form-message", classes="-hint")
+        yield TextLine(self.hint, id="form-message", classes="-hint")
 
     @property
     def input(self) -> Input:
@@ -102,8 +102,8 @@ class SubmitForm(Vertical):
         self._message(f"✔ {clean(message, 300)}", "-ok")
 
     def _message(self, text: str, kind: str) -> None:
-        line = self.query_one("#form-message", Static)
-        line.update(Text(text))
+        line = self.query_one("#form-message", TextLine)
+        line.show(text)
         self._kind = kind
         for cls in ("-hint", "-error", "-ok"):
             line.set_class(cls == kind, cls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
@@ -85,6 +86,14 @@ class TaskTable(LiveTable):
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
+    def __init__(self, *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self._made: dict[str, tuple[Task, str, tuple[Text, ...]]] = {}
+        """Each shown task's cells but its age, with the task and due text they were made from."""
+        self._ages: dict[str, Text] = {}
+        self._styles: tuple[Style, ...] = ()
+
     def state_style(self, task: Task) -> str:
         """The component class name for the task's state (``task-table--invalid`` for a
         malformed record)."""
@@ -92,6 +101,15 @@ class TaskTable(LiveTable):
 
     def task_row(self, task: Task, now: float) -> Row:
         """The cells of one task."""
+        return task.id, (*self._cells(task, now), self._age(task, now))
+
+    def _cells(self, task: Task, now: float) -> tuple[Text, ...]:
+        """Every cell of ``task`` but its age; made again only when the task (or, for a scheduled
+        task, its due text) changed, so an unchanged row costs a comparison, not eight Texts."""
+        due = due_text(task, now) if task.state is TaskState.SCHEDULED else ""
+        made = self._made.get(task.id)
+        if made is not None and made[1] == due and made[0] == task:
+            return made[2]
         muted = self.style_of("task-table--muted")
         if task.problem is not None:
             outcome = literal(task.problem, self.style_of("task-table--error"), OUTCOME_WIDTH)
@@ -100,8 +118,8 @@ class TaskTable(LiveTable):
         elif task.state is TaskState.COMPLETED:
             outcome = literal(format_value(task.result), "", OUTCOME_WIDTH)
         elif task.state is TaskState.SCHEDULED:  # due in 25s (a retry: after its last error)
-            outcome = literal(due_text(task, now) + (f" · {task.error}" if task.error else ""),
-                              muted, OUTCOME_WIDTH)
+            outcome = literal(due + (f" · {task.error}" if task.error else ""), muted,
+                              OUTCOME_WIDTH)
         elif task.state is TaskState.CANCELLED:
             outcome = literal(task.error or "cancelled", muted, OUTCOME_WIDTH)
         else:
@@ -117,10 +135,27 @@ class TaskTable(LiveTable):
                     else task.worker or "", muted,
                     WORKER_WIDTH),
             literal(str(task.attempt)),
-            literal(format_duration(task.age(now)), muted),
         )
-        return task.id, cells
+        self._made[task.id] = (task, due, cells)
+        return cells
+
+    def _age(self, task: Task, now: float) -> Text:
+        text = format_duration(task.age(now))
+        age = self._ages.get(task.id)
+        if age is None or age.plain != text:
+            age = self._ages[task.id] = literal(text, self.style_of("task-table--muted"))
+        return age
 
     def show_tasks(self, tasks: Sequence[Task], now: float) -> None:
         """Show ``tasks`` (newest first) as of ``now``."""
-        self.sync_rows([self.task_row(t, now) for t in tasks])
+        styles = tuple(self.style_of(c) for c in sorted(self.COMPONENT_CLASSES))
+        if styles != self._styles:  # a new theme: every cell again
+            self._styles = styles
+            self._made.clear()
+            self._ages.clear()
+        rows = [self.task_row(t, now) for t in tasks]
+        if len(self._made) > len(rows):  # forget the tasks that left the page
+            shown = {key for key, _ in rows}
+            self._made = {k: v for k, v in self._made.items() if k in shown}
+            self._ages = {k: v for k, v in self._ages.items() if k in shown}
+        self.sync_rows(rows)
