@@ -78,6 +78,7 @@ bench: services
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_schedule.py
+	$(PY) bench/bench_latency.py
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos

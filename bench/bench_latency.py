@@ -20,16 +20,19 @@ Each hop's p50/p99 and the end to end (call -> seen) are reported. Phases: offer
 ``submit(wait=False)``, and a burst of confirmed submits from one thread (submit calls per second).
 Every phase checks 0 lost, 0 duplicated (runs counted by the task itself), results a + b.
 
-The worker-side timestamps cost the normal path nothing: this module, imported by the workers as
-their task module (``YADTQ_TASKS``) only in this benchmark, wraps ``TaskConsumer.poll``,
+The worker-side timestamps cost the normal path nothing: ``bench/latency_worker.py``, the workers'
+task module (``YADTQ_TASKS``) only in this benchmark, wraps ``TaskConsumer.poll``,
 ``RedisStore.start`` and ``RedisStore.finish`` in the worker processes and writes what it saw to a
-file when the worker exits. Writes ``bench/results/latency.json``.
+file when the worker exits. ``--try JSON`` runs each repeat without and with a change (consumer or
+producer keywords, the background submitter's wait, the workers' switch interval, gc.freeze) and
+compares the medians: the machine is shared and noisy, so A and B alternate.
+Writes ``bench/results/latency.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
+import itertools
 import json
 import os
 import sys
@@ -41,81 +44,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yadtq import task  # noqa: E402
+from bench.latency_worker import HOPS_DIR, TRY, apply_try
 
-HOPS_DIR = "YADTQ_BENCH_HOPS_DIR"
 HOPS = (("submit call", "call", "return"), ("to Kafka append", "call", "append"),
         ("append -> poll", "append", "poll"), ("poll -> start written", "poll", "started"),
         ("start -> run", "started", "run"), ("run -> outcome written", "run", "outcome"),
         ("outcome -> client sees", "outcome", "seen"), ("end to end", "call", "seen"))
 
-_runs: dict[str, list[float]] = {}  # worker side: seq -> run start times (one per run)
-_seen: dict[str, dict[str, float]] = {}  # worker side: task id -> {append, poll, started, outcome}
-
-
-@task("LATADD", max_attempts=1)
-def latadd(a: int, b: int, seq: str) -> int:
-    """a + b, noting when it ran (bench/bench_latency.py)."""
-    _runs.setdefault(seq, []).append(time.time())
-    return a + b
-
-
-def _install_hooks(out_dir: str) -> None:
-    """Worker side: note when poll, START and FINISH return per task; dump at exit."""
-    from yadtq import broker
-    from yadtq.broker_types import Record
-    from yadtq.store import RedisStore
-
-    def poll(self: Any, timeout_ms: int, max_records: int | None = None) -> list[Record]:
-        with broker.kafka_errors(self.settings.kafka_bootstrap, "poll"):
-            batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
-        now = time.time()
-        out: list[Record] = []
-        for tp, messages in batches.items():
-            for m in messages:
-                out.append(Record(tp.partition, m.offset, m.value, tp.topic))
-                try:
-                    tid = json.loads(m.value)["id"]
-                except (ValueError, KeyError, TypeError):
-                    continue
-                _seen.setdefault(tid, {}).update(
-                    poll=now, append=m.timestamp / 1000, append_type=m.timestamp_type)
-        return out
-
-    start, finish = RedisStore.start, RedisStore.finish
-
-    def timed_start(self: RedisStore, worker_id: str, envelopes: Any) -> list[int]:
-        res = start(self, worker_id, envelopes)
-        now = time.time()
-        for env in envelopes:
-            _seen.setdefault(env.id, {})["started"] = now
-        return res
-
-    def timed_finish(self: RedisStore, worker_id: str, outcomes: Any) -> list[bool]:
-        res = finish(self, worker_id, outcomes)
-        now = time.time()
-        for o in outcomes:
-            _seen.setdefault(o.task_id, {})["outcome"] = now
-        return res
-
-    broker.TaskConsumer.poll = poll  # type: ignore[method-assign]
-    RedisStore.start = timed_start  # type: ignore[method-assign]
-    RedisStore.finish = timed_finish  # type: ignore[method-assign]
-
-    def dump() -> None:
-        path = Path(out_dir) / f"hops-{os.getpid()}.json"
-        path.write_text(json.dumps({"tasks": _seen, "runs": _runs}))
-
-    atexit.register(dump)
-
-
-if os.environ.get(HOPS_DIR) and __name__ != "__main__":
-    _install_hooks(os.environ[HOPS_DIR])
-
-
 # ---------------------------------------------------------------------- the client side
 class Watcher:
-    """Reads the state of outstanding tasks every ``interval`` s; notes when each is completed."""
+    """Reads the state of the 256 oldest outstanding tasks every ``interval`` s; notes when each is
+    completed (reading every outstanding one would load this process more the longer the backlog)."""
 
     def __init__(self, client: Any, interval: float = 0.001) -> None:
         self.r, self.keys, self.interval = client.store.r, client.store.keys, interval
@@ -133,7 +72,7 @@ class Watcher:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:
-                ids = list(self._pending)[:5000]
+                ids = list(itertools.islice(self._pending, 256))  # the oldest first
             if not ids:
                 continue
             pipe = self.r.pipeline(transaction=False)
@@ -267,7 +206,7 @@ def log_append_time(settings: Any) -> None:
         admin.close()
 
 
-def run_once(seconds: float, burst_n: int) -> dict[str, Any]:
+def run_once(seconds: float, burst_n: int, spec: dict[str, Any]) -> dict[str, Any]:
     from bench.common import Workers, fresh_settings
     from bench.peers.yadtq_peer import YadtqPeer
     from yadtq import Client
@@ -276,10 +215,12 @@ def run_once(seconds: float, burst_n: int) -> dict[str, Any]:
     settings = fresh_settings("lat")
     ensure_topics(settings)
     log_append_time(settings)
+    undo = apply_try(spec, "client")
     client = Client(settings)
     out_dir = Path(tempfile.mkdtemp(prefix="yadtq-lat-"))
-    saved = {k: os.environ.get(k) for k in ("YADTQ_TASKS", HOPS_DIR)}
-    os.environ.update({"YADTQ_TASKS": "bench.bench_latency", HOPS_DIR: str(out_dir)})
+    saved = {k: os.environ.get(k) for k in ("YADTQ_TASKS", HOPS_DIR, TRY)}
+    os.environ.update({"YADTQ_TASKS": "bench.latency_worker", HOPS_DIR: str(out_dir),
+                       TRY: json.dumps(spec)})
     try:
         workers = Workers(settings, 2)
     finally:
@@ -304,37 +245,31 @@ def run_once(seconds: float, burst_n: int) -> dict[str, Any]:
             raise RuntimeError("a worker did not write its timestamps (did it exit cleanly?)")
         return {name: analyse(client, p, watcher, hops, runs) for name, p in phases.items()}
     finally:
+        for obj, name, value in reversed(undo):
+            setattr(obj, name, value)
         for f in out_dir.glob("*"):
             f.unlink()
         out_dir.rmdir()
+        cleanup = YadtqPeer.__new__(YadtqPeer)  # its clean-up: keys, client, topics
+        cleanup.settings, cleanup.client, cleanup.r = settings, client, client.store.r
         try:
-            YadtqPeer.cleanup(_Cleanup(settings, client))  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - cleaning up: say so, keep the result
+            cleanup.cleanup()
+        except Exception as exc:
             print(f"cleanup: {exc}", file=sys.stderr)
 
 
-class _Cleanup:
-    """What ``YadtqPeer.cleanup`` needs: the client, its key prefix and topics."""
-
-    def __init__(self, settings: Any, client: Any) -> None:
-        self.settings, self.client, self.r = settings, client, client.store.r
-
-    def delete_matching(self, pattern: str) -> None:
-        for key in self.r.scan_iter(match=pattern, count=1000):
-            self.r.unlink(key)
-
-
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per phase and hop, the median over the repeats of p50 and of p99."""
+    """Per phase and hop, the median over the repeats of p50 and of p99 (and of the rate)."""
     from statistics import median
     out: dict[str, Any] = {}
     for phase in runs[0]:
-        hops = {}
+        hops: dict[str, Any] = {}
         for name, _, _ in HOPS:
             vals = {q: [r[phase]["hops_ms"][name][q] for r in runs
                         if r[phase]["hops_ms"][name][q] is not None] for q in ("p50", "p99")}
             hops[name] = {q: round(median(v), 2) if v else None for q, v in vals.items()}
-        out[phase] = hops
+        rates = [r[phase].get("achieved_per_s", r[phase].get("submit_per_s")) for r in runs]
+        out[phase] = {"per_s": round(median(rates), 1), "hops_ms": hops}
     return out
 
 
@@ -358,20 +293,32 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", default="latency", help="bench/results/<OUT>.json")
     parser.add_argument("--label", default="", help="what this run measures (kept in the file)")
+    parser.add_argument("--try", dest="spec", default=None, metavar="JSON",
+                        help=f"a change to try ({TRY}'s keys); with it each repeat runs without "
+                             "and then with it, and the medians of both are compared")
     args = parser.parse_args()
-    runs = []
+    variants = {"as is": {}} if args.spec is None else {"as is": {}, "tried": json.loads(args.spec)}
+    runs: list[dict[str, Any]] = []
     for i in range(args.repeat):
-        load = os.getloadavg()
-        print(f"run {i + 1}/{args.repeat} (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}); "
-              "p50/p99 ms per hop")
-        result = run_once(args.seconds, args.burst)
-        print_run(result)
-        runs.append({"load_average": [round(x, 2) for x in load], "phases": result})
+        for variant, spec in variants.items():
+            load = os.getloadavg()
+            print(f"run {i + 1}/{args.repeat}, {variant} (load average {load[0]:.2f} {load[1]:.2f} "
+                  f"{load[2]:.2f}); p50/p99 ms per hop")
+            result = run_once(args.seconds, args.burst, spec)
+            print_run(result)
+            runs.append({"variant": variant, "load_average": [round(x, 2) for x in load],
+                         "phases": result})
     bad = [(i, p, r["check"]) for i, run in enumerate(runs) for p, r in run["phases"].items()
            if r["check"]["lost"] or r["check"]["duplicated"] or r["check"]["wrong_result"]]
-    data = {"machine": machine(), "label": args.label, "seconds": args.seconds, "runs": runs,
-            "median_over_runs": median_of([r["phases"] for r in runs]),
-            "hops": {name: f"{a} -> {b}" for name, a, b in HOPS}}
+    medians = {v: median_of([r["phases"] for r in runs if r["variant"] == v]) for v in variants}
+    for v, med in medians.items():
+        print(f"median over {args.repeat} run(s), {v}: per phase, rate and end to end p50/p99 ms")
+        for phase, m in med.items():
+            e2e = m["hops_ms"]["end to end"]
+            print(f"  {phase:<26}{m['per_s']:>8}  {e2e['p50']}/{e2e['p99']}")
+    data = {"machine": machine(), "label": args.label, "tried": variants.get("tried"),
+            "seconds": args.seconds, "hops": {name: f"{a} -> {b}" for name, a, b in HOPS},
+            "median_over_runs": medians, "runs": runs}
     path = write_result(args.out, data)
     print(f"written to {path}")
     if bad:
