@@ -21,7 +21,7 @@ help:
 	@echo "make cluster    start a 3-node Kafka cluster (KRaft) on 127.0.0.1:19101-19103 (Redis: make services)"
 	@echo "make sentinel   start a Redis primary, a replica and 3 Sentinels on loopback (scripts/sentinel.sh)"
 	@echo "make stop       stop the workers started by make run, then Kafka, the cluster, Redis and Sentinel"
-	@echo "make bench      pipeline and memory benchmarks (writes bench/results/)"
+	@echo "make bench      pipeline, memory, scheduler and per-hop latency benchmarks (writes bench/results/)"
 	@echo "make bench-peers  YADTQ side by side with Celery, RQ, Dramatiq, Huey, kq (ARGS=--quick)"
 	@echo "make bench-profile  per-task CPU by component (py-spy: Kafka client, Redis client, framework, servers)"
 	@echo "make chaos      the large fault-injection run (stops/starts the make-services Kafka and Redis)"
@@ -78,6 +78,7 @@ bench: services
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_schedule.py
+	$(PY) bench/bench_latency.py
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos
