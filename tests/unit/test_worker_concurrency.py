@@ -61,7 +61,7 @@ def harness(fake_store: RedisStore, concurrency: int, partitions: int = 1, **kw:
         while True:
             try:
                 time.sleep(0.01)
-            except BaseException:  # noqa: BLE001 - swallows the interrupts on purpose
+            except BaseException:
                 pass
 
     h.client = Client(settings, store=h.store, producer_factory=h.broker.producer,
