@@ -60,7 +60,7 @@ class CancelWatch:
             if not requested:
                 continue
             with self.status.lock:
-                if self.status.running.get(running.thread.ident or 0) is not running:
+                if self.status.running.get(running.key) is not running:
                     continue  # it ended meanwhile: FINISH wrote it cancelled
                 running.cancel_seen = time.monotonic()
                 running.interrupts = 0

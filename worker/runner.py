@@ -22,19 +22,30 @@ import threading
 import time
 from typing import TypeVar
 
-from worker.execute import Interrupt, Result, TaskCancelled, TimeLimitExceeded, run_task, valid_text
+from worker.aio import AsyncLoop
+from worker.execute import (
+    Interrupt,
+    Result,
+    TaskCancelled,
+    TimeLimitExceeded,
+    interrupt_thread,
+    run_task,
+    valid_text,
+)
 from worker.inflight import InFlight, Track
+from worker.messages import CANCELLED as CANCELLED  # re-exported: START's answer
+from worker.messages import REFUSED, Job, not_started, validate
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
 from yadtq.broker_types import Record
-from yadtq.errors import DecodeError, InvalidTask, StoreError
+from yadtq.errors import StoreError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.text import safe_text
-from yadtq.wire import Envelope, decode
+from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.worker")
 T = TypeVar("T")
@@ -47,10 +58,6 @@ EXTRA_STARTS = 2
 """Starts beyond ``max_attempts`` a task gets when its earlier attempts never finished (the worker
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
-# START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE = 0, -1, -2, -3, -4, -5
-REFUSED = -100
-"""Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
 
 def backoff(attempt: int, base: float | None = None) -> float:
@@ -60,7 +67,6 @@ def backoff(attempt: int, base: float | None = None) -> float:
     return float(min(max(RETRY_MAX_SECONDS, first), first * 2.0 ** min(attempt - 1, 60)))
 
 
-Job = tuple[Envelope, TaskSpec]
 
 
 class Runner:
@@ -81,6 +87,7 @@ class Runner:
                         for i in range(settings.concurrency)]
         self.failures = 0
         """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
+        self.aio = AsyncLoop()
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
 
@@ -103,7 +110,7 @@ class Runner:
     def idle(self) -> bool:
         """Nothing waits and nothing is in a runner thread's hands."""
         with self.status.lock:
-            return self.work.queued == 0 and self.status.active == 0
+            return self.work.queued == 0 and self.status.active == 0 and not self.status.running
 
     def _loop(self) -> None:
         while True:
@@ -115,6 +122,15 @@ class Runner:
                 return
             with self.status.lock:
                 self.status.active += 1
+            if callable(unit):  # an async task's outcome to write
+                try:
+                    unit()
+                except BaseException:
+                    log.exception("writing an async task's outcome failed")
+                finally:
+                    with self.status.lock:
+                        self.status.active -= 1
+                continue
             chunk: list[Item] = []
             try:
                 chunk = self._take_chunk(unit)
@@ -155,29 +171,14 @@ class Runner:
     def _known_fast(self, job: Job | None) -> bool:
         if job is None or job[1].fn is None:
             return True  # dead-lettered or failed at once: no time to wait behind
+        if job[1].is_async:
+            return False  # alone: it leaves its thread at once
         seconds = self._seconds.get(job[1].name)
         return seconds is not None and seconds < FAST_TASK_SECONDS
 
     def validate(self, rec: Record) -> Job | None:
         """The task a record asks for, or None (dead-lettered). Never raises."""
-        try:
-            env = decode(rec.value)
-        except DecodeError as exc:
-            self.outbox.dead_letter(rec, str(exc))
-            return None
-        try:
-            spec, args = self.registry.validate(env.name, env.args)
-        except InvalidTask as exc:
-            reason = str(exc)
-            if reason.startswith("unknown task"):
-                reason = f"unknown task {env.name!r} on worker {self.worker_id}"
-            self.outbox.dead_letter(rec, reason)
-            return (env, TaskSpec(env.name, None, (), description=reason))
-        except Exception as exc:  # noqa: BLE001 - a validator that trips: this message only
-            self.outbox.dead_letter(rec, f"could not validate the task: {type(exc).__name__}: "
-                                         f"{valid_text(exc)[:300]}")
-            return None
-        return (Envelope(env.id, spec.name, args, env.created_at), spec)
+        return validate(rec, self.registry, self.outbox, self.worker_id)
 
     # ------------------------------------------------------------------ a chunk
     def _run_chunk(self, chunk: list[Item]) -> None:
@@ -197,6 +198,9 @@ class Runner:
             if (self.stopping.is_set() and idx > 0) or not track.live:
                 stop_at = idx
                 break
+            if spec.is_async and self._refusal(env, spec, attempt) is None:
+                self._launch(rec, track, env, spec, attempt)  # finished when its outcome is written
+                return
             outcomes.append((rec, self._execute(rec, track, env, spec, attempt)))
         if stop_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
@@ -231,22 +235,7 @@ class Runner:
         return out, reasons
 
     def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
-        if code == FINAL:
-            log.info("task %s skipped: already final (duplicate delivery)", env.id)
-        elif code == CLEARED:
-            log.info("task %s skipped: cleared by reset", env.id)
-        elif code == CANCELLED:
-            log.info("task %s skipped: cancelled", env.id)
-        elif code == NOT_DUE:
-            log.info("task %s skipped: scheduled for later (the scheduler sends it when due)", env.id)
-        elif code == MISMATCH:
-            self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
-                                         "(other name or arguments): not run")
-        elif code == MALFORMED:
-            self.outbox.dead_letter(rec, f"Redis holds a malformed record for task {env.id} (a missing "
-                                         "or ill-typed field, or a key of another type): not run")
-        else:
-            self.outbox.dead_letter(rec, f"Redis refused to start task {env.id}: {reason}")
+        not_started(rec, env, code, reason, self.outbox)
 
     def _finish(self, outcomes: list[tuple[Record, Outcome]]) -> bool:
         """Write the outcomes (False if the worker is stopping meanwhile). One Redis refuses for good
@@ -281,20 +270,30 @@ class Runner:
         return self._finish([(rec, plain)])
 
     # ------------------------------------------------------------------ one task
-    def _execute(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
-                 attempt: int) -> Outcome:
-        max_attempts = spec.max_attempts or self.settings.default_max_attempts
-        limit = spec.time_limit or self.settings.default_time_limit
+    def _refusal(self, env: Envelope, spec: TaskSpec, attempt: int) -> Outcome | None:
+        """The outcome of a task that is not run at all (unknown here, or started too often)."""
         if spec.fn is None:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=spec.description or f"unknown task {env.name!r}")
+        max_attempts = spec.max_attempts or self.settings.default_max_attempts
         if attempt > max_attempts + EXTRA_STARTS:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=f"started {attempt} times and never finished (each time its "
                                  "worker died or was restarted): not started again")
-        result = self._call(rec, track, env, spec, attempt, limit)
+        return None
+
+    def _execute(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                 attempt: int) -> Outcome:
+        refused = self._refusal(env, spec, attempt)
+        if refused is not None:
+            return refused
+        limit = spec.time_limit or self.settings.default_time_limit
+        return self._outcome(env, spec, attempt, self._call(rec, track, env, spec, attempt, limit))
+
+    def _outcome(self, env: Envelope, spec: TaskSpec, attempt: int, result: Result) -> Outcome:
+        max_attempts = spec.max_attempts or self.settings.default_max_attempts
         self._log_result(env, attempt, result)
         if result.cancelled:
             self.metrics.finished(env.name, TaskState.CANCELLED)
@@ -316,9 +315,11 @@ class Runner:
     def _call(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec, attempt: int,
               limit: float) -> Result:
         me = threading.current_thread()
+        key = me.ident or 0
         with self.status.lock:
-            self.status.running[me.ident or 0] = Running(env.id, env.name, attempt, rec, track, me,
-                                                         time.monotonic() + limit, limit)
+            self.status.running[key] = Running(env.id, env.name, attempt, rec, track, key,
+                                               lambda kind: interrupt_thread(me, kind),
+                                               time.monotonic() + limit, limit)
             self.status.progress()
         started = time.perf_counter()
         try:
@@ -326,7 +327,7 @@ class Runner:
                 return run_task(spec, env.args)
             finally:
                 with self.status.lock:
-                    self.status.running.pop(me.ident or 0, None)
+                    self.status.running.pop(key, None)
                     self.status.progress()
         except TimeLimitExceeded:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
@@ -334,6 +335,29 @@ class Runner:
         except TaskCancelled:
             return Result(False, error="cancelled while running", cancelled=True,
                           seconds=time.perf_counter() - started)
+
+    def _launch(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                attempt: int) -> None:
+        """Hand an ``async def`` task to the event loop; a runner thread writes its outcome."""
+        limit = spec.time_limit or self.settings.default_time_limit
+        key = ("async", env.id, attempt)
+
+        def done(result: Result) -> None:  # on the loop's thread
+            with self.status.lock:
+                self.status.running.pop(key, None)
+            self.work.put(lambda: self._write_async(rec, track, env, spec, attempt, result),
+                          front=True)
+
+        with self.status.lock:  # before it can end: ``done`` removes it
+            running = Running(env.id, env.name, attempt, rec, track, key, lambda kind: None,
+                              time.monotonic() + limit, limit)
+            self.status.running[key] = running
+        running.stop = self.aio.launch(spec, env.args, limit, done)
+
+    def _write_async(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                     attempt: int, result: Result) -> None:
+        if self._finish([(rec, self._outcome(env, spec, attempt, result))]):
+            self.inflight.finish(track, rec.offset)
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)

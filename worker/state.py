@@ -16,6 +16,7 @@ from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable, StoreError
 
 if TYPE_CHECKING:
+    from worker.execute import Interrupt
     from worker.inflight import Track
     from yadtq.registry import TaskSpec
     from yadtq.wire import Envelope
@@ -38,13 +39,14 @@ class WorkQueue:
     """Messages waiting for a free runner thread, in runs of consecutive messages ("units")."""
 
     def __init__(self) -> None:
-        self._units: deque[list[Item]] = deque()
+        self._units: deque[list[Item] | Callable[[], None]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self.queued = 0
         """Messages waiting (read without the lock: an estimate for flow control)."""
 
-    def put(self, unit: list[Item], front: bool = False) -> None:
+    def put(self, unit: list[Item] | Callable[[], None], front: bool = False) -> None:
+        """Queue messages, or a call (an async task's outcome to write: kept through ``clear``)."""
         if not unit:
             return
         with self._cond:
@@ -52,10 +54,10 @@ class WorkQueue:
                 self._units.appendleft(unit)
             else:
                 self._units.append(unit)
-            self.queued += len(unit)
+            self.queued += len(unit) if isinstance(unit, list) else 1
             self._cond.notify()
 
-    def get(self) -> list[Item] | None:
+    def get(self) -> list[Item] | Callable[[], None] | None:
         """The next unit (waits for one); None once closed."""
         with self._cond:
             while not self._units and not self._closed:
@@ -63,14 +65,15 @@ class WorkQueue:
             if self._closed:
                 return None
             unit = self._units.popleft()
-            self.queued -= len(unit)
+            self.queued -= len(unit) if isinstance(unit, list) else 1
             return unit
 
     def clear(self) -> int:
         """Drop what waits (not started: redelivered after this worker leaves); how many."""
         with self._cond:
-            dropped, self.queued = self.queued, 0
-            self._units.clear()
+            calls = [u for u in self._units if not isinstance(u, list)]
+            dropped, self.queued = self.queued - len(calls), len(calls)
+            self._units = deque(calls)
             return dropped
 
     def close(self) -> None:
@@ -88,8 +91,11 @@ class Running:
     attempt: int
     record: Record
     track: Track
-    thread: threading.Thread
-    """The thread running it: where the watchdog raises its interrupts."""
+    key: object
+    """Its key in ``RunnerStatus.running`` (a sync task's thread ident)."""
+    stop: Callable[[type[Interrupt]], object]
+    """Stops it (the watchdog calls it with the interrupt's kind): raises the interrupt in a sync
+    task's thread, cancels an ``async def`` task's coroutine."""
     deadline: float
     """``time.monotonic()`` at which its time limit is over."""
     limit: float
@@ -104,8 +110,8 @@ class RunnerStatus:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.running: dict[int, Running] = {}
-        """Thread ident -> the task that thread runs now."""
+        self.running: dict[object, Running] = {}
+        """The tasks running now, by key (a sync task's thread ident)."""
         self.active = 0
         """Runner threads busy with messages (starting, running or writing them)."""
         self.progress_at = time.time()

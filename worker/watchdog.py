@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.execute import Interrupt, TaskCancelled, TimeLimitExceeded, interrupt_thread
+from worker.execute import Interrupt, TaskCancelled, TimeLimitExceeded
 from worker.inflight import InFlight
 from worker.runner import Runner
 from worker.state import Running
@@ -58,7 +58,7 @@ class Watchdog:
                     log.warning("task %s is over its time limit of %g s; interrupting it",
                                 running.task_id, running.limit)
             running.interrupts += 1
-            interrupt_thread(running.thread, kind)
+            running.stop(kind)
         return False
 
     def stalled(self) -> str:

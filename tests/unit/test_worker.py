@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 import worker.runner as runner_module
-import worker.watchdog as watchdog_module
 import worker.worker as worker_module
 from tests.polling import eventually
 from worker.runner import backoff
@@ -398,7 +397,7 @@ def test_a_retry_taken_by_another_worker_does_not_drop_the_batch(fake_settings: 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real_interrupt = watchdog_module.interrupt_thread
+    real_interrupt = runner_module.interrupt_thread
     w = h.worker()
 
     def preempted_interrupt(thread: threading.Thread, exc: type[BaseException]) -> bool:
@@ -407,7 +406,7 @@ def test_a_late_time_limit_interrupt_does_not_kill_the_runner(h: Harness,
         time.sleep(0.3)
         return real_interrupt(thread, exc)
 
-    monkeypatch.setattr(watchdog_module, "interrupt_thread", preempted_interrupt)
+    monkeypatch.setattr(runner_module, "interrupt_thread", preempted_interrupt)
     late = h.submit("ENDS_LATE")
     t = threading.Thread(target=w.run, kwargs={"idle_exit": 3}, daemon=True)
     t.start()

@@ -4,6 +4,7 @@ limits, cancels and the stuck-task escalation per task."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -227,3 +228,99 @@ def test_many_partitions_many_tasks_exactly_once_outcomes(fake_store: RedisStore
     assert [t.result for t in tasks] == [2 * i for i in range(300)]
     assert {t.attempt for t in tasks} == {1} and w.done == 300
     assert h.committed() == h.all_offsets()
+
+
+# ---------------------------------------------------------------- async def tasks
+def async_harness(fake_store: RedisStore, concurrency: int = 1, **kw: Any) -> Harness:
+    h = harness(fake_store, concurrency=concurrency, **kw)
+    gates = h.gates  # type: ignore[attr-defined]
+    state = {"now": 0, "most": 0, "threads": set()}
+    h.aio = state  # type: ignore[attr-defined]
+
+    @h.reg.task("AGATE", max_attempts=1, time_limit=60)
+    async def agate(key: str) -> str:
+        """Awaits until its gate opens."""
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        state["threads"].add(threading.get_ident())
+        try:
+            while not gates.setdefault(key, threading.Event()).is_set():
+                await asyncio.sleep(0.01)
+            return key
+        finally:
+            state["now"] -= 1
+
+    @h.reg.task("ANAP", max_attempts=1, time_limit=0.3)
+    async def anap(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return seconds
+
+    @h.reg.task("ABAD", max_attempts=2)
+    async def abad() -> None:
+        raise ValueError("async boom")
+
+    @h.reg.task("ADEAF", max_attempts=1, time_limit=0.2)
+    async def adeaf() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:  # ignores its cancellation on purpose
+                pass
+
+    h.client = Client(h.settings, store=h.store, producer_factory=h.broker.producer,
+                      kafka_ping=h.broker.ping, registry=h.reg)
+    return h
+
+
+def test_async_tasks_run_many_at_once_on_one_loop_without_a_thread_each(
+        fake_store: RedisStore) -> None:
+    """One runner thread, 50 coroutines in flight at once on the worker's one event loop."""
+    h = async_harness(fake_store, concurrency=1)
+    ids = [h.submit("AGATE", f"a{i}") for i in range(50)]
+    fast = [h.submit("ADD", i, 1) for i in range(5)]
+    w = h.worker()
+    t = run_in_thread(w, idle_exit=5)
+    try:
+        assert eventually(lambda: h.aio["now"] == 50, 10)  # type: ignore[attr-defined]
+        assert eventually(lambda: all(h.get(i).state is C for i in fast), 10)  # not held
+        assert len(h.aio["threads"]) == 1  # type: ignore[attr-defined]
+        assert h.committed().get(0, 0) == 0
+    finally:
+        for i in range(50):
+            open_gate(h, f"a{i}")
+    t.join(10)
+    assert [h.get(i).result for i in ids] == [f"a{i}" for i in range(50)]
+    assert h.committed() == {0: 55} and w.done == 55
+
+
+def test_async_time_limit_failure_and_cancel(fake_store: RedisStore) -> None:
+    h = async_harness(fake_store, concurrency=1)
+    ok, slow, bad = h.submit("ANAP", 0.01), h.submit("ANAP", 5), h.submit("ABAD")
+    gated = h.submit("AGATE", "c")
+    w = h.worker()
+    t = run_in_thread(w, idle_exit=5)
+    try:
+        assert eventually(lambda: h.get(gated).state is P, 10)
+        assert h.client.cancel(gated).running
+        assert eventually(lambda: h.get(gated).state is X, 10)
+        assert eventually(lambda: h.get(bad).state is F, 10)
+        assert eventually(lambda: h.get(slow).state is F, 10)
+    finally:
+        open_gate(h, "c")
+    t.join(10)
+    assert h.get(ok).result == 0.01
+    assert "time limit of 0.3 s exceeded" in (h.get(slow).error or "")
+    assert h.get(bad).error == "ValueError: async boom" and h.get(bad).attempt == 2
+    assert w.exit_code == 0
+
+
+def test_an_async_task_that_ignores_its_cancellation_is_escalated(fake_store: RedisStore) -> None:
+    h = async_harness(fake_store, concurrency=2, stuck_grace=0.5)
+    deaf = h.submit("ADEAF")
+    w = h.worker()
+    t = run_in_thread(w, idle_exit=10)
+    t.join(15)
+    assert w.exit_code == EXIT_RESTART
+    task = h.get(deaf)
+    assert task.state is F and "did not stop within 0.5 s" in (task.error or "")
+    assert h.committed() == {0: 1}
