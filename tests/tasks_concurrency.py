@@ -52,3 +52,14 @@ def gated(key: str) -> str:
         time.sleep(0.02)
     _r().hset(_hash(), f"{key}:end", repr(time.time()))
     return key
+
+
+@task("ASPAN", max_attempts=1, time_limit=120)
+async def aspan(key: str, seconds: float) -> str:
+    """``SPAN`` as a coroutine: awaits ``seconds`` on the worker's event loop."""
+    import asyncio
+
+    _started(key)
+    await asyncio.sleep(seconds)
+    _r().hset(_hash(), f"{key}:end", repr(time.time()))
+    return key

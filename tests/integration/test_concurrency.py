@@ -144,3 +144,18 @@ def test_sigkill_with_out_of_order_completion_redelivers_exactly_the_unfinished(
         assert len(finals) == 1, (task_id, [(e.state.value, e.attempt) for e in task.history])
         assert task.attempt == (2 if task_id in gated_ids else 1)
     assert eventually(lambda: committed(client.settings).get(0) == len(plan), 30, 0.1)
+
+
+def test_async_tasks_run_many_at_once_with_one_thread(one_partition: tuple[Client, str],
+                                                      workers: WorkerProcs) -> None:
+    """``--concurrency 1``: one runner thread, yet 40 one-second coroutines overlap."""
+    client, spans = one_partition
+    start(workers, spans, 1)
+    keys = [f"a{i}" for i in range(40)]
+    ids = client.submit_many([("ASPAN", [k, 1.0]) for k in keys])
+    wait_ids_final(client, ids, 90)
+    assert all(client.get(i).state is TaskState.COMPLETED for i in ids)
+    fields = spans_of(client.settings, spans)
+    assert most_at_once(fields, keys) >= 20
+    assert all(fields[f"{k}:runs"] == "1" for k in keys)
+    assert eventually(lambda: committed(client.settings).get(0) == 40, 30, 0.1)

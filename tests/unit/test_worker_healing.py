@@ -18,6 +18,7 @@ from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 
+
 @pytest.fixture
 def fake_settings() -> Settings:
     """One task at a time (``concurrency=1``): these tests pin down today's sequential behaviour;
