@@ -1,4 +1,4 @@
-"""The cancel watch: a thread that asks Redis, once a second, whether the running task was
+"""The cancel watch: a thread that asks Redis, once a second, whether a running task was
 cancelled, and marks it for the watchdog (which interrupts it as it does at a time limit).
 
 Why a polled flag and not a pub/sub push: the flag (``cancel_requested`` in the task's hash, set by
@@ -46,23 +46,24 @@ class CancelWatch:
             self.check()
 
     def check(self) -> bool:
-        """One look: True if the running task was cancelled (and is now marked for the
+        """One look at each running task: True if one was cancelled (and is now marked for the
         watchdog). A Redis that cannot answer now is asked again next time."""
         with self.status.lock:
-            running = self.status.running
-        if running is None or running.cancel_seen is not None:
-            return False
-        try:
-            requested = self.cancels.requested(running.task_id)
-        except (ServiceUnavailable, StoreError) as exc:
-            log.debug("could not read the cancel flag of task %s: %s", running.task_id, exc)
-            return False
-        if not requested:
-            return False
-        with self.status.lock:
-            if self.status.running is not running:
-                return False  # it ended meanwhile: FINISH wrote it cancelled
-            running.cancel_seen = time.monotonic()
-            running.interrupts = 0
-        log.info("task %s: cancel requested", running.task_id)
-        return True
+            tasks = [r for r in self.status.running.values() if r.cancel_seen is None]
+        found = False
+        for running in tasks:
+            try:
+                requested = self.cancels.requested(running.task_id)
+            except (ServiceUnavailable, StoreError) as exc:
+                log.debug("could not read the cancel flag of task %s: %s", running.task_id, exc)
+                return found
+            if not requested:
+                continue
+            with self.status.lock:
+                if self.status.running.get(running.key) is not running:
+                    continue  # it ended meanwhile: FINISH wrote it cancelled
+                running.cancel_seen = time.monotonic()
+                running.interrupts = 0
+            log.info("task %s: cancel requested", running.task_id)
+            found = True
+        return found

@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Callable
 
 from worker.interfaces import Consumer
-from worker.state import Batch
 from yadtq.errors import ServiceUnavailable, YadtqError
 
 log = logging.getLogger("yadtq.worker")
@@ -35,15 +34,15 @@ class Committer:
         self._ready: deque[tuple[float, dict[int, int]]] = deque()
         """Finished offsets waiting ``commit_after`` seconds."""
 
-    def stage(self, consumer: Consumer, batch: Batch) -> None:
-        """Queue the batch's newly finished offsets (of partitions still ours) for committing."""
+    def stage(self, consumer: Consumer, committable: dict[int, int]) -> None:
+        """Queue the newly committable offsets (of partitions still ours) for committing."""
         try:
             owned = consumer.assignment()
         except YadtqError:
             return
         with self._lock:
-            fresh = {p: o for p, o in batch.processed.items()
-                     if p not in batch.revoked and p in owned and self._staged.get(p) != o}
+            fresh = {p: o for p, o in committable.items()
+                     if p in owned and self._staged.get(p) != o}
             if fresh:
                 self._staged.update(fresh)
                 self._ready.append((time.monotonic(), fresh))

@@ -62,18 +62,19 @@ def run_task(spec: TaskSpec, args: tuple[Any, ...]) -> Result:
         value = spec.fn(*args)
     except Interrupt:
         raise
-    except (PermanentTaskError, InvalidTask, TypeError) as exc:
-        return Result(False, error=describe_error(exc), retryable=False,
-                      seconds=time.perf_counter() - t0)
-    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
-        # the task tried to end the process or the thread: that ends only this attempt
-        return Result(False, error=describe_error(exc), retryable=False,
-                      seconds=time.perf_counter() - t0)
     except BaseException as exc:  # noqa: BLE001 - any error of user code is a failed attempt
-        return Result(False, error=describe_error(exc), retryable=True,
-                      seconds=time.perf_counter() - t0)
+        return error_result(exc, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     return check_result(value, seconds)
+
+
+def error_result(exc: BaseException, seconds: float) -> Result:
+    """The failed attempt for an exception raised by a task. Errors retrying cannot fix (bad
+    arguments, ``PermanentTaskError``) and a task that tried to end the process or the thread
+    (``SystemExit``, ``KeyboardInterrupt``: that ends only this attempt) are not retried."""
+    final = (PermanentTaskError, InvalidTask, TypeError, SystemExit, KeyboardInterrupt, GeneratorExit)
+    return Result(False, error=describe_error(exc), retryable=not isinstance(exc, final),
+                  seconds=seconds)
 
 
 def check_result(value: Any, seconds: float = 0.0) -> Result:

@@ -46,7 +46,7 @@ class Heartbeat:
 
     def beat(self) -> Beat:
         with self.status.lock:
-            running = self.status.running
+            running = self.status.oldest()
             done, failed, progress_at = self.status.done, self.status.failed, self.status.progress_at
         me = self.identity
         return Beat(me.id, me.host, me.pid, me.started_at, running.task_id if running else None,

@@ -3,12 +3,13 @@
     yadtq-worker                         # built-in tasks (ADD, SUB, MUL, DIV, SLEEP)
     yadtq-worker --tasks mypkg.tasks     # plus the tasks registered in your module(s)
     yadtq-worker --scheduler             # only the scheduler: sends delayed tasks when due
+    yadtq-worker --concurrency 32        # up to 32 tasks at once (default 8; 1: one at a time)
 
 Every worker also runs the scheduler (one of them leads at a time, by a Redis lock);
 --no-scheduler leaves that to the others or to a --scheduler process.
 
-First SIGTERM/SIGINT: finish the current task, write it, commit, leave the group (warm stop).
-Second: exit at once (the task in hand is redelivered to another worker).
+First SIGTERM/SIGINT: finish the running tasks, write them, commit, leave the group (warm stop).
+Second: exit at once (the tasks in hand are redelivered to another worker).
 
 The worker runs in a child process that a small supervisor replaces when it ends abnormally (a
 task that would not stop after its time limit, a crash, kill -9); --no-supervisor runs it in this
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         signals["count"] += 1
         if signals["count"] == 1:
-            log.info("signal %d: finishing the current task, then stopping (again to exit now)",
+            log.info("signal %d: finishing the running tasks, then stopping (again to exit now)",
                      signum)
             worker.request_stop()
         else:

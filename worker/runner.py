@@ -1,39 +1,51 @@
-"""The runner: executes the batches the consume loop hands over, on a thread of its own.
+"""The runner: executes the messages the consume loop hands over, on ``concurrency`` threads.
 
 For each message: decode and validate it (an invalid one is dead-lettered), mark it ``in-progress``
 in Redis (a new attempt, compare-and-set), run the registered function, and write the outcome
 (compare-and-set on the attempt). A failed attempt that may be retried is written ``scheduled``,
 due after an exponential backoff: the scheduler sends it again then; the runner moves on at once.
-Consecutive tasks whose names are known to run fast share one start and one finish round trip
-(chunks of up to 256); any other task runs in a chunk of its own, so a task is marked in-progress
-only when it really starts.
+Consecutive tasks of one partition whose names are known to run fast share one start and one
+finish round trip (chunks of up to 256); any other task runs in a chunk of its own, so a task is
+marked in-progress only when it really starts. The threads take chunks from one queue: a long task
+holds its thread only, never the messages behind it.
 
 Whatever one message or one task does is confined to it: a message Redis refuses for good is
 dead-lettered with the reason, a task that misbehaves ends ``failed`` with a readable error, and a
-batch is never dropped. ``Batch.processed`` says how far each partition is finished; the consume
-loop commits only that far (and seeks back to it if the runner fails unexpectedly).
+message is never dropped. A message is finished in ``worker.inflight`` once its outcome is written
+(or it is dead-lettered or skipped); the consume loop commits each partition only that far.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from typing import TypeVar
 
-from worker.execute import Interrupt, Result, TaskCancelled, TimeLimitExceeded, run_task, valid_text
+from worker.aio import AsyncLoop
+from worker.execute import (
+    Interrupt,
+    Result,
+    TaskCancelled,
+    TimeLimitExceeded,
+    interrupt_thread,
+    run_task,
+    valid_text,
+)
+from worker.inflight import InFlight, Track
+from worker.messages import CANCELLED as CANCELLED  # re-exported: START's answer
+from worker.messages import REFUSED, Job, not_started, validate
 from worker.metrics import Metrics
 from worker.outbox import Outbox
-from worker.state import Batch, RedisCalls, RunnerStatus, Running
+from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
 from yadtq.broker_types import Record
-from yadtq.errors import DecodeError, InvalidTask, StoreError
+from yadtq.errors import StoreError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.text import safe_text
-from yadtq.wire import Envelope, decode
+from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.worker")
 T = TypeVar("T")
@@ -46,10 +58,6 @@ EXTRA_STARTS = 2
 """Starts beyond ``max_attempts`` a task gets when its earlier attempts never finished (the worker
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
-# START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE = 0, -1, -2, -3, -4, -5
-REFUSED = -100
-"""Local: Redis refused to start this task for good (the reason is kept beside it)."""
 
 
 def backoff(attempt: int, base: float | None = None) -> float:
@@ -59,142 +67,151 @@ def backoff(attempt: int, base: float | None = None) -> float:
     return float(min(max(RETRY_MAX_SECONDS, first), first * 2.0 ** min(attempt - 1, 60)))
 
 
-Job = tuple[Envelope, TaskSpec]
 
 
 class Runner:
-    """Runs batches on its own thread. Owns nothing but its thread and ``status``; the store, the
-    registry and the outbox are handed in."""
+    """Runs messages on ``settings.concurrency`` threads. Owns its threads, its queue and
+    ``status``; the store, the registry, the outbox and the offsets in flight are handed in."""
 
     def __init__(self, settings: Settings, registry: Registry, store: RedisStore, outbox: Outbox,
-                 worker_id: str, stopping: threading.Event, metrics: Metrics | None = None) -> None:
+                 worker_id: str, stopping: threading.Event, metrics: Metrics | None = None,
+                 inflight: InFlight | None = None) -> None:
         self.settings, self.registry, self.store = settings, registry, store
         self.outbox, self.worker_id, self.stopping = outbox, worker_id, stopping
         self.metrics = metrics or Metrics()
         self.status = RunnerStatus()
         self.redis = RedisCalls(stopping)
-        self.batches: queue.Queue[Batch | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._loop, name="yadtq-runner", daemon=True)
+        self.inflight = inflight or InFlight()
+        self.work = WorkQueue()
+        self.threads = [threading.Thread(target=self._loop, name=f"yadtq-runner-{i}", daemon=True)
+                        for i in range(settings.concurrency)]
+        self.failures = 0
+        """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
+        self.aio = AsyncLoop()
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
-    def submit(self, batch: Batch) -> None:
-        self.batches.put(batch)
+    def submit(self, items: list[tuple[Track, Record]]) -> None:
+        """Queue delivered messages (validated by the thread that takes them)."""
+        self.work.put([(track, rec, False) for track, rec in items])
 
     def stop(self) -> None:
-        self.batches.put(None)
+        """Start nothing more: each thread ends after the messages in its hands."""
+        self.work.close()
 
     def alive(self) -> bool:
-        return self.thread.is_alive()
+        return all(thread.is_alive() for thread in self.threads)
+
+    def idle(self) -> bool:
+        """Nothing waits and nothing is in a runner thread's hands."""
+        with self.status.lock:
+            return self.work.queued == 0 and self.status.active == 0 and not self.status.running
 
     def _loop(self) -> None:
         while True:
             try:
-                batch = self.batches.get()
+                unit = self.work.get()
             except Interrupt:  # a late interrupt: nothing was running
                 continue
-            if batch is None:
+            if unit is None:
                 return
+            with self.status.lock:
+                self.status.active += 1
+            if callable(unit):  # an async task's outcome to write
+                try:
+                    unit()
+                except BaseException:
+                    log.exception("writing an async task's outcome failed")
+                finally:
+                    with self.status.lock:
+                        self.status.active -= 1
+                continue
+            chunk: list[Item] = []
             try:
-                self.run_batch(batch)
-            except BaseException:  # must not kill the runner: the batch is sought back
-                log.exception("runner failed on a batch; reading again from its first unfinished "
-                              "offsets")
-                batch.failed = True
+                chunk = self._take_chunk(unit)
+                if chunk and not self.stopping.is_set():  # else redelivered after we leave
+                    self._run_chunk(chunk)
+                self.failures = 0
+            except BaseException:  # must not kill the thread: the chunk is queued again
+                log.exception("runner failed on %d message(s); queueing them again", len(chunk))
+                self.failures += 1
+                self.work.put([it for it in chunk if self.inflight.is_pending(it[0], it[1].offset)])
             finally:
                 with self.status.lock:
-                    self.status.running = None
+                    self.status.running.pop(threading.get_ident(), None)
+                    self.status.active -= 1
                     self.status.progress()
-                batch.done.set()
 
-    # ------------------------------------------------------------------ a batch
-    def run_batch(self, batch: Batch) -> None:
-        """Validate the batch, then run it in chunks: consecutive tasks known to be fast share one
-        start and one finish round trip; a task not known to be fast runs in a chunk of its own,
-        so no task shows in-progress while it waits behind a slow one."""
-        items = [(rec, self.validate(rec)) for rec in batch.records]
+    # ------------------------------------------------------------------ a unit
+    def _take_chunk(self, unit: list[Item]) -> list[Item]:
+        """Validate the unit, take its first chunk and queue the rest again (in front: another free
+        thread takes it at once, and with one thread the order is kept). A chunk is consecutive
+        tasks of one partition known to be fast (one start and one finish round trip for all), or
+        else one task alone, so no task shows in-progress while it waits behind a slow one."""
+        items = [it if it[2] is not False else (it[0], it[1], self.validate(it[1])) for it in unit]
         i = 0
-        while i < len(items):
-            if self.stopping.is_set():
-                return  # the rest is not committed: redelivered after we leave the group
-            if items[i][0].partition in batch.revoked:
-                i += 1  # not started: the partition's next owner reads it from the committed offset
-                continue
-            j = i
-            while (j < len(items) and j - i < MAX_CHUNK and items[j][0].partition not in batch.revoked
-                   and self._known_fast(items[j][1])):
-                j += 1
-            j = max(j, i + 1)
-            finished = self._run_chunk(items[i:j], batch)
-            if finished is None:
-                return
-            i += finished
+        while i < len(items) and not items[i][0].live:
+            i += 1  # not started: the partition's next owner reads it from the committed offset
+        if i == len(items):
+            return []
+        track = items[i][0]
+        j = i
+        while (j < len(items) and j - i < MAX_CHUNK and items[j][0] is track
+               and self._known_fast(items[j][2])):  # type: ignore[arg-type]
+            j += 1
+        j = max(j, i + 1)
+        self.work.put(items[j:], front=True)
+        return items[i:j]
 
     def _known_fast(self, job: Job | None) -> bool:
         if job is None or job[1].fn is None:
             return True  # dead-lettered or failed at once: no time to wait behind
+        if job[1].is_async:
+            return False  # alone: it leaves its thread at once
         seconds = self._seconds.get(job[1].name)
         return seconds is not None and seconds < FAST_TASK_SECONDS
 
     def validate(self, rec: Record) -> Job | None:
         """The task a record asks for, or None (dead-lettered). Never raises."""
-        try:
-            env = decode(rec.value)
-        except DecodeError as exc:
-            self.outbox.dead_letter(rec, str(exc))
-            return None
-        try:
-            spec, args = self.registry.validate(env.name, env.args)
-        except InvalidTask as exc:
-            reason = str(exc)
-            if reason.startswith("unknown task"):
-                reason = f"unknown task {env.name!r} on worker {self.worker_id}"
-            self.outbox.dead_letter(rec, reason)
-            return (env, TaskSpec(env.name, None, (), description=reason))
-        except Exception as exc:  # noqa: BLE001 - a validator that trips: this message only
-            self.outbox.dead_letter(rec, f"could not validate the task: {type(exc).__name__}: "
-                                         f"{valid_text(exc)[:300]}")
-            return None
-        return (Envelope(env.id, spec.name, args, env.created_at), spec)
+        return validate(rec, self.registry, self.outbox, self.worker_id)
 
     # ------------------------------------------------------------------ a chunk
-    def _run_chunk(self, chunk: list[tuple[Record, Job | None]], batch: Batch) -> int | None:
-        """Run a chunk; how many of its records are finished (all of them unless a revocation came
-        in the middle), or None if the worker is stopping."""
-        jobs = [(idx, rec, job) for idx, (rec, job) in enumerate(chunk) if job is not None]
-        started = self._start([job[0] for _, _, job in jobs])
+    def _run_chunk(self, chunk: list[Item]) -> None:
+        """Start, run and write a chunk (one partition's messages). Started tasks not run because
+        the worker is stopping or the partition moved meanwhile are handed back ``queued``."""
+        jobs = [(idx, track, rec, job) for idx, (track, rec, job) in enumerate(chunk) if job]
+        started = self._start([job[0] for _, _, _, job in jobs])  # type: ignore[index]
         if started is None:
-            return None
+            return
         attempts, refusals = started
         outcomes: list[tuple[Record, Outcome]] = []
         stop_at: int | None = None  # chunk index of the first record not finished
-        hand_back_from = len(chunk)  # chunk index of the first record started but not run
-        for (idx, rec, (env, spec)), attempt in zip(jobs, attempts, strict=True):
+        for (idx, track, rec, (env, spec)), attempt in zip(jobs, attempts, strict=True):  # type: ignore[misc]
             if attempt <= 0 or attempt == REFUSED:
                 self._not_started(rec, env, attempt, refusals.get(env.id, ""))
                 continue
-            if (self.stopping.is_set() and idx > 0) or rec.partition in batch.revoked:
-                stop_at = hand_back_from = idx
+            if (self.stopping.is_set() and idx > 0) or not track.live:
+                stop_at = idx
                 break
-            outcomes.append((rec, self._execute(rec, batch, env, spec, attempt)))
+            if spec.is_async and self._refusal(env, spec, attempt) is None:
+                self._launch(rec, track, env, spec, attempt)  # finished when its outcome is written
+                return
+            outcomes.append((rec, self._execute(rec, track, env, spec, attempt)))
         if stop_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
-            for (idx, rec, (env, _spec)), attempt in zip(jobs, attempts, strict=True):
-                if idx >= hand_back_from and attempt > 0:
+            for (idx, _track, rec, (env, _spec)), attempt in zip(jobs, attempts, strict=True):  # type: ignore[misc]
+                if idx >= stop_at and attempt > 0:
                     outcomes.append((rec, Outcome(env.id, attempt, TaskState.QUEUED,
                                                   note="handed back (worker stopping or partition moved)")))
         if not self._finish(outcomes):
-            return None
-        finished = len(chunk) if stop_at is None else stop_at
-        for rec, _ in chunk[:finished]:
-            batch.processed[rec.partition] = rec.offset + 1
-        if stop_at is not None and self.stopping.is_set():
-            return None
-        return finished  # after a revocation the batch loop goes on past the moved partitions
+            return
+        for track, rec, _ in chunk[:len(chunk) if stop_at is None else stop_at]:
+            self.inflight.finish(track, rec.offset)
 
     def _start(self, envs: list[Envelope]) -> tuple[list[int], dict[str, str]] | None:
         """Mark the tasks in-progress: per task its attempt (or a START code), and the reasons of
@@ -218,22 +235,7 @@ class Runner:
         return out, reasons
 
     def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
-        if code == FINAL:
-            log.info("task %s skipped: already final (duplicate delivery)", env.id)
-        elif code == CLEARED:
-            log.info("task %s skipped: cleared by reset", env.id)
-        elif code == CANCELLED:
-            log.info("task %s skipped: cancelled", env.id)
-        elif code == NOT_DUE:
-            log.info("task %s skipped: scheduled for later (the scheduler sends it when due)", env.id)
-        elif code == MISMATCH:
-            self.outbox.dead_letter(rec, f"message for task {env.id} does not match its stored record "
-                                         "(other name or arguments): not run")
-        elif code == MALFORMED:
-            self.outbox.dead_letter(rec, f"Redis holds a malformed record for task {env.id} (a missing "
-                                         "or ill-typed field, or a key of another type): not run")
-        else:
-            self.outbox.dead_letter(rec, f"Redis refused to start task {env.id}: {reason}")
+        not_started(rec, env, code, reason, self.outbox)
 
     def _finish(self, outcomes: list[tuple[Record, Outcome]]) -> bool:
         """Write the outcomes (False if the worker is stopping meanwhile). One Redis refuses for good
@@ -268,20 +270,30 @@ class Runner:
         return self._finish([(rec, plain)])
 
     # ------------------------------------------------------------------ one task
-    def _execute(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec,
-                 attempt: int) -> Outcome:
-        max_attempts = spec.max_attempts or self.settings.default_max_attempts
-        limit = spec.time_limit or self.settings.default_time_limit
+    def _refusal(self, env: Envelope, spec: TaskSpec, attempt: int) -> Outcome | None:
+        """The outcome of a task that is not run at all (unknown here, or started too often)."""
         if spec.fn is None:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=spec.description or f"unknown task {env.name!r}")
+        max_attempts = spec.max_attempts or self.settings.default_max_attempts
         if attempt > max_attempts + EXTRA_STARTS:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=f"started {attempt} times and never finished (each time its "
                                  "worker died or was restarted): not started again")
-        result = self._call(rec, batch, env, spec, attempt, limit)
+        return None
+
+    def _execute(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                 attempt: int) -> Outcome:
+        refused = self._refusal(env, spec, attempt)
+        if refused is not None:
+            return refused
+        limit = spec.time_limit or self.settings.default_time_limit
+        return self._outcome(env, spec, attempt, self._call(rec, track, env, spec, attempt, limit))
+
+    def _outcome(self, env: Envelope, spec: TaskSpec, attempt: int, result: Result) -> Outcome:
+        max_attempts = spec.max_attempts or self.settings.default_max_attempts
         self._log_result(env, attempt, result)
         if result.cancelled:
             self.metrics.finished(env.name, TaskState.CANCELLED)
@@ -300,11 +312,14 @@ class Runner:
         return Outcome(env.id, attempt, TaskState.SCHEDULED, error=result.error,
                        note=f"retry in {delay:g} s", delay=delay)
 
-    def _call(self, rec: Record, batch: Batch, env: Envelope, spec: TaskSpec, attempt: int,
+    def _call(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec, attempt: int,
               limit: float) -> Result:
+        me = threading.current_thread()
+        key = me.ident or 0
         with self.status.lock:
-            self.status.running = Running(env.id, env.name, attempt, rec, batch,
-                                          time.monotonic() + limit, limit)
+            self.status.running[key] = Running(env.id, env.name, attempt, rec, track, key,
+                                               lambda kind: interrupt_thread(me, kind),
+                                               time.monotonic() + limit, limit)
             self.status.progress()
         started = time.perf_counter()
         try:
@@ -312,7 +327,7 @@ class Runner:
                 return run_task(spec, env.args)
             finally:
                 with self.status.lock:
-                    self.status.running = None
+                    self.status.running.pop(key, None)
                     self.status.progress()
         except TimeLimitExceeded:
             return Result(False, error=f"time limit of {limit:g} s exceeded", retryable=True,
@@ -320,6 +335,29 @@ class Runner:
         except TaskCancelled:
             return Result(False, error="cancelled while running", cancelled=True,
                           seconds=time.perf_counter() - started)
+
+    def _launch(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                attempt: int) -> None:
+        """Hand an ``async def`` task to the event loop; a runner thread writes its outcome."""
+        limit = spec.time_limit or self.settings.default_time_limit
+        key = ("async", env.id, attempt)
+
+        def done(result: Result) -> None:  # on the loop's thread
+            with self.status.lock:
+                self.status.running.pop(key, None)
+            self.work.put(lambda: self._write_async(rec, track, env, spec, attempt, result),
+                          front=True)
+
+        with self.status.lock:  # before it can end: ``done`` removes it
+            running = Running(env.id, env.name, attempt, rec, track, key, lambda kind: None,
+                              time.monotonic() + limit, limit)
+            self.status.running[key] = running
+        running.stop = self.aio.launch(spec, env.args, limit, done)
+
+    def _write_async(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
+                     attempt: int, result: Result) -> None:
+        if self._finish([(rec, self._outcome(env, spec, attempt, result))]):
+            self.inflight.finish(track, rec.offset)
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)

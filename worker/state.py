@@ -1,17 +1,27 @@
-"""What the consume loop and the runner share: the batch in hand, the task running now, the
-runner's status (read by the watchdog and the heartbeat), and the worker's policy for Redis calls."""
+"""What the consume loop and the runner share: the messages waiting for a runner thread, the tasks
+running now, the runner's status (read by the watchdog and the heartbeat), and the worker's policy
+for Redis calls."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable, StoreError
+
+if TYPE_CHECKING:
+    from worker.execute import Interrupt
+    from worker.inflight import Track
+    from yadtq.registry import TaskSpec
+    from yadtq.wire import Envelope
+
+    Job = tuple[Envelope, TaskSpec]
 
 log = logging.getLogger("yadtq.worker")
 T = TypeVar("T")
@@ -20,40 +30,72 @@ STORE_TRIES = 3
 """Tries of a request Redis refuses for good before the task or message is given up."""
 
 
-@dataclass
-class Batch:
-    """One poll's records, shared by the consume loop (main thread) and the runner."""
+Item = tuple["Track", Record, "Job | None | bool"]
+"""A message in the runner's hands: its partition's track, the record, and its task once validated
+(``None``: dead-lettered; ``False``: not validated yet)."""
 
-    records: list[Record]
-    done: threading.Event = field(default_factory=threading.Event)
-    processed: dict[int, int] = field(default_factory=dict)
-    """partition -> next offset to commit (every record before it has its final state written)."""
-    revoked: frozenset[int] = frozenset()
-    """Partitions taken away during the batch: their tasks are not started any more."""
-    failed: bool = False
-    """The runner failed unexpectedly on this batch: the consume loop seeks back to ``processed``."""
 
-    def first_offset(self, partition: int) -> int | None:
-        return min((r.offset for r in self.records if r.partition == partition), default=None)
+class WorkQueue:
+    """Messages waiting for a free runner thread, in runs of consecutive messages ("units")."""
 
-    def resume_at(self) -> dict[int, int]:
-        """partition -> first offset not finished (where a seek back must start)."""
-        out: dict[int, int] = {}
-        for rec in self.records:
-            if rec.partition not in out:
-                out[rec.partition] = self.processed.get(rec.partition, rec.offset)
-        return out
+    def __init__(self) -> None:
+        self._units: deque[list[Item] | Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.queued = 0
+        """Messages waiting (read without the lock: an estimate for flow control)."""
+
+    def put(self, unit: list[Item] | Callable[[], None], front: bool = False) -> None:
+        """Queue messages, or a call (an async task's outcome to write: kept through ``clear``)."""
+        if not unit:
+            return
+        with self._cond:
+            if front:
+                self._units.appendleft(unit)
+            else:
+                self._units.append(unit)
+            self.queued += len(unit) if isinstance(unit, list) else 1
+            self._cond.notify()
+
+    def get(self) -> list[Item] | Callable[[], None] | None:
+        """The next unit (waits for one); None once closed."""
+        with self._cond:
+            while not self._units and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            unit = self._units.popleft()
+            self.queued -= len(unit) if isinstance(unit, list) else 1
+            return unit
+
+    def clear(self) -> int:
+        """Drop what waits (not started: redelivered after this worker leaves); how many."""
+        with self._cond:
+            calls = [u for u in self._units if not isinstance(u, list)]
+            dropped, self.queued = self.queued - len(calls), len(calls)
+            self._units = deque(calls)
+            return dropped
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 @dataclass
 class Running:
-    """The task the runner is executing now (read by the watchdog and the heartbeat)."""
+    """A task a runner thread is executing now (read by the watchdog and the heartbeat)."""
 
     task_id: str
     name: str
     attempt: int
     record: Record
-    batch: Batch
+    track: Track
+    key: object
+    """Its key in ``RunnerStatus.running`` (a sync task's thread ident)."""
+    stop: Callable[[type[Interrupt]], object]
+    """Stops it (the watchdog calls it with the interrupt's kind): raises the interrupt in a sync
+    task's thread, cancels an ``async def`` task's coroutine."""
     deadline: float
     """``time.monotonic()`` at which its time limit is over."""
     limit: float
@@ -68,7 +110,10 @@ class RunnerStatus:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.running: Running | None = None
+        self.running: dict[object, Running] = {}
+        """The tasks running now, by key (a sync task's thread ident)."""
+        self.active = 0
+        """Runner threads busy with messages (starting, running or writing them)."""
         self.progress_at = time.time()
         """Last time the runner started or finished something (or was idle)."""
         self.done = 0
@@ -77,6 +122,10 @@ class RunnerStatus:
 
     def progress(self) -> None:
         self.progress_at = time.time()
+
+    def oldest(self) -> Running | None:
+        """The task running the longest (the heartbeat shows it)."""
+        return min(self.running.values(), key=lambda r: r.deadline - r.limit, default=None)
 
 
 class RedisCalls:

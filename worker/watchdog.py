@@ -7,9 +7,13 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.execute import Interrupt, TaskCancelled, TimeLimitExceeded, interrupt_thread
+from worker.execute import Interrupt, TaskCancelled, TimeLimitExceeded
+from worker.inflight import InFlight
 from worker.runner import Runner
 from worker.state import Running
+from yadtq.errors import YadtqError
+from yadtq.models import Outcome, TaskState
+from yadtq.store import RedisStore
 
 log = logging.getLogger("yadtq.worker")
 
@@ -17,58 +21,94 @@ REINTERRUPT_SECONDS = 1.0
 
 
 class Watchdog:
-    """Watches one runner. ``check()`` is called often by the consume loop."""
+    """Watches the tasks of one runner. ``check()`` is called often by the consume loop."""
 
     def __init__(self, runner: Runner, grace: float) -> None:
         self.runner, self.grace = runner, grace
 
     def check(self) -> Running | None:
-        """Interrupt a task over its limit or cancelled; return it once the grace period is over
+        """Interrupt each task over its limit or cancelled; return one whose grace period is over
         too (it did not stop: blocked in C code, or swallowing the interrupt). A cancel takes over
         from a time limit: its interrupts start afresh."""
-        status = self.runner.status
-        # under the lock: the runner clears ``running`` under it too, so a task that has already
-        # returned is never interrupted
-        with status.lock:
-            running = status.running
-            if running is None:
-                return None
-            now = time.monotonic()
-            since: float
-            kind: type[Interrupt]
-            if running.cancel_seen is not None:
-                since, kind = running.cancel_seen, TaskCancelled
-            elif now >= running.deadline:
-                since, kind = running.deadline, TimeLimitExceeded
-            else:
-                return None
-            if now >= since + self.grace:
-                return running
-            if now >= since + running.interrupts * REINTERRUPT_SECONDS:
-                if running.interrupts == 0:
-                    if kind is TaskCancelled:
-                        log.warning("task %s was cancelled; interrupting it", running.task_id)
-                    else:
-                        log.warning("task %s is over its time limit of %g s; interrupting it",
-                                    running.task_id, running.limit)
-                running.interrupts += 1
-                interrupt_thread(self.runner.thread, kind)
+        # under the lock: a runner thread removes its task under it too, so a task that has
+        # already returned is never interrupted
+        with self.runner.status.lock:
+            for running in list(self.runner.status.running.values()):
+                if self._check(running):
+                    return running
         return None
+
+    def _check(self, running: Running) -> bool:
+        now = time.monotonic()
+        since: float
+        kind: type[Interrupt]
+        if running.cancel_seen is not None:
+            since, kind = running.cancel_seen, TaskCancelled
+        elif now >= running.deadline:
+            since, kind = running.deadline, TimeLimitExceeded
+        else:
+            return False
+        if now >= since + self.grace:
+            return True
+        if now >= since + running.interrupts * REINTERRUPT_SECONDS:
+            if running.interrupts == 0:
+                if kind is TaskCancelled:
+                    log.warning("task %s was cancelled; interrupting it", running.task_id)
+                else:
+                    log.warning("task %s is over its time limit of %g s; interrupting it",
+                                running.task_id, running.limit)
+            running.interrupts += 1
+            running.stop(kind)
+        return False
 
     def stalled(self) -> str:
         """Why the runner is making no progress, or "" (sent with every heartbeat)."""
-        if self.runner.thread.ident is not None and not self.runner.alive():
-            return "the runner thread ended"
+        if any(t.ident is not None for t in self.runner.threads) and not self.runner.alive():
+            return "a runner thread ended"
         with self.runner.status.lock:
-            running = self.runner.status.running
-            if running is None:
-                return ""
-            now = time.monotonic()
+            tasks = list(self.runner.status.running.values())
+        now = time.monotonic()
+        for running in tasks:
             if running.cancel_seen is not None and now - running.cancel_seen > REINTERRUPT_SECONDS:
                 return (f"task {running.task_id} ({running.name}) was cancelled "
                         f"{now - running.cancel_seen:.0f} s ago and has not stopped")
             over = now - running.deadline
-            if over <= 0:
-                return ""
-            return (f"task {running.task_id} ({running.name}) is {over:.0f} s over its time limit "
-                    f"of {running.limit:g} s and has not stopped")
+            if over > 0:
+                return (f"task {running.task_id} ({running.name}) is {over:.0f} s over its time "
+                        f"limit of {running.limit:g} s and has not stopped")
+        return ""
+
+    def escalate(self, stuck: Running, store: RedisStore, worker_id: str, inflight: InFlight) -> None:
+        """Write ``stuck`` failed (cancelled) and finished, stop the runner taking work, and give
+        the other tasks in hand the grace period to finish (so the commit can pass them; those
+        still running then are redelivered to the next owner). The caller restarts the process."""
+        grace = self.grace
+        why = (f"time limit of {stuck.limit:g} s exceeded" if stuck.cancel_seen is None
+               else "cancelled while running")
+        log.error("task %s (%s) did not stop %g s after its %s; ending it and restarting the "
+                  "worker", stuck.task_id, stuck.name, grace,
+                  "cancel" if stuck.cancel_seen is not None else f"time limit of {stuck.limit:g} s")
+        outcome = Outcome(stuck.task_id, stuck.attempt,
+                          TaskState.FAILED if stuck.cancel_seen is None else TaskState.CANCELLED,
+                          error=f"{why}, and the task did not stop within {grace:g} s more (blocked "
+                                "in C code or ignoring the interrupt): its worker process was "
+                                "restarted")
+        try:
+            written = store.finish(worker_id, [outcome])
+        except YadtqError as exc:
+            log.error("could not write the stuck task's outcome (it will be redelivered): %s", exc)
+            written = [False]
+        status = self.runner.status
+        if written[0]:
+            with status.lock:
+                status.failed += stuck.cancel_seen is None
+            inflight.finish(stuck.track, stuck.record.offset)
+        self.runner.stop()
+        self.runner.work.clear()
+        until = time.monotonic() + grace
+        while time.monotonic() < until:
+            with status.lock:
+                if status.active <= 1:  # the stuck task's thread only
+                    break
+            self.check()
+            time.sleep(0.05)

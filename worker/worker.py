@@ -1,22 +1,24 @@
 """One worker process: the consume loop and the parts it owns.
 
-Parts (each an object with explicit dependencies; they share only the batch queue and the runner's
-status):
+Parts (each an object with explicit dependencies; they share only the runner's queue, the offsets
+in flight and the runner's status):
 
 - the consume loop (this class, main thread): owns the Kafka consumer (kafka-python is not
-  thread-safe). It polls a batch, hands it to the runner, keeps polling with its partitions paused
-  while the batch runs (so the worker stays in its group however long a task takes), commits what
-  is finished (during the batch every second, and at its end), and on a rebalance stops the runner
-  from starting tasks of partitions that moved. Offsets are committed only after the final state of
-  every message up to them is written to Redis (at-least-once), and only from this thread.
+  thread-safe). It polls, hands each message to the runner as soon as a thread can take it (up to
+  ``concurrency`` tasks at once, from any partition, several from one), keeps polling (with
+  partitions paused while the runner has enough waiting) so the worker stays in its group however
+  long a task takes, and commits each partition up to its lowest unfinished offset
+  (``worker.inflight``): only after the final state of every message before it is written to
+  Redis (at-least-once), and only from this thread. On a rebalance the runner starts no more tasks
+  of the partitions that moved.
 - the committer (``worker.commits``): finished offsets, committed ``commit_after`` seconds later.
-- the runner (``worker.runner``, its own thread): validates and runs the batch's tasks; what the
-  loop and the runner share is in ``worker.state``.
+- the runner (``worker.runner``, ``concurrency`` threads): validates and runs the tasks; what the
+  loop and the runner share is in ``worker.state`` and ``worker.inflight``.
 - the watchdog (``worker.watchdog``, called here): time limits and cancels; a task that does not
   stop ``stuck_grace`` after its limit (or its cancel) is failed (cancelled), its offset committed,
   and the process exits with ``EXIT_RESTART`` so the supervisor starts a fresh one (a thread stuck
   in C cannot be killed).
-- the cancel watch (``worker.cancel_watch``, its own thread): reads the running task's cancel flag
+- the cancel watch (``worker.cancel_watch``, its own thread): reads the running tasks' cancel flags
   once a second.
 - the heartbeat (``worker.heartbeat``, its own thread): health with a TTL, ``stalled`` included.
 - the reconciler (``worker.repair``, its own thread): repairs tasks that nothing will deliver.
@@ -35,6 +37,7 @@ import time
 from worker.cancel_watch import CancelWatch
 from worker.commits import Committer
 from worker.heartbeat import Heartbeat, Identity
+from worker.inflight import InFlight
 from worker.interfaces import (
     Consumer,
     ConsumerFactory,
@@ -50,12 +53,11 @@ from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
 from worker.scheduler import Scheduler
-from worker.state import Batch, Running
+from worker.state import Running
 from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
 from yadtq.due import DueSet
 from yadtq.errors import ServiceUnavailable, StoreError, YadtqError
-from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
@@ -70,7 +72,10 @@ REJOIN_AFTER_SECONDS = 30.0
 workers keep polling, so a real rebalance takes seconds; kafka-python 3.0 members were seen
 stuck in a join for good (alive, no partitions) while the others shared the work."""
 RUNNER_FAILURES_BEFORE_RESTART = 3
-PROGRESS_COMMIT_SECONDS = 1.0
+STAGE_SECONDS = 0.1
+"""How often the committable offsets are taken (they are committed ``commit_after`` later)."""
+POLL_WHILE_FULL_SECONDS = 0.5
+"""While the runner has enough waiting, the loop still polls (paused) this often: group membership."""
 RECOMMIT_SECONDS = 5.0
 """How often the committed offsets are sent again: an asynchronous commit can fail unseen (say
 during a rebalance), and an idle partition would otherwise keep its old offset for good (the
@@ -98,9 +103,10 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id,
                              self.metrics.dead_lettered.inc)
+        self.inflight = InFlight()
         self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping,
-                             self.metrics)
-        self.metrics.running(lambda: int(self.runner.status.running is not None))
+                             self.metrics, self.inflight)
+        self.metrics.running(lambda: len(self.runner.status.running))
         self.watchdog = Watchdog(self.runner, settings.stuck_grace)
         self.cancel_watch = CancelWatch(self.store, self.runner.status, self.stopping)
         self.heartbeat = Heartbeat(self.store, settings, self.identity, self.runner.status,
@@ -115,23 +121,19 @@ class Worker:
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
         """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
-        self._batch: Batch | None = None
         self._pending: list[Record] = []
+        """Records polled while the runner had enough waiting: handed over next."""
+        self._paused: set[int] = set()
+        self._last_poll = 0.0
         self.commits = Committer(settings.commit_after,
                                  lambda: self.stopping.is_set() or bool(self.exit_code))
         self._lock = threading.Lock()
         """Guards ``_pending``: rebalance callbacks run on Kafka's thread."""
-        self._runner_failures = 0
 
     def _threads(self) -> list[Heartbeat | CancelWatch | Reconciler | Sweeper | Scheduler]:
         """The parts with a thread of their own, besides the runner."""
         return [part for part in (self.heartbeat, self.cancel_watch, self.reconciler, self.sweeper,
                                   self.scheduler) if part is not None]
-
-    @property
-    def batch(self) -> Batch | None:
-        """The batch the runner has now (None between batches)."""
-        return self._batch
 
     @property
     def done(self) -> int:
@@ -143,7 +145,7 @@ class Worker:
 
     # ------------------------------------------------------------------ public
     def request_stop(self) -> None:
-        """Warm stop: finish the current task, write it, commit, leave the group."""
+        """Warm stop: finish the running tasks, write them, commit, leave the group."""
         self.stopping.set()
 
     def run(self, max_tasks: int | None = None, idle_exit: float | None = None) -> int:
@@ -172,143 +174,136 @@ class Worker:
     # ------------------------------------------------------------------ the loop
     def _consume(self, consumer: Consumer, max_tasks: int | None, idle_exit: float | None) -> int:
         handled = 0
-        last_work = last_recommit = time.monotonic()
+        last_work = last_recommit = last_stage = time.monotonic()
         unjoined_since: float | None = None
         while not self.stopping.is_set() and not self.exit_code:
-            if time.monotonic() - last_recommit > RECOMMIT_SECONDS:
+            now = time.monotonic()
+            if now - last_recommit > RECOMMIT_SECONDS:
                 self.commits.recommit(consumer)
-                last_recommit = time.monotonic()
+                last_recommit = now
             if consumer.joined():
                 unjoined_since = None
             elif unjoined_since is None:
-                unjoined_since = time.monotonic()
-            elif time.monotonic() - unjoined_since > REJOIN_AFTER_SECONDS:
+                unjoined_since = now
+            elif now - unjoined_since > REJOIN_AFTER_SECONDS:
                 fresh = self._rejoin(consumer)
                 if fresh is None:
                     break  # stopped while reconnecting
                 consumer, unjoined_since = fresh, None
                 continue
-            self.commits.commit_aged(consumer)
-            with self._lock:
-                records, self._pending = self._pending, []
-            if not records:
-                try:
-                    records = consumer.poll(timeout_ms=200)
-                except YadtqError as exc:
-                    log.warning("poll failed: %s", exc)
-                    self.stopping.wait(0.5)
-                    continue
-            if not records:
-                if idle_exit is not None and time.monotonic() - last_work > idle_exit:
+            if not self._healthy(consumer):
+                break
+            if now - last_stage > STAGE_SECONDS:
+                self._stage(consumer)
+                last_stage = now
+            records = self._take(consumer)
+            if records:
+                handled += self._dispatch(records)
+                last_work = time.monotonic()
+                if max_tasks is not None and handled >= max_tasks:
                     break
+            elif not self.runner.idle():
+                last_work = time.monotonic()
+            elif idle_exit is not None and time.monotonic() - last_work > idle_exit:
+                break
+            else:
                 with self.runner.status.lock:
                     self.runner.status.progress()  # idle is progress: nothing is stuck
-                continue
-            handled += self._process(consumer, records)
-            last_work = time.monotonic()
-            if max_tasks is not None and handled >= max_tasks:
-                break
+        self._drain(consumer)
         return handled
 
-    def _process(self, consumer: Consumer, records: list[Record]) -> int:
-        batch = Batch(records)
-        self._batch = batch
-        self.runner.submit(batch)
-        last_poll = last_commit = time.monotonic()
-        paused = False
-        while not batch.done.wait(0.05):
-            stuck = self.watchdog.check()
-            if stuck is not None:
-                self._escalate(consumer, stuck)
-                return len(records)
-            if not self.runner.alive():
-                log.error("the runner thread ended; restarting the worker")
-                self.commits.stage(consumer, batch)
-                self.exit_code = EXIT_RESTART
-                return len(records)
-            now = time.monotonic()
-            if now - last_poll > 0.5:
-                # Stay in the group while the task runs: poll with every partition paused (paused
-                # only now: a batch that ends sooner never polls, and pausing would cost the
-                # consumer its prefetched records and a fetch round trip). Records of partitions
-                # assigned by a rebalance meanwhile are kept for the next batch.
-                try:
-                    if not paused:
-                        consumer.pause(consumer.assignment())
-                        paused = True
-                    extra = consumer.poll(timeout_ms=0)
-                    if extra:
-                        consumer.pause(consumer.assignment())
-                        with self._lock:
-                            self._pending.extend(extra)
-                except YadtqError as exc:
-                    log.warning("poll during a batch failed: %s", exc)
-                last_poll = time.monotonic()
-            if now - last_commit > PROGRESS_COMMIT_SECONDS:
-                self.commits.stage(consumer, batch)
-                self.commits.commit_aged(consumer)
-                last_commit = now
-        self._batch = None
-        self.commits.stage(consumer, batch)
+    def _healthy(self, consumer: Consumer) -> bool:
+        """Check the running tasks (escalating a stuck one) and the runner; False to end the loop."""
+        stuck = self.watchdog.check()
+        if stuck is not None:
+            self._escalate(consumer, stuck)
+            return False
+        if not self.runner.alive() or self.runner.failures >= RUNNER_FAILURES_BEFORE_RESTART:
+            log.error("the runner %s; restarting the worker",
+                      f"failed on {self.runner.failures} chunks in a row"
+                      if self.runner.alive() else "lost a thread")
+            self.exit_code = EXIT_RESTART
+            self._stage(consumer)
+            self.commits.commit_aged(consumer, wait=True)
+            return False
+        return True
+
+    def _stage(self, consumer: Consumer) -> None:
+        self.commits.stage(consumer, self.inflight.committable())
         self.commits.commit_aged(consumer)
-        if batch.failed:
-            self._seek_back(consumer, batch)
-        else:
-            self._runner_failures = 0
-        if paused:
-            try:
-                consumer.resume(consumer.assignment())
-            except YadtqError as exc:
-                log.warning("resume failed: %s", exc)
+
+    def _take(self, consumer: Consumer) -> list[Record]:
+        """Records for the runner, when it has fewer waiting than it has threads. Otherwise poll
+        with every partition paused, now and then, to stay in the group. Partitions with too many
+        uncommitted offsets (a long task holds them back) stay paused until they drain."""
+        want = self.runner.work.queued < self.settings.concurrency
+        try:
+            if want:
+                with self._lock:
+                    stashed, self._pending = self._pending, []
+                if stashed:
+                    return stashed
+                self._pause(consumer, self.inflight.crowded())
+                busy = not self.runner.idle()
+                self._last_poll = time.monotonic()
+                return consumer.poll(timeout_ms=20 if busy else 200,
+                                     max_records=self.settings.max_poll_records)
+            if time.monotonic() - self._last_poll < POLL_WHILE_FULL_SECONDS:
+                time.sleep(0.01)
+                return []
+            self._pause(consumer, consumer.assignment())
+            extra = consumer.poll(timeout_ms=0)
+            self._last_poll = time.monotonic()
+            if extra:
+                with self._lock:
+                    self._pending.extend(extra)
+        except YadtqError as exc:
+            log.warning("poll failed: %s", exc)
+            self.stopping.wait(0.5)
+        return []
+
+    def _pause(self, consumer: Consumer, partitions: set[int]) -> None:
+        """Have exactly ``partitions`` paused (of those assigned)."""
+        assigned = consumer.assignment()
+        target = partitions & assigned
+        if target - self._paused:
+            consumer.pause(target - self._paused)
+        if (self._paused & assigned) - target:
+            consumer.resume((self._paused & assigned) - target)
+        self._paused = target
+
+    def _dispatch(self, records: list[Record]) -> int:
+        self.runner.submit(self.inflight.add(records))
         return len(records)
 
-    def _seek_back(self, consumer: Consumer, batch: Batch) -> None:
-        """The runner failed on this batch: read its partitions again from the first unfinished
-        offsets (what was finished is skipped as final). Repeated failures restart the process."""
-        self._runner_failures += 1
-        targets = {p: o for p, o in batch.resume_at().items() if p not in batch.revoked}
-        with self._lock:
-            self._pending = [r for r in self._pending if r.partition not in targets]
-        for p, offset in targets.items():
-            try:
-                consumer.seek(p, offset)
-            except YadtqError as exc:
-                log.warning("seek back on partition %d failed: %s", p, exc)
-        if self._runner_failures >= RUNNER_FAILURES_BEFORE_RESTART:
-            log.error("the runner failed on %d batches in a row; restarting the worker",
-                      self._runner_failures)
-            self.exit_code = EXIT_RESTART
+    def _drain(self, consumer: Consumer) -> None:
+        """Let the tasks in hand finish (the waiting ones too, unless stopping), still watching
+        them, committing and staying in the group."""
+        if self.exit_code:
+            return
+        while True:
+            if self.stopping.is_set():
+                self.runner.work.clear()  # not started: redelivered after we leave the group
+            if self.runner.idle() or not self._healthy(consumer):
+                break
+            if time.monotonic() - self._last_poll > POLL_WHILE_FULL_SECONDS:
+                try:
+                    self._pause(consumer, consumer.assignment())
+                    consumer.poll(timeout_ms=0)  # these records are redelivered: not committed
+                except YadtqError as exc:
+                    log.warning("poll while finishing failed: %s", exc)
+                self._last_poll = time.monotonic()
+            self._stage(consumer)
+            time.sleep(0.02)
+        self._stage(consumer)
 
     # ------------------------------------------------------------------ escalation
     def _escalate(self, consumer: Consumer, stuck: Running) -> None:
         """A task did not stop after its time limit (or its cancel) plus the grace period: fail it
-        (cancel it), commit past it (the tasks before it are finished), and end the process for a
-        fresh one."""
-        grace = self.settings.stuck_grace
-        why = (f"time limit of {stuck.limit:g} s exceeded" if stuck.cancel_seen is None
-               else "cancelled while running")
-        log.error("task %s (%s) did not stop %g s after its %s; ending it and restarting the "
-                  "worker", stuck.task_id, stuck.name, grace,
-                  "cancel" if stuck.cancel_seen is not None else f"time limit of {stuck.limit:g} s")
-        outcome = Outcome(stuck.task_id, stuck.attempt,
-                          TaskState.FAILED if stuck.cancel_seen is None else TaskState.CANCELLED,
-                          error=f"{why}, and the task did not stop within {grace:g} s more (blocked "
-                                "in C code or ignoring the interrupt): its worker process was "
-                                "restarted")
-        batch, rec = stuck.batch, stuck.record
-        try:
-            written = self.store.finish(self.id, [outcome])
-        except YadtqError as exc:
-            log.error("could not write the stuck task's outcome (it will be redelivered): %s", exc)
-            written = [False]
-        if written[0]:
-            with self.runner.status.lock:
-                self.runner.status.failed += stuck.cancel_seen is None
-            first_unfinished = batch.processed.get(rec.partition, batch.first_offset(rec.partition))
-            if first_unfinished == rec.offset and rec.partition not in batch.revoked:
-                batch.processed[rec.partition] = rec.offset + 1
+        (cancel it), let the others finish, commit past them, end the process for a fresh one."""
+        self.watchdog.escalate(stuck, self.store, self.id, self.inflight)
         self.exit_code = EXIT_RESTART
-        self.commits.stage(consumer, batch)
+        self.commits.stage(consumer, self.inflight.committable())
         self.commits.commit_aged(consumer, wait=True)
 
     # ------------------------------------------------------------------ group membership
@@ -335,6 +330,8 @@ class Worker:
         except YadtqError as exc:
             log.warning("closing the stuck consumer: %s", exc)
         self._assigned = frozenset()
+        self.inflight.revoke()
+        self._paused = set()
         self.commits.forget()
         with self._lock:
             self._pending = []
@@ -344,20 +341,18 @@ class Worker:
 
     def _on_revoked(self, partitions: set[int]) -> None:
         """On a rebalance (on Kafka's network thread: no consumer calls here). The runner starts no
-        more tasks of these partitions; a task of theirs that is running gets a moment to finish, so
-        the next owner does not run it again. Their finished offsets are not committed by us: the
-        next owner skips those tasks as final."""
-        batch = self._batch
-        if batch is not None:
-            batch.revoked = batch.revoked | frozenset(partitions)
-            wait_until = time.monotonic() + min(2.0, self.settings.session_timeout_ms / 4000)
-            while time.monotonic() < wait_until:
-                running = self.runner.status.running
-                if running is None or running.batch is not batch \
-                        or running.record.partition not in partitions:
+        more tasks of these partitions; their running tasks get a moment to finish, so the next
+        owner does not run them again. Nothing of them is committed by us any more (never past an
+        unfinished task): the next owner skips the finished ones as final."""
+        gone = self.inflight.revoke(partitions)
+        wait_until = time.monotonic() + min(2.0, self.settings.session_timeout_ms / 4000)
+        while gone and time.monotonic() < wait_until:
+            with self.runner.status.lock:
+                if not any(r.track in gone for r in self.runner.status.running.values()):
                     break
-                time.sleep(0.02)
+            time.sleep(0.02)
         self._assigned = self._assigned - partitions
+        self._paused = self._paused - partitions
         self.commits.forget(partitions)
         with self._lock:
             self._pending = [r for r in self._pending if r.partition not in partitions]
@@ -365,6 +360,7 @@ class Worker:
 
     def _on_assigned(self, partitions: set[int]) -> None:
         self._assigned = self._assigned | partitions
+        self._paused = self._paused - partitions  # a new assignment starts unpaused
         log.info("partitions assigned: %s", sorted(partitions))
 
     # ------------------------------------------------------------------ shutdown

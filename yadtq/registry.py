@@ -48,6 +48,8 @@ class TaskSpec:
     time_limit: float | None = None
     description: str = ""
     varargs: bool = False
+    is_async: bool = False
+    """An ``async def`` function: workers run it on their event loop."""
 
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis so the dashboard can offer and check the task."""
@@ -86,7 +88,7 @@ class Registry:
             raise ValueError("max_attempts must be at least 1")
         params, varargs = _params_of(fn)
         spec = TaskSpec(task_name, fn, params, max_attempts, time_limit,
-                        inspect.getdoc(fn) or "", varargs)
+                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn))
         self._specs[task_name] = spec
         return spec
 

@@ -58,6 +58,9 @@ class Settings:
     longer than this without losing the worker its partitions."""
     max_poll_records: int = 500
     """Most messages a worker takes from Kafka in one poll."""
+    concurrency: int = 8
+    """Tasks a worker process runs at once (from any of its partitions, several from one): sync
+    tasks on that many threads; 1 runs one task at a time."""
     default_max_attempts: int = 3
     """Attempts per task when the task does not say (1 = no retry)."""
     default_time_limit: float = 300.0
@@ -157,6 +160,8 @@ class Settings:
             raise ValueError("session_timeout_ms and max_poll_interval_ms must be positive")
         if self.default_max_attempts < 1:
             raise ValueError("default_max_attempts must be at least 1")
+        if not 1 <= self.concurrency <= 1024:
+            raise ValueError(f"concurrency must be 1 to 1024, got {self.concurrency!r}")
         if self.max_poll_records < 1:
             raise ValueError("max_poll_records must be at least 1")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

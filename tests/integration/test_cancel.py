@@ -34,8 +34,9 @@ ended 2 s after it."""
 
 
 def _setup(real_settings: Settings, workers: WorkerProcs) -> tuple[Client, str]:
-    """A client on one partition, one worker running, and the side counter's key."""
-    settings = real_settings.with_(partitions=1)
+    """A client on one partition, one worker running one task at a time (these tests queue tasks
+    behind a running one), and the side counter's key."""
+    settings = real_settings.with_(partitions=1, concurrency=1)
     workers.settings = settings
     ensure_topics(settings)
     counts = f"{settings.key_prefix}:test-counts"

@@ -23,6 +23,13 @@ from yadtq.testing import FakeBroker
 POLL = 0.05
 """The cancel watch's interval in these tests (1 s in a real worker)."""
 
+@pytest.fixture
+def fake_settings() -> Settings:
+    """One task at a time (``concurrency=1``): these tests pin down today's sequential behaviour;
+    ``test_worker_concurrency.py`` runs several at once."""
+    return Settings(key_prefix="yadtq:unit", heartbeat_interval=0.2, commit_after=0.0, concurrency=1)
+
+
 
 @pytest.fixture
 def h(fake_settings: Settings, fake_store: RedisStore) -> Iterator[Harness]:

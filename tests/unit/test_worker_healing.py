@@ -20,6 +20,14 @@ from yadtq.testing import FakeBroker
 
 
 @pytest.fixture
+def fake_settings() -> Settings:
+    """One task at a time (``concurrency=1``): these tests pin down today's sequential behaviour;
+    ``test_worker_concurrency.py`` runs several at once."""
+    return Settings(key_prefix="yadtq:unit", heartbeat_interval=0.2, commit_after=0.0, concurrency=1)
+
+
+
+@pytest.fixture
 def h(fake_settings: Settings, fake_store: RedisStore) -> Harness:
     settings = fake_settings.with_(stuck_grace=0.4)
     harness = Harness(settings, RedisStore(settings, fake_store.r), FakeBroker(partitions=1))
@@ -140,16 +148,18 @@ def test_a_task_that_will_not_stop_is_failed_and_the_worker_replaced(h: Harness,
 
 
 def test_tasks_of_a_revoked_partition_are_not_started(h: Harness) -> None:
-    from worker.state import Batch
     from yadtq.broker_types import Record
 
     w = h.worker()
     ids = [h.submit("ADD", i, 1) for i in range(4)]
     records = [Record(0, o, v, h.settings.topic)
                for o, v in enumerate(h.broker.topics[h.settings.topic][0])]
-    batch = Batch(records, revoked=frozenset({0}))
-    w.runner.run_batch(batch)
-    assert [h.get(i).state.value for i in ids] == ["queued"] * 4 and batch.processed == {}
+    items = w.inflight.add(records)
+    w.inflight.revoke({0})
+    w.runner.submit(items)
+    unit = w.runner.work.get()
+    assert unit is not None and w.runner._take_chunk(unit) == []
+    assert [h.get(i).state.value for i in ids] == ["queued"] * 4 and w.inflight.committable() == {}
 
 
 def test_a_retry_backoff_does_not_block_its_partition(fake_settings: Settings,

@@ -1,0 +1,98 @@
+"""Concurrency benchmark on the local stack (issue 12): tasks in flight per worker.
+
+Every phase queues N tasks with no worker running, then starts 2 worker processes with
+``--concurrency C``; the rate is N over the first task's start to the last completion (start-up and
+group join excluded). Every task is checked: completed once (attempt 1) with its result.
+
+- cpu: ``ADD`` (the drain of ``make bench``): what concurrency costs CPU-bound work.
+- io: ``IO_SLEEP 0.01`` (a blocking 10 ms wait on a thread) and ``IO_ASLEEP 0.01`` (``async def``).
+
+    python bench/bench_concurrency.py                    # the default grid
+    python bench/bench_concurrency.py --phase io --concurrency 1 8 32 --n 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench.tasks_io  # noqa: F401 - registers IO_SLEEP, IO_ASLEEP for the client's validation
+from bench.common import Workers, fresh_settings, machine, wait_for, write_result
+from yadtq import Client
+from yadtq.broker import ensure_topics
+from yadtq.models import TaskState
+
+PHASES = {"cpu": ("ADD", lambda i: [i, 3], lambda i: i + 3),
+          "io": ("IO_SLEEP", lambda i: [0.01], lambda i: 0.01),
+          "aio": ("IO_ASLEEP", lambda i: [0.01], lambda i: 0.01)}
+
+
+def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
+    name, args, result = PHASES[phase]
+    settings = fresh_settings(f"c{phase}{concurrency}")
+    ensure_topics(settings)
+    client = Client(settings)
+    try:
+        ids: list[str] = []
+        for start in range(0, n, 500):
+            ids += client.submit_many([(name, args(i)) for i in range(start, min(n, start + 500))])
+        procs = Workers(settings, workers, extra_args=("--tasks", "bench.tasks_io",
+                                                       "--concurrency", str(concurrency)))
+        try:
+            if not wait_for(lambda: client.counts()[TaskState.COMPLETED] >= n, 300):
+                raise RuntimeError(f"only {client.counts()} after 300 s")
+        finally:
+            procs.stop()
+        store = client.store
+        pipe = store.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(store.keys.task(task_id), "state", "result", "attempt", "started_at",
+                       "finished_at")
+        rows = pipe.execute()
+        bad = sum(1 for i, (state, value, attempt, _, _) in enumerate(rows)
+                  if state != "completed" or attempt != "1" or float(value) != result(i))
+        if bad:
+            raise RuntimeError(f"{bad} of {n} tasks not completed exactly once with their result")
+        first = min(float(r[3]) for r in rows)
+        last = max(float(r[4]) for r in rows)
+        return {"phase": phase, "task": name, "tasks": n, "workers": workers,
+                "concurrency": concurrency, "seconds": round(last - first, 3),
+                "tasks_per_s": round(n / (last - first))}
+    finally:
+        try:
+            client.reset()
+            for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
+                client.store.r.unlink(key)
+        finally:
+            client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", nargs="+", default=["cpu", "io", "aio"], choices=sorted(PHASES))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4, 8, 16, 32])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--out", default="concurrency", help="result name under bench/results")
+    args = parser.parse_args()
+    runs = []
+    for _ in range(args.repeat):
+        for phase in args.phase:
+            for c in args.concurrency:
+                r = drain(phase, args.n, args.workers, c)
+                runs.append(r)
+                print(f"{phase:<4} {r['task']:<10} C={c:<4} {r['tasks_per_s']:>7} tasks/s "
+                      f"({r['tasks']} in {r['seconds']} s, {args.workers} workers)", flush=True)
+                time.sleep(1)
+    write_result(args.out, {"machine": machine(), "runs": runs})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""``async def`` tasks: one event loop on one thread of the worker, any number of coroutines on it
+(up to ``ASYNC_LIMIT``), none holding a runner thread while it awaits.
+
+A runner thread marks the task in-progress, hands the coroutine to the loop and goes on at once;
+when the coroutine ends, its outcome is handed back to the runner's queue (in front) and a runner
+thread writes it, as for a sync task. Time limits and cancels come from the same watchdog as for
+sync tasks, through the task's ``stop``: here it cancels the asyncio task (``CancelledError``
+inside it, at its next ``await``). A coroutine that ignores the cancellation (or blocks the loop)
+is escalated like a sync task that ignores its interrupt: failed, and the process replaced. A
+blocking call inside an ``async def`` task stalls every coroutine on the loop: run it with
+``asyncio.to_thread``, or make the task a plain ``def``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from worker.execute import Interrupt, Result, TimeLimitExceeded, check_result, error_result
+from yadtq.registry import TaskSpec
+
+ASYNC_LIMIT = 1000
+"""Most ``async def`` tasks in flight at once in one worker (besides the sync ones)."""
+
+
+class AsyncLoop:
+    """The worker's event loop thread, started at the first ``async def`` task."""
+
+    def __init__(self, limit: int = ASYNC_LIMIT) -> None:
+        self.slots = threading.BoundedSemaphore(limit)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self.thread = threading.Thread(target=loop.run_forever, name="yadtq-async",
+                                               daemon=True)
+                self.thread.start()
+                self._loop = loop
+            return self._loop
+
+    def launch(self, spec: TaskSpec, args: tuple[Any, ...], limit: float,
+               done: Callable[[Result], None]) -> Callable[[type[Interrupt]], None]:
+        """Run ``spec``'s coroutine on the loop (waiting while ``ASYNC_LIMIT`` run); ``done`` is
+        called on the loop's thread with its result. Returns its ``stop(kind)``."""
+        self.slots.acquire()
+        loop = self._started()
+        why: list[type[Interrupt]] = []
+        holder: list[asyncio.Task[Result]] = []
+
+        async def run() -> Result:
+            t0 = time.perf_counter()
+            try:
+                assert spec.fn is not None
+                value = await spec.fn(*args)
+            except asyncio.CancelledError:
+                if not why:
+                    raise  # the loop is closing: not ours to report
+                if why[-1] is TimeLimitExceeded:
+                    return Result(False, error=f"time limit of {limit:g} s exceeded",
+                                  retryable=True, seconds=limit)
+                return Result(False, error="cancelled while running", cancelled=True,
+                              seconds=time.perf_counter() - t0)
+            except BaseException as exc:  # noqa: BLE001 - any error of user code is a failed attempt
+                return error_result(exc, time.perf_counter() - t0)
+            return check_result(value, time.perf_counter() - t0)
+
+        def finished(task: asyncio.Task[Result]) -> None:
+            self.slots.release()
+            if not task.cancelled() and task.exception() is None:
+                done(task.result())
+
+        def create() -> None:
+            task = loop.create_task(run())
+            holder.append(task)
+            task.add_done_callback(finished)
+
+        def stop(kind: type[Interrupt]) -> None:
+            why.append(kind)
+            loop.call_soon_threadsafe(lambda: holder[0].cancel() if holder else None)
+
+        loop.call_soon_threadsafe(create)
+        return stop
