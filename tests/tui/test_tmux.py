@@ -92,13 +92,15 @@ def test_dashboard_in_a_real_terminal(tmux_bin: str, real_settings: Settings,
     try:
         term.start(command)
         term.wait(lambda s: "Redis ● up" in s and "Kafka ● up" in s and "2 alive" in s,
-                  "both services up and two workers alive")
+                  "both services up and two workers alive", timeout=90)
 
         # submit through the form (it has the keyboard at start)
         term.send("ADD 2 3", literal=True)
         term.send("Enter")
         row = re.compile(r"^\s*([0-9a-f]{8})\s+ADD\s+2 3\s+✔ completed\s+5\s", re.MULTILINE)
-        screen = term.wait(lambda s: row.search(s) is not None, "ADD 2 3 to complete with 5")
+        # the first task on a freshly started broker waits for the group's first assignment
+        screen = term.wait(lambda s: row.search(s) is not None, "ADD 2 3 to complete with 5",
+                           timeout=90)
         match = row.search(screen)
         assert match is not None
         short_id = match.group(1)
