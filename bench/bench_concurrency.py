@@ -6,9 +6,12 @@ group join excluded). Every task is checked: completed once (attempt 1) with its
 
 - cpu: ``ADD`` (the drain of ``make bench``): what concurrency costs CPU-bound work.
 - io: ``IO_SLEEP 0.01`` (a blocking 10 ms wait on a thread) and ``IO_ASLEEP 0.01`` (``async def``).
+- mixed: 10,000 ``ADD`` with one ``IO_SLEEP 5`` per partition's worth of them interleaved (a long task
+  every n / partitions): how long the short ones take, with and without concurrency (``--mixed``).
 
     python bench/bench_concurrency.py                    # the default grid
     python bench/bench_concurrency.py --phase io --concurrency 1 8 32 --n 5000
+    python bench/bench_concurrency.py --mixed --concurrency 1 8 --n 10000
 """
 
 from __future__ import annotations
@@ -57,12 +60,60 @@ def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
         bad = sum(1 for i, (state, value, attempt, _, _) in enumerate(rows)
                   if state != "completed" or attempt != "1" or float(value) != result(i))
         if bad:
+            badids = [t for t, r in zip(ids, rows) if r[0] != "completed" or r[2] != "1"][:4]
+            for t in badids:
+                print(t, store.r.hgetall(store.keys.task(t)), flush=True)
             raise RuntimeError(f"{bad} of {n} tasks not completed exactly once with their result")
         first = min(float(r[3]) for r in rows)
         last = max(float(r[4]) for r in rows)
         return {"phase": phase, "task": name, "tasks": n, "workers": workers,
                 "concurrency": concurrency, "seconds": round(last - first, 3),
                 "tasks_per_s": round(n / (last - first))}
+    finally:
+        try:
+            client.reset()
+            for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
+                client.store.r.unlink(key)
+        finally:
+            client.close()
+
+
+def mixed(n: int, workers: int, concurrency: int, long_s: float = 5.0) -> dict[str, Any]:
+    """``n`` short ``ADD`` tasks with a ``long_s`` sleep after every ``n / partitions`` of them."""
+    settings = fresh_settings(f"cmix{concurrency}")
+    ensure_topics(settings)
+    client = Client(settings)
+    every = max(1, n // settings.partitions)
+    try:
+        jobs: list[tuple[str, list[Any]]] = []
+        for i in range(n):
+            if i % every == every // 2:
+                jobs.append(("IO_SLEEP", [long_s]))
+            jobs.append(("ADD", [i, 3]))
+        ids: list[str] = []
+        for start in range(0, len(jobs), 500):
+            ids += client.submit_many(jobs[start:start + 500])
+        procs = Workers(settings, workers, extra_args=("--tasks", "bench.tasks_io",
+                                                       "--concurrency", str(concurrency)))
+        try:
+            if not wait_for(lambda: client.counts()[TaskState.COMPLETED] >= len(jobs), 600):
+                raise RuntimeError(f"only {client.counts()} after 600 s")
+        finally:
+            procs.stop()
+        pipe = client.store.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hmget(client.store.keys.task(task_id), "state", "attempt", "started_at",
+                       "finished_at")
+        rows = pipe.execute()
+        if any(state != "completed" or attempt != "1" for state, attempt, _, _ in rows):
+            raise RuntimeError("a task did not complete exactly once")
+        first = min(float(r[2]) for r in rows)
+        short = sorted(float(r[3]) - first for (name, _), r in zip(jobs, rows) if name == "ADD")
+        return {"phase": "mixed", "short_tasks": len(short), "long_tasks": len(jobs) - len(short),
+                "long_s": long_s, "workers": workers, "concurrency": concurrency,
+                "short_done_p50_s": round(short[len(short) // 2], 3),
+                "short_done_p99_s": round(short[int(len(short) * 0.99)], 3),
+                "short_all_done_s": round(short[-1], 3)}
     finally:
         try:
             client.reset()
@@ -81,8 +132,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", default="concurrency", help="result name under bench/results")
+    parser.add_argument("--mixed", action="store_true", help="the mixed phase only")
     args = parser.parse_args()
     runs = []
+    if args.mixed:
+        for _ in range(args.repeat):
+            for c in args.concurrency:
+                runs.append(mixed(args.n, args.workers, c))
+                print(runs[-1], flush=True)
+        write_result(args.out, {"machine": machine(), "runs": runs})
+        return
     for _ in range(args.repeat):
         for phase in args.phase:
             for c in args.concurrency:
