@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench.tasks_io  # noqa: F401 - registers IO_SLEEP, IO_ASLEEP for the client's validation
-from bench.common import Workers, fresh_settings, machine, wait_for, write_result
+from bench.common import Workers, drop_prefix, fresh_settings, machine, wait_for, write_result
 from yadtq import Client
 from yadtq.broker import ensure_topics
 from yadtq.models import TaskState
@@ -79,12 +79,7 @@ def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
                 "concurrency": concurrency, "seconds": round(last - first, 3),
                 "tasks_per_s": round(n / (last - first))}
     finally:
-        try:
-            client.reset()
-            for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
-                client.store.r.unlink(key)
-        finally:
-            client.close()
+        drop_prefix(client)
 
 
 def mixed(n: int, workers: int, concurrency: int, long_s: float = 5.0) -> dict[str, Any]:
@@ -124,12 +119,7 @@ def mixed(n: int, workers: int, concurrency: int, long_s: float = 5.0) -> dict[s
                 "short_done_p99_s": round(short[int(len(short) * 0.99)], 3),
                 "short_all_done_s": round(short[-1], 3)}
     finally:
-        try:
-            client.reset()
-            for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
-                client.store.r.unlink(key)
-        finally:
-            client.close()
+        drop_prefix(client)
 
 
 def main() -> None:

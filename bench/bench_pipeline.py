@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     Workers,
+    drop_prefix,
     fresh_settings,
     machine,
     percentile,
@@ -162,12 +163,7 @@ def run(n: int, light_seconds: float, worker_counts: list[int],
         finally:
             if workers is not None:
                 workers.stop()
-            try:
-                client.reset()
-                for key in client.store.r.scan_iter(match=settings.key_prefix + ":*"):
-                    client.store.r.unlink(key)
-            finally:
-                client.close()
+            drop_prefix(client)
     return results
 
 

@@ -123,6 +123,16 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
+def drop_prefix(client: Client) -> None:
+    """Delete the benchmark's tasks and every key under its settings' prefix, then close."""
+    try:
+        client.reset()
+        for key in client.store.r.scan_iter(match=client.settings.key_prefix + ":*"):
+            client.store.r.unlink(key)
+    finally:
+        client.close()
+
+
 def wait_for(pred: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
