@@ -37,6 +37,7 @@ from worker.messages import CANCELLED as CANCELLED  # re-exported: START's answe
 from worker.messages import REFUSED, Job, not_started, validate
 from worker.metrics import Metrics
 from worker.outbox import Outbox
+from worker.procpool import ProcPool, default_size
 from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
 from yadtq.broker_types import Record
 from yadtq.errors import StoreError
@@ -88,6 +89,7 @@ class Runner:
         self.failures = 0
         """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
         self.aio = AsyncLoop()
+        self.procs = ProcPool(registry, default_size(settings.concurrency))
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
 
@@ -324,6 +326,8 @@ class Runner:
         started = time.perf_counter()
         try:
             try:
+                if spec.isolation == "process":
+                    return self.procs.run(spec, env.args)
                 return run_task(spec, env.args)
             finally:
                 with self.status.lock:

@@ -386,6 +386,7 @@ class Worker:
         self.stopping.set()
         for part in self._threads():
             part.join(timeout=2)
+        self.runner.procs.close()
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

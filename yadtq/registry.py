@@ -50,6 +50,9 @@ class TaskSpec:
     varargs: bool = False
     is_async: bool = False
     """An ``async def`` function: workers run it on their event loop."""
+    isolation: str = "thread"
+    """``thread`` (a runner thread of the worker) or ``process`` (a child process of the worker:
+    off its GIL, and killed at the time limit whatever it runs)."""
 
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis so the dashboard can offer and check the task."""
@@ -80,15 +83,17 @@ class Registry:
         self._specs: dict[str, TaskSpec] = {}
 
     def register(self, fn: TaskFunction, name: str | None = None, *, max_attempts: int | None = None,
-                 time_limit: float | None = None) -> TaskSpec:
+                 time_limit: float | None = None, isolation: str = "thread") -> TaskSpec:
         task_name = name or fn.__name__
         if not NAME_RE.fullmatch(task_name):
             raise ValueError(f"invalid task name {task_name!r}")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        _check_isolation(fn, isolation)
         params, varargs = _params_of(fn)
         spec = TaskSpec(task_name, fn, params, max_attempts, time_limit,
-                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn))
+                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn),
+                        isolation)
         self._specs[task_name] = spec
         return spec
 
@@ -97,9 +102,11 @@ class Registry:
         self._specs.setdefault(spec.name, spec)
 
     def task(self, name: str | None = None, *, max_attempts: int | None = None,
-             time_limit: float | None = None) -> Callable[[TaskFunction], TaskFunction]:
+             time_limit: float | None = None,
+             isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
         def decorator(fn: TaskFunction) -> TaskFunction:
-            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit)
+            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit,
+                          isolation=isolation)
             return fn
         return decorator
 
@@ -262,6 +269,17 @@ _KINDS = {int: "int", float: "float", str: "str", bool: "bool",
           "int": "int", "float": "float", "str": "str", "bool": "bool"}
 
 
+def _check_isolation(fn: TaskFunction, isolation: str) -> None:
+    if isolation not in ("thread", "process"):
+        raise ValueError(f"isolation must be 'thread' or 'process', not {str(isolation)[:40]!r}")
+    if isolation == "process" and inspect.iscoroutinefunction(fn):
+        raise ValueError("an async def task runs on the worker's event loop; "
+                         "isolation='process' is for plain functions")
+    if isolation == "process" and getattr(fn, "__module__", "__main__") == "__main__":
+        raise ValueError("a process task must be defined in an importable module (its process "
+                         "imports it), not in the script being run")
+
+
 def _params_of(fn: TaskFunction) -> tuple[tuple[Param, ...], bool]:
     params: list[Param] = []
     varargs = False
@@ -285,7 +303,9 @@ default_registry = Registry()
 """The registry the ``task`` decorator and the built-in tasks use."""
 
 
-def task(name: str | None = None, *, max_attempts: int | None = None,
-         time_limit: float | None = None) -> Callable[[TaskFunction], TaskFunction]:
-    """Register a function on the default registry under ``name`` (its own name by default)."""
-    return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit)
+def task(name: str | None = None, *, max_attempts: int | None = None, time_limit: float | None = None,
+         isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
+    """Register a function on the default registry under ``name`` (its own name by default);
+    ``isolation="process"`` runs it in a child process of the worker (CPU-bound work)."""
+    return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit,
+                                 isolation=isolation)
