@@ -1,6 +1,7 @@
 """``@task(isolation="process")`` on the real Kafka and Redis: a process task runs in a child of the
 worker, a task blocked in C is killed at its time limit without replacing the worker, a child that
-exits is one failed attempt, and a CPU-bound process task does not hold the worker's other tasks."""
+exits is one failed attempt, a cancel kills it, and a CPU-bound process task does not hold the
+worker's other tasks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import tests.tasks_process  # noqa: F401 - registers the process tasks for the client's validation
 from tests.conftest import WorkerProcs
 from tests.integration.helpers import wait_ids_final
+from tests.polling import eventually
 from yadtq import Client, Settings
 from yadtq.models import TaskState
 
@@ -43,6 +45,12 @@ def test_process_tasks_on_the_real_stack(real_settings: Settings, real_client: C
     assert real_client.get(spin).state is not TaskState.COMPLETED  # the adds did not wait for it
     wait_ids_final(real_client, [spin], 60)
     assert real_client.get(spin).state is TaskState.COMPLETED
+
+    # a cancel kills the running child too: cancelled, never retried
+    long = real_client.submit("PSPIN", [60.0])
+    assert eventually(lambda: real_client.get(long).state is TaskState.IN_PROGRESS, 30)
+    real_client.cancel(long)
+    assert eventually(lambda: real_client.get(long).state is TaskState.CANCELLED, 30)
 
     # the worker was never replaced: the same process, alive, no restart in its log
     assert workers.procs[0].poll() is None and workers.procs[0].pid == worker_pid
