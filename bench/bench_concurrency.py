@@ -1,8 +1,11 @@
 """Concurrency benchmark on the local stack (issue 12): tasks in flight per worker.
 
-Every phase queues N tasks with no worker running, then starts 2 worker processes with
-``--concurrency C``; the rate is N over the first task's start to the last completion (start-up and
-group join excluded). Every task is checked: completed once (attempt 1) with its result.
+Every drain runs 2 worker processes with ``--concurrency C``; the rate is N over the first task's
+start to the last completion. The I/O phases start the workers, wait until they own every
+partition (a rebalance inside the window stalled a worker for 2-3 s and halved some runs), then
+submit N tasks in batches of 500; the CPU phase queues its tasks first (the client could not
+submit them as fast as they run) and then starts the workers. Every task is checked: completed,
+run once (handed-back starts not counted), with its result.
 
 - cpu: ``ADD`` (the drain of ``make bench``): what concurrency costs CPU-bound work.
 - io: ``IO_SLEEP 0.01`` (a blocking 10 ms wait on a thread) and ``IO_ASLEEP 0.01`` (``async def``).
@@ -52,11 +55,20 @@ def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
     client = Client(settings)
     try:
         ids: list[str] = []
-        for start in range(0, n, 500):
-            ids += client.submit_many([(name, args(i)) for i in range(start, min(n, start + 500))])
+
+        def submit() -> None:
+            for start in range(0, n, 500):
+                ids.extend(client.submit_many([(name, args(i))
+                                               for i in range(start, min(n, start + 500))]))
+
+        if phase == "cpu":
+            submit()  # queued first: faster than the client could submit them
         procs = Workers(settings, workers, extra_args=("--tasks", "bench.tasks_io",
                                                        "--concurrency", str(concurrency)))
         try:
+            if phase != "cpu":
+                procs.wait_ready(client)  # warm: the group formed, no rebalance in the window
+                submit()
             if not wait_for(lambda: client.counts()[TaskState.COMPLETED] >= n, 300):
                 raise RuntimeError(f"only {client.counts()} after 300 s")
         finally:

@@ -23,6 +23,7 @@ import time
 from typing import TypeVar
 
 from worker.aio import AsyncLoop
+from worker.coalesce import Coalescer
 from worker.execute import (
     Interrupt,
     Result,
@@ -90,6 +91,8 @@ class Runner:
         """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
         self.aio = AsyncLoop()
         self.procs = ProcPool(registry, default_size(settings.concurrency))
+        self.starts: Coalescer[Envelope, int] = Coalescer(lambda e: store.start(worker_id, e), "starts")
+        self.finishes: Coalescer[Outcome, bool] = Coalescer(lambda o: store.finish(worker_id, o), "ends")
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
 
@@ -221,7 +224,7 @@ class Runner:
         if not envs:
             return [], {}
         try:
-            attempts = self.redis.call(lambda: self.store.start(self.worker_id, envs), "mark in-progress")
+            attempts = self.redis.call(lambda: self.starts.call(envs), "mark in-progress")
             return None if attempts is None else (attempts, {})
         except StoreError as exc:
             if len(envs) == 1:
@@ -246,7 +249,7 @@ class Runner:
             return True
         try:
             written = self.redis.call(
-                lambda: self.store.finish(self.worker_id, [o for _, o in outcomes]), "write results")
+                lambda: self.finishes.call([o for _, o in outcomes]), "write results")
         except StoreError as exc:
             if len(outcomes) > 1:
                 return all(self._finish([one]) for one in outcomes)

@@ -386,7 +386,8 @@ class Worker:
         self.stopping.set()
         for part in self._threads():
             part.join(timeout=2)
-        self.runner.procs.close()
+        for closing in (self.runner.procs, self.runner.starts, self.runner.finishes):
+            closing.close()
         try:
             self.store.remove_worker(self.id)
         except YadtqError:

@@ -1,0 +1,121 @@
+"""Group commit for the runner's Redis writes: calls that overlap in time share one round trip.
+
+With many tasks in flight, runner threads mark tasks in-progress and write outcomes at about the
+same moments. ``Coalescer.call`` queues the caller's items and waits; one writer thread of its own
+sends everything queued (up to ``most`` items, whole callers only) in one call of ``fn`` and hands
+each caller its part of the answer. Calls that come while a write is under way go together in the
+next one. The writer is a thread of its own, not one of the callers, because the watchdog raises
+its interrupts in runner threads: a caller interrupted while it waits leaves its items to be
+written all the same, and no interrupt can stop the writes of others.
+
+Errors stay with their owner: if a joint call raises, each caller's items are sent again on their
+own, so a task whose record Redis refuses (or a transient outage) is reported to its caller only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger("yadtq.worker.coalesce")
+
+I = TypeVar("I")  # noqa: E741 - an item
+R = TypeVar("R")  # its answer
+
+
+class _Slot(Generic[I, R]):
+    __slots__ = ("done", "error", "items", "result")
+
+    def __init__(self, items: Sequence[I]) -> None:
+        self.items = items
+        self.done = threading.Event()
+        self.result: list[R] = []
+        self.error: BaseException | None = None
+
+
+class Coalescer(Generic[I, R]):
+    """Joins overlapping ``call``s of ``fn`` (one answer per item, in order) into one."""
+
+    def __init__(self, fn: Callable[[Sequence[I]], list[R]], name: str, most: int = 256) -> None:
+        self.fn = fn
+        self.name = name
+        self.most = most
+        self._cv = threading.Condition()
+        self._queue: list[_Slot[I, R]] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.calls = 0
+        """Calls of ``fn`` made (for tests and the benchmark)."""
+
+    def call(self, items: Sequence[I]) -> list[R]:
+        if not items:
+            return []
+        slot: _Slot[I, R] = _Slot(items)
+        with self._cv:
+            if self._closed:
+                raise RuntimeError(f"{self.name}: the worker is stopping")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"yadtq-{self.name}",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.append(slot)
+            self._cv.notify()
+        slot.done.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def close(self) -> None:
+        """End the writer once the queue is empty (calls after this raise)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                if not self._queue:
+                    return
+                batch: list[_Slot[I, R]] = []
+                total = 0
+                for s in self._queue:
+                    if batch and total + len(s.items) > self.most:
+                        break
+                    batch.append(s)
+                    total += len(s.items)
+                del self._queue[:len(batch)]
+            try:
+                self._send(batch)
+            except BaseException as exc:  # the writer must outlive any failure
+                log.exception("%s: unexpected failure of a write", self.name)
+                for s in batch:
+                    if s.error is None and len(s.result) != len(s.items):
+                        s.error = exc
+            finally:
+                for s in batch:
+                    s.done.set()
+
+    def _send(self, batch: list[_Slot[I, R]]) -> None:
+        if len(batch) > 1:
+            answers: list[R] | None
+            try:
+                self.calls += 1
+                answers = self.fn([item for s in batch for item in s.items])
+            except Exception:  # noqa: BLE001 - sent again per caller below, errors to their owner
+                answers = None
+            if answers is not None:
+                at = 0
+                for s in batch:
+                    s.result = answers[at:at + len(s.items)]
+                    at += len(s.items)
+                return
+        for s in batch:
+            try:
+                self.calls += 1
+                s.result = self.fn(s.items)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller that owns the items
+                s.error = exc
