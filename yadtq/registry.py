@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import InvalidTask
+from yadtq.keys import DEFAULT_QUEUE, check_queue
 from yadtq.wire import MAX_ARGS, MAX_INT_DIGITS, MAX_STRING_CHARS, NAME_RE, check_scalar
 
 TaskFunction = Callable[..., Any]
@@ -50,11 +51,14 @@ class TaskSpec:
     varargs: bool = False
     is_async: bool = False
     """An ``async def`` function: workers run it on their event loop."""
+    queue: str = DEFAULT_QUEUE
+    """The queue its tasks go to unless ``submit(queue=...)`` says otherwise."""
 
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis so the dashboard can offer and check the task."""
         return {"name": self.name, "params": [[p.name, p.kind] for p in self.params],
-                "varargs": self.varargs, "description": self.description[:200]}
+                "varargs": self.varargs, "description": self.description[:200],
+                "queue": self.queue}
 
     @classmethod
     def from_public(cls, data: dict[str, Any]) -> TaskSpec:
@@ -63,7 +67,8 @@ class TaskSpec:
         params = tuple(Param(str(n), str(k) if k in PARAM_KINDS else "any")
                        for n, k in data.get("params", []))
         return cls(str(data["name"]), None, params, description=str(data.get("description", "")),
-                   varargs=bool(data.get("varargs", False)))
+                   varargs=bool(data.get("varargs", False)),
+                   queue=check_queue(data.get("queue", DEFAULT_QUEUE)))
 
     @property
     def usage(self) -> str:
@@ -80,15 +85,16 @@ class Registry:
         self._specs: dict[str, TaskSpec] = {}
 
     def register(self, fn: TaskFunction, name: str | None = None, *, max_attempts: int | None = None,
-                 time_limit: float | None = None) -> TaskSpec:
+                 time_limit: float | None = None, queue: str = DEFAULT_QUEUE) -> TaskSpec:
         task_name = name or fn.__name__
         if not NAME_RE.fullmatch(task_name):
             raise ValueError(f"invalid task name {task_name!r}")
+        check_queue(queue)
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         params, varargs = _params_of(fn)
         spec = TaskSpec(task_name, fn, params, max_attempts, time_limit,
-                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn))
+                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn), queue)
         self._specs[task_name] = spec
         return spec
 
@@ -97,9 +103,12 @@ class Registry:
         self._specs.setdefault(spec.name, spec)
 
     def task(self, name: str | None = None, *, max_attempts: int | None = None,
-             time_limit: float | None = None) -> Callable[[TaskFunction], TaskFunction]:
+             time_limit: float | None = None,
+             queue: str = DEFAULT_QUEUE) -> Callable[[TaskFunction], TaskFunction]:
+        check_queue(queue)  # at the decorator, not at the first submit
+
         def decorator(fn: TaskFunction) -> TaskFunction:
-            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit)
+            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit, queue=queue)
             return fn
         return decorator
 
@@ -286,6 +295,9 @@ default_registry = Registry()
 
 
 def task(name: str | None = None, *, max_attempts: int | None = None,
-         time_limit: float | None = None) -> Callable[[TaskFunction], TaskFunction]:
-    """Register a function on the default registry under ``name`` (its own name by default)."""
-    return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit)
+         time_limit: float | None = None,
+         queue: str = DEFAULT_QUEUE) -> Callable[[TaskFunction], TaskFunction]:
+    """Register a function on the default registry under ``name`` (its own name by default);
+    ``queue`` names the queue its tasks go to (``yadtq-worker --queues`` picks queues)."""
+    return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit,
+                                 queue=queue)
