@@ -8,7 +8,8 @@ the tasks topic itself (``queue_topic``).
 
 Layout::
 
-    <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history...
+    <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history,
+                                    queue (absent: default)...
     <p>:tasks                zset   every task id, scored by creation time (epoch s): listing never scans keys
     <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s), or for a
                                     final state by finish time: filtered listing, the reconciler's

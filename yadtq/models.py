@@ -106,7 +106,8 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     partitions: tuple[int, ...] = ()
-    """Partitions of the tasks topic assigned to this worker now."""
+    """Partitions assigned to this worker now, as its consumer's slots
+    (``yadtq.broker_types.SLOT_STRIDE``): for its first queue, the topic's own partition numbers."""
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
 
