@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 from yadtq.broker_types import Producer, ProducerFactory, Record, kafka_offsets, kafka_producer
-from yadtq.keys import queue_topic
 from yadtq.settings import Settings
 
 
@@ -44,7 +43,7 @@ def kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set
     from yadtq.broker import TaskConsumer, ensure_topics
 
     for queue in settings.queue_list():  # subscribed to once they exist: no wait for a refresh
-        ensure_topics(settings.with_(topic=queue_topic(settings.topic, queue)))
+        ensure_topics(settings.with_(topic=settings.queue_topic(queue)))
     return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
 
 

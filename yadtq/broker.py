@@ -31,7 +31,6 @@ from yadtq import topics
 from yadtq.broker_types import Record, dead_letter_body, log_failed_commit, slot, unslot
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, client_config, consumer_config, producer_config
-from yadtq.keys import queue_topic
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
@@ -114,7 +113,7 @@ class TaskProducer:
         by ``encode`` before any topic is made)."""
         try:
             value = env.encode()
-            topic = queue_topic(self.settings.topic, env.queue)
+            topic = self.settings.queue_topic(env.queue)
             if topic not in self._ready:
                 ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
                 self._ready.add(topic)
@@ -239,7 +238,7 @@ class TaskConsumer:
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        self._topics = [queue_topic(settings.topic, q) for q in settings.queue_list()]
+        self._topics = [settings.queue_topic(q) for q in settings.queue_list()]
         self._index = {t: i for i, t in enumerate(self._topics)}
         with _errors(settings.kafka_bootstrap, "a consumer"):
             self._c = KafkaConsumer(**consumer_config(settings, client_id),

@@ -164,7 +164,7 @@ class LagReader:
                 out: dict[str, int] = {}
                 for topic in sorted(offsets.list_topics()):
                     queue = topic_queue(base, topic)
-                    if queue is None:
+                    if queue is None or topic == self._settings.dead_letter_topic:
                         continue
                     ends = offsets.end_offsets(offsets.partitions(topic), topic)
                     committed = offsets.committed(topic)

@@ -29,7 +29,6 @@ from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_produ
 from yadtq.cancel import CancelResult, Cancels
 from yadtq.due import DueSet
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
-from yadtq.keys import check_queue
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
 from yadtq.retention import Retention
@@ -145,7 +144,7 @@ class Client:
         due = _when.due(delay, eta, self.store.clock())
         if queue is not None:
             try:
-                check_queue(queue)
+                self.settings.queue_topic(queue)
             except ValueError as exc:
                 raise InvalidTask(str(exc)) from None
         envelopes = []

@@ -21,7 +21,7 @@ from yadtq.keys import (
     DEFAULT_PREFIX,
     DEFAULT_QUEUE,
     DEFAULT_TOPIC,
-    check_queue,
+    queue_topic,
 )
 
 
@@ -188,10 +188,18 @@ class Settings:
             raise ValueError("queues: no queue given (e.g. 'default' or 'default,emails')")
         for name in names:
             try:
-                check_queue(name)
+                self.queue_topic(name)
             except ValueError as exc:
                 raise ValueError(f"queues: {exc}") from None
         return names
+
+    def queue_topic(self, queue: str) -> str:
+        """The Kafka topic of ``queue`` (``yadtq.keys.queue_topic``); ``ValueError`` for a bad
+        name or one whose topic would be the dead-letter topic (``YADTQ_TOPIC`` + ``.dlq``...)."""
+        topic = queue_topic(self.topic, queue)
+        if topic == self.dead_letter_topic:
+            raise ValueError(f"queue {queue!r} would use the dead-letter topic {topic}")
+        return topic
 
     # ------------------------------------------------------------------ secrets
     def redis_password(self) -> str | None:

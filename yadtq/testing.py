@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 from yadtq.broker_types import Record, slot, unslot
 from yadtq.errors import DecodeError, ServiceUnavailable
-from yadtq.keys import queue_topic
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
@@ -97,9 +96,10 @@ class FakeProducer:
             try:
                 self.broker.check()
                 value = env.encode()
-                self.broker.append(queue_topic(self.settings.topic, env.queue), value, env.id.encode())
+                topic = self.settings.queue_topic(env.queue)
+                self.broker.append(topic, value, env.id.encode())
                 out.append(None)
-            except (ServiceUnavailable, DecodeError) as exc:
+            except (ServiceUnavailable, DecodeError, ValueError) as exc:
                 out.append(exc)
         return out
 
@@ -129,7 +129,7 @@ class FakeConsumer:
                  on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
         self.broker, self.settings, self.client_id = broker, settings, client_id
-        self.topics = [queue_topic(settings.topic, q) for q in settings.queue_list()]
+        self.topics = [settings.queue_topic(q) for q in settings.queue_list()]
         self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self._assigned: set[int] = set()
         self._paused: set[int] = set()

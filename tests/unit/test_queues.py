@@ -363,3 +363,20 @@ def test_dashboard_queue_filter_helpers(client: Client) -> None:
     assert tasks_title(every, None, None).startswith("Tasks · all states · newest 7 of 7")
     assert lag_text(5, [("default", 5)]) == "lag 5"
     assert lag_text(7, [("default", 5), ("emails", 2)]) == "lag 7 · default 5 · emails 2"
+
+
+def test_a_queue_whose_topic_would_be_the_dead_letter_topic_is_refused(
+        fake_store: RedisStore, fake_broker: FakeBroker, reg: Registry) -> None:
+    settings = Settings(key_prefix="yadtq:unit", topic="t", dead_letter_topic="t.dlq")
+    with pytest.raises(ValueError, match="dead-letter topic t.dlq"):
+        settings.with_(queues="default,dlq")
+    client = Client(settings, store=RedisStore(settings, client=fake_store.r),
+                    producer_factory=fake_broker.producer, offsets_factory=fake_broker.offsets,
+                    registry=reg)
+    client._kafka_ping = fake_broker.ping
+    with pytest.raises(InvalidTask, match="dead-letter"):
+        client.submit("ADD", [1, 2], queue="dlq")
+    assert client.total() == 0
+    fake_broker.append("t.dlq", b"x")  # named like a queue's topic: not counted as one
+    client.submit("ADD", [1, 2], queue="q")
+    assert client.queue_lag() == {"q": 1}
