@@ -380,3 +380,15 @@ def test_a_queue_whose_topic_would_be_the_dead_letter_topic_is_refused(
     fake_broker.append("t.dlq", b"x")  # named like a queue's topic: not counted as one
     client.submit("ADD", [1, 2], queue="q")
     assert client.queue_lag() == {"q": 1}
+
+
+def test_the_cli_shows_the_queue(client: Client) -> None:
+    import io
+
+    from yadtq.cli_output import print_task, task_json
+
+    task = client.get(client.submit("ADD", [1, 2], queue="emails"))
+    assert task_json(task)["queue"] == "emails"
+    out = io.StringIO()
+    print_task(task, out)
+    assert "queue:     emails" in out.getvalue()
