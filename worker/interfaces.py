@@ -23,11 +23,12 @@ class Consumer(Protocol):
 
 
 class Offsets(Protocol):
-    """The tasks topic's end offsets and the group's committed offsets (for the reconciler)."""
+    """A tasks topic's end offsets and the group's committed offsets (for the reconciler); the
+    topic is the tasks topic unless given (a named queue's, ``yadtq.keys.queue_topic``)."""
 
-    def partitions(self) -> int: ...
-    def end_offsets(self, partitions: int) -> dict[int, int]: ...
-    def committed(self) -> dict[int, int]: ...
+    def partitions(self, topic: str | None = None) -> int: ...
+    def end_offsets(self, partitions: int, topic: str | None = None) -> dict[int, int]: ...
+    def committed(self, topic: str | None = None) -> dict[int, int]: ...
     def partition_of(self, task_id: str, partitions: int) -> int: ...
     def close(self) -> None: ...
 
@@ -41,7 +42,8 @@ def kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set
                    on_assigned: Callable[[set[int]], None]) -> Consumer:
     from yadtq.broker import TaskConsumer, ensure_topics
 
-    ensure_topics(settings)
+    for queue in settings.queue_list():  # subscribed to once they exist: no wait for a refresh
+        ensure_topics(settings.with_(topic=settings.queue_topic(queue)))
     return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
 
 

@@ -4,6 +4,7 @@
     yadtq-worker --tasks mypkg.tasks     # plus the tasks registered in your module(s)
     yadtq-worker --scheduler             # only the scheduler: sends delayed tasks when due
     yadtq-worker --concurrency 32        # up to 32 tasks at once (default 8; 1: one at a time)
+    yadtq-worker --queues default,emails # only these queues' tasks (default: the default queue)
 
 Every worker also runs the scheduler (one of them leads at a time, by a Redis lock);
 --no-scheduler leaves that to the others or to a --scheduler process.
@@ -110,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"yadtq-worker: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
             return 2
-    periodic = start_periodic(settings, worker.store, default_schedules.all(), worker.id,
-                              worker.stopping)
+    periodic = start_periodic(settings, worker.store, default_schedules.routed(default_registry),
+                              worker.id, worker.stopping)
     signals = {"count": 0}
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

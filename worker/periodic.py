@@ -26,6 +26,7 @@ from worker.interfaces import kafka_producer
 from worker.outbox import Outbox
 from yadtq import lua_periodic
 from yadtq.errors import YadtqError
+from yadtq.keys import DEFAULT_QUEUE
 from yadtq.schedule_store import ScheduleStore
 from yadtq.schedules import Schedule
 from yadtq.settings import Settings
@@ -135,7 +136,8 @@ class PeriodicScheduler:
                       period)
         if not fired.created:
             return
-        env = Envelope(schedule.task_id(period), schedule.task, schedule.args, fired.created_at)
+        env = Envelope(schedule.task_id(period), schedule.task, schedule.args, fired.created_at,
+                       schedule.queue or DEFAULT_QUEUE)
         (err,) = self.outbox.resend([env])
         if err is not None:
             log.warning("schedule %s: task %s created but not sent (the reconciler will send it): "

@@ -31,6 +31,7 @@ from worker.interfaces import Offsets, OffsetsFactory
 from worker.outbox import Outbox
 from yadtq.due import DueSet
 from yadtq.errors import YadtqError
+from yadtq.keys import queue_topic
 from yadtq.models import Task, TaskState, WorkerStatus
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
@@ -50,7 +51,8 @@ ROUND_LIMIT = 2000
 @dataclass(frozen=True)
 class Snapshot:
     at: float
-    ends: dict[int, int]
+    ends: dict[str, dict[int, int]]
+    """Per topic (the tasks topic and the named queues' of that round's candidates)."""
 
 
 @dataclass(frozen=True)
@@ -131,35 +133,39 @@ class Reconciler:
         if self._offsets is None:
             self._offsets = self._offsets_factory(self.settings)
         offsets = self._offsets
-        partitions = offsets.partitions()
-        ends = offsets.end_offsets(partitions)
-        committed = offsets.committed()
         t = time.time() if now is None else now
-        self._snapshots.append(Snapshot(t, ends))
         older = t - self.settings.repair_after
         candidates = [*self.store.stale(TaskState.QUEUED, older, limit=ROUND_LIMIT),
                       *self.store.stale(TaskState.IN_PROGRESS, older, limit=ROUND_LIMIT)]
+        base = self.settings.topic
+        ends, committed, partitions = self._read(offsets, {base} | {
+            queue_topic(base, c.queue) for c in candidates if not c.problem})
+        self._snapshots.append(Snapshot(t, ends))
         late_after = self.settings.heartbeat_interval * 2
         busy = {w.current_task for w in self.store.workers(late_after=late_after)
                 if w.status is not WorkerStatus.DEAD and w.current_task}
         chosen: list[Task] = []
-        waiting: dict[int, int] = {}
+        waiting: dict[tuple[str, int], int] = {}
         dispatching = self.due.dispatching([t.id for t in candidates if t.state is TaskState.QUEUED])
         for task in candidates:
             if task.problem or task.state.is_final or task.id in dispatching:
                 continue
             if task.state is TaskState.IN_PROGRESS and task.id in busy:
                 continue
-            partition = offsets.partition_of(task.id, partitions)
-            if not self._consumed_past(task, partition, committed):
-                waiting[partition] = waiting.get(partition, 0) + 1
+            topic = queue_topic(base, task.queue)
+            if topic not in partitions:
+                continue  # its topic's offsets could not be read this round
+            partition = offsets.partition_of(task.id, partitions[topic])
+            if not self._consumed_past(task, topic, partition, committed[topic]):
+                waiting[topic, partition] = waiting.get((topic, partition), 0) + 1
             elif self._mark(task):
                 chosen.append(task)
         if waiting:
             log.debug("round: %d candidates still behind their partition's committed offset %s "
                       "(committed %s, snapshot ends %s)", sum(waiting.values()), waiting, committed,
                       self._snapshots[0].ends if self._snapshots else None)
-        errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at) for t in chosen])
+        errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at, t.queue)
+                                     for t in chosen])
         resent = requeued = 0
         for task, err in zip(chosen, errors, strict=True):
             if err is not None:
@@ -174,11 +180,33 @@ class Reconciler:
         self.store.record_repairs(self.worker_id, resent, requeued)
         return Round(resent, requeued, len(restored))
 
-    def _consumed_past(self, task: Task, partition: int, committed: dict[int, int]) -> bool:
-        """True when the group committed past every message that could carry this task."""
+    def _read(self, offsets: Offsets, topics: set[str]) -> tuple[
+            dict[str, dict[int, int]], dict[str, dict[int, int]], dict[str, int]]:
+        """Per topic: end offsets, committed offsets and partition count. A named queue's topic
+        that cannot be read (not created yet) is left out: its tasks wait for a later round."""
+        ends: dict[str, dict[int, int]] = {}
+        committed: dict[str, dict[int, int]] = {}
+        partitions: dict[str, int] = {}
+        for topic in sorted(topics):
+            try:
+                count = offsets.partitions(topic)
+                ends[topic] = offsets.end_offsets(count, topic)
+                committed[topic] = offsets.committed(topic)
+                partitions[topic] = count
+            except YadtqError as exc:
+                if topic == self.settings.topic:
+                    raise
+                log.info("offsets of %s not readable this round: %s", topic, exc)
+        return ends, committed, partitions
+
+    def _consumed_past(self, task: Task, topic: str, partition: int,
+                       committed: dict[int, int]) -> bool:
+        """True when the group committed past every message that could carry this task (a
+        snapshot after its last change plus the send margin that covered its topic)."""
         after = task.updated_at + SEND_MARGIN_SECONDS
-        snap = next((s for s in self._snapshots if s.at >= after), None)
-        return snap is not None and committed.get(partition, 0) >= snap.ends.get(partition, 0)
+        snap = next((s for s in self._snapshots if s.at >= after and topic in s.ends), None)
+        return (snap is not None
+                and committed.get(partition, 0) >= snap.ends[topic].get(partition, 0))
 
     def _mark(self, task: Task) -> bool:
         """Note the repair in the task's history (compare-and-set on its state and attempt): an

@@ -12,14 +12,19 @@ exit the owner (``yadtq.client.Client``) drains it before the Kafka producer clo
 
 from __future__ import annotations
 
+import atexit
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from yadtq.errors import ServiceUnavailable, YadtqError
 from yadtq.wire import Envelope
 
+EXIT_DRAIN_SECONDS = 30.0
+"""How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
 MAX_BATCH = 1000
 BUSY_BATCH = 2
 """A batch at least this big means submits are arriving fast: the next one waits to grow."""
@@ -101,3 +106,31 @@ class BackgroundSubmitter:
             if len(batch) >= BUSY_BATCH and not self._closed:
                 time.sleep(BUSY_LINGER_SECONDS)
 
+
+def drain_at_exit(client: Any) -> None:
+    """Send ``client``'s (a ``yadtq.client.Client``) ``wait=False`` tasks when the interpreter exits normally.
+
+    Registered with ``threading._register_atexit``: those hooks run when the main thread ends,
+    before the ``atexit`` callbacks, among them kafka-python's, which closes every producer (and
+    is registered later, when the producer is built, so as an ``atexit`` callback it would run
+    first). Plain ``atexit`` is the fallback where the threading hook is missing or closed."""
+    ref = weakref.ref(client)
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(flush_at_exit, ref)
+            return
+        except RuntimeError:  # the interpreter is already shutting its threads down
+            pass
+    atexit.register(flush_at_exit, ref)
+
+
+def flush_at_exit(ref: weakref.ref[Any]) -> None:
+    client = ref()
+    if client is None or client._submitter is None:  # closed already
+        return
+    try:
+        client.flush(EXIT_DRAIN_SECONDS)
+    except ServiceUnavailable as exc:
+        print(f"yadtq: WARNING at exit: {exc} (submitted with wait=False)", file=sys.stderr,
+              flush=True)

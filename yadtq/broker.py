@@ -1,10 +1,8 @@
 """The Kafka adapter, the one module that imports kafka-python: the task producer, the worker's
 consumer, the admin client (offsets, topics, the health probe) and ``kafka_errors``, the one place
-where kafka-python's exceptions become the core's (``ServiceUnavailable`` for a retriable or
-connection error, ``BrokerError`` otherwise; none leaves this module). Connection settings come
-from ``yadtq.kafka_conn``, the topics' rules from ``yadtq.topics``; ``yadtq.testing`` has
-in-memory fakes of the same surfaces for unit tests.
-"""
+where kafka-python's exceptions become the core's (``ServiceUnavailable`` if retriable or a
+connection error, ``BrokerError`` otherwise). Client settings: ``yadtq.kafka_conn``; the topics'
+rules: ``yadtq.topics``; in-memory fakes of the same surfaces: ``yadtq.testing``."""
 
 from __future__ import annotations
 
@@ -30,17 +28,16 @@ from kafka.partitioner.default import murmur2
 from kafka.structs import MemberState
 
 from yadtq import topics
-from yadtq.broker_types import Record, dead_letter_body, log_failed_commit
+from yadtq.broker_types import Record, dead_letter_body, log_failed_commit, slot, unslot
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
-from yadtq.kafka_conn import client_config
+from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, client_config, consumer_config, producer_config
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.broker")
 
-__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "KafkaAdmin", "TaskConsumer",
-           "TaskProducer", "client_config", "ensure_topics", "kafka_errors", "partition_of",
-           "translate"]
+__all__ = ["DELIVERY_TIMEOUT_SECONDS", "KAFKA_FAILURES", "KafkaAdmin", "TaskConsumer", "TaskProducer",
+           "client_config", "ensure_topics", "kafka_errors", "partition_of", "translate"]
 
 KAFKA_FAILURES: tuple[type[Exception], ...] = (KafkaError, OSError, ValueError, AssertionError,
                                               RuntimeError)
@@ -90,18 +87,12 @@ class TaskProducer:
         self._linger_ms = linger_ms
         self._lock = threading.Lock()
         self._stale = False
+        self._ready = {settings.topic}  # topics known to exist (a queue's: made at its first send)
         self._p = self._new()
 
     def _new(self) -> Any:
         with _errors(self.settings.kafka_bootstrap, "a producer"):
-            return KafkaProducer(
-                **client_config(self.settings), acks="all", linger_ms=self._linger_ms,
-                max_block_ms=5000, request_timeout_ms=5000,
-                delivery_timeout_ms=int(DELIVERY_TIMEOUT_SECONDS * 1000),
-                # idempotent: a retried batch (a request timed out during a leader election) is
-                # written once; kafka-python refuses a conflicting acks/retries/in-flight value
-                enable_idempotence=True, max_in_flight_requests_per_connection=5,
-            )
+            return KafkaProducer(**producer_config(self.settings, self._linger_ms))
 
     def _producer(self) -> Any:
         """The producer to send with: a new one once a delivery has timed out."""
@@ -116,6 +107,20 @@ class TaskProducer:
                          name="yadtq-producer-close", daemon=True).start()
         return self._p
 
+    def _send_one(self, producer: Any, env: Envelope) -> Any:
+        """Hand ``env`` to kafka-python, to its queue's topic (made first if this producer has
+        not used it yet): its future, or the exception that refused it (a bad queue name is refused
+        by ``encode`` before any topic is made)."""
+        try:
+            value = env.encode()
+            topic = self.settings.queue_topic(env.queue)
+            if topic not in self._ready:
+                ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
+                self._ready.add(topic)
+            return producer.send(topic, key=env.id.encode(), value=value)
+        except _SEND_FAILURES as exc:  # reported per task
+            return exc
+
     def _failed(self, exc: BaseException) -> None:
         """Note a failed delivery: after a timeout the producer is replaced before the next send."""
         if isinstance(exc, KafkaTimeoutError):
@@ -123,17 +128,11 @@ class TaskProducer:
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
-        futures: list[Any] = []
         try:
             producer = self._producer()
         except YadtqError as exc:
             return [exc] * len(envelopes)
-        for env in envelopes:
-            try:
-                futures.append(producer.send(self.settings.topic, key=env.id.encode(),
-                                             value=env.encode()))
-            except _SEND_FAILURES as exc:  # reported per task
-                futures.append(exc)
+        futures = [self._send_one(producer, env) for env in envelopes]
         if len(envelopes) > 1:
             self._flush(producer, timeout)
         errors: list[Exception | None] = []
@@ -161,10 +160,9 @@ class TaskProducer:
                 on_error(env, exc)
             return
         for env in envelopes:
-            try:
-                fut = producer.send(self.settings.topic, key=env.id.encode(), value=env.encode())
-            except _SEND_FAILURES as exc:  # reported per task
-                on_error(env, self._refused(exc))
+            fut = self._send_one(producer, env)
+            if isinstance(fut, Exception):
+                on_error(env, self._refused(fut))
                 continue
             fut.add_errback(lambda exc, e=env: self._async_failed(e, exc, on_error))
 
@@ -212,29 +210,26 @@ class TaskProducer:
         self._close(self._p, 2)
 
 
-DELIVERY_TIMEOUT_SECONDS = 10.0
-"""A message not acknowledged this long after ``send`` has failed (the producer gives up)."""
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Runs on kafka-python's network thread: it must not call the consumer (no commit here)."""
 
     def __init__(self, on_revoked: Callable[[set[int]], None],
-                 on_assigned: Callable[[set[int]], None]) -> None:
-        self.on_revoked, self.on_assigned = on_revoked, on_assigned
+                 on_assigned: Callable[[set[int]], None], slots: Callable[[Any], set[int]]) -> None:
+        self.on_revoked, self.on_assigned, self.slots = on_revoked, on_assigned, slots
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.on_revoked({tp.partition for tp in revoked})
+        self.on_revoked(self.slots(revoked))
 
     def on_partitions_lost(self, lost: Any) -> None:
-        self.on_revoked({tp.partition for tp in lost})
+        self.on_revoked(self.slots(lost))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.on_assigned({tp.partition for tp in assigned})
+        self.on_assigned(self.slots(assigned))
 
 
 class TaskConsumer:
-    """The worker's view of the tasks topic: poll, pause/resume, seek, commit after processing.
+    """The worker's view of its queues' topics (``Settings.queue_list``): poll, pause/resume,
+    seek, commit after processing, each partition named by its slot (``SLOT_STRIDE``).
 
     The group uses the cooperative-sticky assignor (KIP-429): a worker joining or leaving moves only
     the partitions that change owner; the others keep running through the rebalance."""
@@ -243,35 +238,33 @@ class TaskConsumer:
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        cfg = client_config(settings)
-        cfg["client_id"] = client_id
+        self._topics = [settings.queue_topic(q) for q in settings.queue_list()]
+        self._index = {t: i for i, t in enumerate(self._topics)}
         with _errors(settings.kafka_bootstrap, "a consumer"):
-            self._c = KafkaConsumer(
-                **cfg, group_id=settings.group, enable_auto_commit=False,
-                auto_offset_reset="earliest", max_poll_records=settings.max_poll_records,
-                session_timeout_ms=settings.session_timeout_ms,
-                heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
-                max_poll_interval_ms=settings.max_poll_interval_ms, fetch_max_wait_ms=100,
-                request_timeout_ms=max(30000, settings.session_timeout_ms + 5000),
-                allow_auto_create_topics=False,
-                partition_assignment_strategy=(CooperativeStickyAssignor,),
-            )
-            self._c.subscribe([settings.topic], listener=_Listener(on_revoked, on_assigned))
+            self._c = KafkaConsumer(**consumer_config(settings, client_id),
+                                    partition_assignment_strategy=(CooperativeStickyAssignor,))
+            self._c.subscribe(self._topics,
+                              listener=_Listener(on_revoked, on_assigned, self._slots))
 
-    def _tp(self, partition: int) -> Any:
-        return TopicPartition(self.settings.topic, partition)
+    def _tp(self, number: int) -> Any:
+        index, partition = unslot(number)
+        return TopicPartition(self._topics[index], partition)
+
+    def _slots(self, tps: Any) -> set[int]:
+        return {slot(self._index[tp.topic], tp.partition) for tp in tps if tp.topic in self._index}
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         with _errors(self.settings.kafka_bootstrap, "poll"):
             batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
         out: list[Record] = []
         for tp, messages in batches.items():
-            out.extend(Record(tp.partition, m.offset, m.value, tp.topic) for m in messages)
+            number = slot(self._index[tp.topic], tp.partition)
+            out.extend(Record(number, m.offset, m.value, tp.topic) for m in messages)
         return out
 
     def assignment(self) -> set[int]:
         with _errors(self.settings.kafka_bootstrap, "assignment"):
-            return {tp.partition for tp in self._c.assignment()}
+            return self._slots(self._c.assignment())
 
     def joined(self) -> bool:
         """False while this member is still (re)joining its group. kafka-python keeps the state
@@ -329,27 +322,30 @@ class KafkaAdmin:
     def _errors(self, what: str) -> Any:
         return _errors(self.settings.kafka_bootstrap, what)
 
-    def partitions(self) -> int:
-        """How many partitions the tasks topic has."""
-        described = self.describe_topics([self.settings.topic])
+    def partitions(self, topic: str | None = None) -> int:
+        """How many partitions the tasks topic (or ``topic``) has."""
+        name = topic or self.settings.topic
+        described = self.describe_topics([name])
         parts = described[0].get("partitions") if described else None
         if not parts:
-            raise ServiceUnavailable(f"Kafka: topic {self.settings.topic} has no partitions yet")
+            raise ServiceUnavailable(f"Kafka: topic {name} has no partitions yet")
         return len(parts)
 
-    def end_offsets(self, partitions: int) -> dict[int, int]:
+    def end_offsets(self, partitions: int, topic: str | None = None) -> dict[int, int]:
         """partition -> offset of the next message written to it."""
-        specs = {TopicPartition(self.settings.topic, p): OffsetSpec.LATEST for p in range(partitions)}
+        name = topic or self.settings.topic
+        specs = {TopicPartition(name, p): OffsetSpec.LATEST for p in range(partitions)}
         with self._errors("list offsets"):
             found = self._admin.list_partition_offsets(specs)
         return {tp.partition: int(o.offset) for tp, o in found.items()}
 
-    def committed(self) -> dict[int, int]:
-        """partition -> the group's committed offset (partitions never committed are absent)."""
+    def committed(self, topic: str | None = None) -> dict[int, int]:
+        """partition -> the group's committed offset on the tasks topic (or ``topic``), if any."""
+        name = topic or self.settings.topic
         with self._errors("list the group's offsets"):
             found = self._admin.list_group_offsets({self.settings.group: None})
         return {tp.partition: int(o.offset) for tp, o in found.get(self.settings.group, {}).items()
-                if tp.topic == self.settings.topic and o.offset >= 0}
+                if tp.topic == name and o.offset >= 0}
 
     def partition_of(self, task_id: str, partitions: int) -> int:
         return partition_of(task_id, partitions)

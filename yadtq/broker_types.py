@@ -14,15 +14,36 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from yadtq.errors import ServiceUnavailable, YadtqError
+from yadtq.keys import topic_queue
 
 if TYPE_CHECKING:
     from yadtq.settings import Settings
     from yadtq.wire import Envelope
 
 
+SLOT_STRIDE = 100_000
+"""A worker consumes the topics of its queues as one set of numbered partitions ("slots"):
+partition ``p`` of its ``i``-th queue's topic is slot ``i * SLOT_STRIDE + p`` (``slot``), so a
+worker of the one ``default`` queue sees its partitions' own numbers. Slots exist only inside one
+consumer: what Kafka stores (commits) is always by topic and partition."""
+
+
+def slot(index: int, partition: int) -> int:
+    """The slot of ``partition`` of the ``index``-th topic (``ValueError`` past the stride)."""
+    if not 0 <= partition < SLOT_STRIDE:
+        raise ValueError(f"partition {partition} is beyond the {SLOT_STRIDE} a topic may have here")
+    return index * SLOT_STRIDE + partition
+
+
+def unslot(number: int) -> tuple[int, int]:
+    """``slot`` inverted: (topic index, partition)."""
+    return divmod(number, SLOT_STRIDE)
+
+
 @dataclass(frozen=True)
 class Record:
-    """One message taken from the tasks topic, with where it came from."""
+    """One message taken from a tasks topic, with where it came from (``partition`` is the
+    consumer's slot: see ``SLOT_STRIDE``)."""
 
     partition: int
     offset: int
@@ -101,7 +122,7 @@ def dead_letter_body(record: Record, reason: str, worker_id: str) -> bytes:
     was, and its first 64 KiB as text."""
     return json.dumps({
         "reason": reason, "worker": worker_id, "topic": record.topic,
-        "partition": record.partition, "offset": record.offset, "at": time.time(),
+        "partition": unslot(record.partition)[1], "offset": record.offset, "at": time.time(),
         "value": None if record.value is None
         else record.value[:65536].decode("utf-8", "backslashreplace"),
     }).encode("utf-8", "backslashreplace")
@@ -130,6 +151,29 @@ class LagReader:
                 self._close()
                 raise
         return {p: max(0, int(end) - int(committed.get(p, 0))) for p, end in sorted(ends.items())}
+
+    def by_queue(self) -> dict[str, int]:
+        """queue -> its topic's lag over all its partitions, for every queue whose topic exists
+        (``yadtq.keys.topic_queue``); raises ``YadtqError`` when Kafka cannot say."""
+        base = self._settings.topic
+        with self._lock:
+            try:
+                if self._offsets is None:
+                    self._offsets = self._factory(self._settings)
+                offsets = self._offsets
+                out: dict[str, int] = {}
+                for topic in sorted(offsets.list_topics()):
+                    queue = topic_queue(base, topic)
+                    if queue is None or topic == self._settings.dead_letter_topic:
+                        continue
+                    ends = offsets.end_offsets(offsets.partitions(topic), topic)
+                    committed = offsets.committed(topic)
+                    out[queue] = sum(max(0, int(e) - int(committed.get(p, 0)))
+                                     for p, e in ends.items())
+                return out
+            except YadtqError:
+                self._close()
+                raise
 
     def close(self) -> None:
         with self._lock:

@@ -39,7 +39,8 @@ def due_text(t: Task, now: float | None = None) -> str:
 def task_json(t: Task) -> dict[str, Any]:
     """``t`` as the JSON object ``--json`` prints (every field, history included; ``problem`` is
     null unless the record is malformed, and ``state`` is then ``invalid``)."""
-    return {"id": t.id, "name": t.name, "args": list(t.args), "state": state_text(t),
+    return {"id": t.id, "name": t.name, "args": list(t.args), "queue": t.queue,
+            "state": state_text(t),
             "problem": t.problem,
             "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
             "created_at": t.created_at, "updated_at": t.updated_at, "due_at": t.due_at,
@@ -98,7 +99,8 @@ def print_tasks(tasks: list[Task], out: TextIO) -> None:
 
 def print_task(t: Task, out: TextIO) -> None:
     """Every field of one task, then its history (``yadtq view``); timestamps in UTC."""
-    fields = [("id", t.id), ("task", safe_text(t.name)), ("args", format_args(t.args)),
+    fields = [("id", t.id), ("task", safe_text(t.name)), ("queue", t.queue),
+              ("args", format_args(t.args)),
               ("state", state_text(t)),
               *([("problem", safe_text(t.problem))] if t.problem is not None else []),
               ("result", format_value(t.result)),

@@ -14,19 +14,17 @@ what cannot be sent then is counted in one line on stderr.
 
 from __future__ import annotations
 
-import atexit
 import builtins
 import functools
-import sys
 import threading
 import uuid
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from yadtq import broker_types
 from yadtq import when as _when
 from yadtq.batcher import BackgroundSubmitter
+from yadtq.batcher import drain_at_exit as _drain_at_exit
 from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
 from yadtq.cancel import CancelResult, Cancels
 from yadtq.due import DueSet
@@ -43,9 +41,6 @@ from yadtq.wire import Envelope
 ASYNC_LINGER_MS = 0
 """Producer linger for ``wait=False`` submits: none; the background submitter batches a burst
 itself (``yadtq.batcher.BUSY_LINGER_SECONDS``) and sends a lone task at once."""
-
-EXIT_DRAIN_SECONDS = 30.0
-"""How long a program's exit waits for its ``wait=False`` tasks to be recorded and acknowledged."""
 
 
 class Client:
@@ -115,13 +110,16 @@ class Client:
 
     # ------------------------------------------------------------------ submit
     def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True, delay: Any = None,
-               eta: Any = None) -> str:
+               eta: Any = None, queue: str | None = None) -> str:
         """Validate, record and enqueue one task; return its id.
 
         ``delay`` (seconds, a ``timedelta`` or a text such as ``"5m"``) or ``eta`` (a ``datetime``:
         aware, or naive meaning local time) records it ``scheduled`` instead: the scheduling
         worker sends it to Kafka when it is due. Due now or in the past: enqueued at once.
-        ``InvalidTask`` for a negative, non-finite or over-a-year delay.
+        ``InvalidTask`` for a negative, non-finite or over-a-year delay. ``queue`` (default: the
+        task's own, ``@task(queue=...)``, else ``default``) picks the Kafka topic it goes through:
+        only workers started with that queue (``--queues``) run it. ``InvalidTask`` for a name
+        that is not a queue name; a queue's topic is created on its first use.
 
         ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
         ``ServiceUnavailable`` if it did not. ``wait=False`` returns at once with the id; the task
@@ -130,19 +128,25 @@ class Client:
         where Redis could be reached) and ``flush()`` raises for it; call ``flush()`` (or
         ``close()``) before relying on the tasks, e.g. before reading one back with ``get``.
         """
-        return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta)[0]
+        return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta, queue=queue)[0]
 
-    def submit_text(self, text: str, *, delay: Any = None, eta: Any = None) -> str:
+    def submit_text(self, text: str, *, delay: Any = None, eta: Any = None,
+                    queue: str | None = None) -> str:
         """Submit a command line such as ``ADD 2 3`` (``delay``/``eta`` as ``submit``; the
         dashboard's ``ADD 2 3 in 30s`` suffix is split off by ``yadtq.when.split_text``)."""
         name, args = self.parse(text)
-        return self.submit(name, args, delay=delay, eta=eta)
+        return self.submit(name, args, delay=delay, eta=eta, queue=queue)
 
     def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *, wait: bool = True,
-                    delay: Any = None, eta: Any = None) -> list[str]:
+                    delay: Any = None, eta: Any = None, queue: str | None = None) -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together
-        (or schedule them all for ``delay``/``eta``, as ``submit``)."""
+        (or schedule them all for ``delay``/``eta``; ``queue`` as ``submit``)."""
         due = _when.due(delay, eta, self.store.clock())
+        if queue is not None:
+            try:
+                self.settings.queue_topic(queue)
+            except ValueError as exc:
+                raise InvalidTask(str(exc)) from None
         envelopes = []
         now = self.store.clock()
         for i, (name, args) in enumerate(tasks):
@@ -150,7 +154,8 @@ class Client:
             spec, values = self._lookup_registry(
                 functools.partial(_validate, name=name, args=values_in))
             # a microsecond apart: "newest first" lists keep the order they were given in
-            envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now + i * 1e-6))
+            envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now + i * 1e-6,
+                                      spec.queue if queue is None else queue))
         for env in envelopes:
             try:
                 env.encode()
@@ -285,8 +290,7 @@ class Client:
                                       note="retry requested")
         if moved != 1:
             raise InvalidTask(f"task {task.short_id} changed meanwhile; not retried")
-        env = Envelope(task.id, task.name, task.args, task.created_at)
-        err = self._send([env])[0]
+        err = self._send([Envelope(task.id, task.name, task.args, task.created_at, task.queue)])[0]
         if err is not None:
             self.store.transition(task.id, TaskState.QUEUED, TaskState.FAILED,
                                   note="retry not enqueued", error=f"not enqueued: {err}")
@@ -324,16 +328,24 @@ class Client:
             self._kafka_ping(self.settings)
         except ServiceUnavailable as exc:
             kafka_error = str(exc)
-        lag = self.lag() if kafka_error is None else None
-        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error, lag)
+        queues = self.queue_lag() if kafka_error is None else None
+        return Health(redis_error is None, kafka_error is None, redis_error, kafka_error,
+                      None if queues is None else sum(queues.values()),
+                      tuple(sorted((queues or {}).items())))
 
     def lag(self) -> int | None:
-        """Messages of the tasks topic that the workers' group has not committed yet, over all
-        partitions (a partition never committed counts whole); None when Kafka cannot say."""
+        """Messages of the tasks topics (every queue's) that the workers' group has not
+        committed yet, over all partitions (a partition never committed counts whole); None
+        when Kafka cannot say."""
+        queues = self.queue_lag()
+        return None if queues is None else sum(queues.values())
+
+    def queue_lag(self) -> dict[str, int] | None:
+        """``lag`` per queue (every queue whose topic exists); None when Kafka cannot say."""
         if self._lag is None:
             return None
         try:
-            return sum(self._lag.read().values())
+            return self._lag.by_queue()
         except YadtqError:
             return None
 
@@ -351,35 +363,6 @@ class Client:
             self._producer = self._async_producer = None
             if self._lag is not None:
                 self._lag.close()
-
-
-def _drain_at_exit(client: Client) -> None:
-    """Send ``client``'s ``wait=False`` tasks when the interpreter exits normally.
-
-    Registered with ``threading._register_atexit``: those hooks run when the main thread ends,
-    before the ``atexit`` callbacks, among them kafka-python's, which closes every producer (and
-    is registered later, when the producer is built, so as an ``atexit`` callback it would run
-    first). Plain ``atexit`` is the fallback where the threading hook is missing or closed."""
-    ref = weakref.ref(client)
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_flush_at_exit, ref)
-            return
-        except RuntimeError:  # the interpreter is already shutting its threads down
-            pass
-    atexit.register(_flush_at_exit, ref)
-
-
-def _flush_at_exit(ref: weakref.ref[Client]) -> None:
-    client = ref()
-    if client is None or client._submitter is None:  # closed already
-        return
-    try:
-        client.flush(EXIT_DRAIN_SECONDS)
-    except ServiceUnavailable as exc:
-        print(f"yadtq: WARNING at exit: {exc} (submitted with wait=False)", file=sys.stderr,
-              flush=True)
 
 
 def _task_id(text: str) -> str:

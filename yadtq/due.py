@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq import lua_due
+from yadtq.keys import DEFAULT_QUEUE
 from yadtq.models import STATES
-from yadtq.records import dump, safe_text
+from yadtq.records import dump, safe_text, stored_queue
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
@@ -65,7 +66,7 @@ class DueSet:
         args: list[Any] = [repr(self.store.clock())]
         for e in envelopes:
             args += [e.id, safe_text(e.name), dump(list(e.args)), repr(e.created_at), repr(float(due)),
-                     "1" if relative else "0"]
+                     "1" if relative else "0", stored_queue(e.queue)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.due,
                 *(self.keys.task(e.id) for e in envelopes)]
         out = self.store.call(lambda: self._schedule(keys=keys, args=args))
@@ -83,9 +84,9 @@ class DueSet:
             return None
         _, flat, dropped, bad, next_due, now = got
         tasks = []
-        for i in range(0, len(flat) - 4, 5):
-            task_id, name, args_json, created, due_at = flat[i:i + 5]
-            tasks.append(Due(_envelope(task_id, name, args_json, created), _float(due_at)))
+        for i in range(0, len(flat) - 5, 6):
+            task_id, name, args_json, created, due_at, queue = flat[i:i + 6]
+            tasks.append(Due(_envelope(task_id, name, args_json, created, queue), _float(due_at)))
         malformed = [(str(bad[i]), str(bad[i + 1])) for i in range(0, len(bad) - 1, 2)]
         return Claim(tasks, int(dropped), malformed, _float(next_due), float(now))
 
@@ -137,6 +138,8 @@ def _float(raw: Any) -> float | None:
         return None
 
 
-def _envelope(task_id: Any, name: Any, args_json: Any, created: Any) -> Envelope:
-    """The claimed task's message (``CLAIM`` checked that args is a JSON array)."""
-    return Envelope(str(task_id), str(name), tuple(json.loads(args_json)), float(created))
+def _envelope(task_id: Any, name: Any, args_json: Any, created: Any, queue: Any) -> Envelope:
+    """The claimed task's message (``CLAIM`` checked that args is a JSON array and the queue
+    a queue name)."""
+    return Envelope(str(task_id), str(name), tuple(json.loads(args_json)), float(created),
+                    str(queue) if queue else DEFAULT_QUEUE)

@@ -10,6 +10,9 @@ from typing import Any
 
 from yadtq.settings import Settings
 
+DELIVERY_TIMEOUT_SECONDS = 10.0
+"""A message not acknowledged this long after ``send`` has failed (the producer gives up)."""
+
 
 def _security(settings: Settings) -> dict[str, Any]:
     cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
@@ -27,3 +30,25 @@ def client_config(settings: Settings) -> dict[str, Any]:
     return {"bootstrap_servers": settings.kafka_bootstrap.split(","), **_security(settings),
             "client_id": "yadtq", "bootstrap_timeout_ms": 5000,
             "reconnect_backoff_max_ms": 1000}
+
+
+def producer_config(settings: Settings, linger_ms: int) -> dict[str, Any]:
+    """The task producer's settings: every write acknowledged by the in-sync replicas, idempotent
+    (a retried batch, say after a request timed out during a leader election, is written once;
+    kafka-python refuses a conflicting acks/retries/in-flight value)."""
+    return {**client_config(settings), "acks": "all", "linger_ms": linger_ms, "max_block_ms": 5000,
+            "request_timeout_ms": 5000, "delivery_timeout_ms": int(DELIVERY_TIMEOUT_SECONDS * 1000),
+            "enable_idempotence": True, "max_in_flight_requests_per_connection": 5}
+
+
+def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """The worker consumer's settings (the assignor is the adapter's: it is a kafka-python class):
+    offsets committed by the worker only, never topics created by a subscription."""
+    return {**client_config(settings), "client_id": client_id, "group_id": settings.group,
+            "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            "max_poll_records": settings.max_poll_records,
+            "session_timeout_ms": settings.session_timeout_ms,
+            "heartbeat_interval_ms": max(100, settings.session_timeout_ms // 3),
+            "max_poll_interval_ms": settings.max_poll_interval_ms, "fetch_max_wait_ms": 100,
+            "request_timeout_ms": max(30000, settings.session_timeout_ms + 5000),
+            "allow_auto_create_topics": False}

@@ -2,11 +2,14 @@
 
 Redis keys all live under ``<prefix>:`` where the prefix is ``yadtq`` by default (tests use
 ``yadtq:test-<random>`` so each test has its own keyspace). Kafka topic names cannot contain ``:``,
-so topics are ``yadtq.tasks`` and ``yadtq.dead-letter`` by default.
+so topics are ``yadtq.tasks`` and ``yadtq.dead-letter`` by default. A named queue has a tasks
+topic of its own, ``<tasks topic>.<queue>`` (``yadtq.tasks.emails``); the ``default`` queue keeps
+the tasks topic itself (``queue_topic``).
 
 Layout::
 
-    <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history...
+    <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history,
+                                    queue (absent: default)...
     <p>:tasks                zset   every task id, scored by creation time (epoch s): listing never scans keys
     <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s), or for a
                                     final state by finish time: filtered listing, the reconciler's
@@ -40,7 +43,39 @@ DEFAULT_TOPIC = "yadtq.tasks"
 DEFAULT_DEAD_LETTER_TOPIC = "yadtq.dead-letter"
 DEFAULT_GROUP = "yadtq-workers"
 
+DEFAULT_QUEUE = "default"
+"""The queue of a task that names none (its topic is the tasks topic itself)."""
+MAX_QUEUE_CHARS = 64
+QUEUE_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}", re.ASCII)
+"""A queue name: letters, digits, ``_`` and ``-``, like a Kafka topic name but without ``.``
+(the dot separates it from the tasks topic's name: ``yadtq.tasks.<queue>``)."""
+
 _PREFIX_RE = re.compile(r"yadtq(:[A-Za-z0-9_.\-]{1,64})?", re.ASCII)
+
+
+def check_queue(name: object) -> str:
+    """``name`` if it is a valid queue name; ``ValueError`` saying why otherwise."""
+    if not isinstance(name, str) or not QUEUE_RE.fullmatch(name):
+        shown = name[:70] if isinstance(name, str) else type(name).__name__
+        raise ValueError(f"invalid queue name {shown!r}: 1 to {MAX_QUEUE_CHARS} letters, digits, "
+                         "'_' or '-'")
+    return name
+
+
+def queue_topic(tasks_topic: str, queue: str) -> str:
+    """The Kafka topic of ``queue``: the tasks topic for ``default``, else ``<tasks topic>.<queue>``."""
+    check_queue(queue)
+    return tasks_topic if queue == DEFAULT_QUEUE else f"{tasks_topic}.{queue}"
+
+
+def topic_queue(tasks_topic: str, topic: str) -> str | None:
+    """The queue whose topic is ``topic`` (``queue_topic`` inverted), None for another topic."""
+    if topic == tasks_topic:
+        return DEFAULT_QUEUE
+    head, dot, queue = topic.rpartition(".")
+    if dot and head == tasks_topic and QUEUE_RE.fullmatch(queue) and queue != DEFAULT_QUEUE:
+        return queue
+    return None
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,16 @@ local function stamp(t) return string.format('%.6f', t) end
 """
 
 # KEYS[K] = task index, KEYS[K+1] = due set, KEYS[K+2..] = task keys.
-# ARGV[1] = now (the caller's clock: created/updated stamps); per task 6 values: id, name, args JSON,
-# created_at, due, relative ('1': due is seconds after Redis's TIME, '0': epoch seconds).
+# ARGV[1] = now (the caller's clock: created/updated stamps); per task 7 values: id, name, args JSON,
+# created_at, due, relative ('1': due is seconds after Redis's TIME, '0': epoch seconds), queue
+# ('' = default: no field).
 # Records each task as ``scheduled`` with ``due_at`` and adds it to the due set.
 # Returns per task its due time (text) if created, 0 if the id already existed.
 SCHEDULE = _PRELUDE + _CLOCK + """
 local now = ARGV[1]
 local out = {}
 for i = K + 2, #KEYS do
-  local j = (i - K - 2) * 6 + 2
+  local j = (i - K - 2) * 7 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
@@ -39,6 +40,7 @@ for i = K + 2, #KEYS do
     redis.call('HSET', KEYS[i], 'id', id, 'name', ARGV[j + 1], 'args', ARGV[j + 2],
       'state', 'scheduled', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
       'due_at', stamp(due), 'history', history)
+    if ARGV[j + 6] ~= '' then redis.call('HSET', KEYS[i], 'queue', ARGV[j + 6]) end
     zadd(KEYS[K], id, created)
     move(id, nil, 'scheduled', created)
     zadd(KEYS[K + 1], id, due)
@@ -50,7 +52,7 @@ return out
 """
 
 # Why a stored record cannot be dispatched (or false). ``cur`` = HMGET state, attempt, history,
-# name, args, created_at, id (a pcall: ``cur.err`` for a key that is not a hash).
+# name, args, created_at, id, due_at, queue (a pcall: ``cur.err`` for a key that is not a hash).
 _CHECK = """
 local function problem(id, cur)
   if cur.err then return 'not a task record (the key is not a hash)' end
@@ -62,9 +64,13 @@ local function problem(id, cur)
   if not ok or type(args) ~= 'table' then return 'args is not a JSON array' end
   if not tonumber(cur[6]) then return 'created_at is not a number' end
   if cur[7] ~= id then return 'id field does not match its key' end
+  if cur[9] and (#cur[9] > 64 or not string.match(cur[9], '^[%w_%-]+$')) then
+    return 'queue is not a queue name'
+  end
   return false
 end
-local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id', 'due_at'}
+local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id', 'due_at',
+  'queue'}
 """
 
 # KEYS[K] = due set, KEYS[K+1] = dispatching set, KEYS[K+2] = the scheduler's lock.
@@ -76,7 +82,7 @@ local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id
 # due order: a ``scheduled`` task goes to ``queued`` (history note 'due') and into the dispatching
 # set; an id whose task is missing or no longer scheduled is dropped; one whose record is
 # malformed is dropped and reported.
-# Returns {1, send (flat: id, name, args, created_at, due_at), dropped, malformed (flat: id, why),
+# Returns {1, send (flat: id, name, args, created_at, due_at, queue), dropped, malformed (flat: id, why),
 # next due time or false, now} for the leader, {0} for anyone else.
 CLAIM = _PRELUDE + _CLOCK + _CHECK + """
 local lock = KEYS[K + 2]
@@ -91,7 +97,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', tnow, 'LIMIT', 0
   if not cur.err and cur[1] == 'queued' and not problem(id, cur) then
     zadd(leased, id, tnow + lease)
     send[#send + 1] = id; send[#send + 1] = cur[4]; send[#send + 1] = cur[5]
-    send[#send + 1] = cur[6]; send[#send + 1] = cur[8] or false
+    send[#send + 1] = cur[6]; send[#send + 1] = cur[8] or false; send[#send + 1] = cur[9] or false
     sent = sent + 1
   else
     zrem(leased, id)
@@ -119,6 +125,7 @@ if sent < limit then
         zadd(leased, id, tnow + lease)
         send[#send + 1] = id; send[#send + 1] = cur[4]; send[#send + 1] = cur[5]
         send[#send + 1] = cur[6]; send[#send + 1] = cur[8] or false
+        send[#send + 1] = cur[9] or false
         sent = sent + 1
       end
     end

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from yadtq.keys import DEFAULT_QUEUE
+
 JSONValue = Any
 """A value that survives ``json.dumps``/``json.loads`` unchanged (numbers, strings, lists, ...)."""
 
@@ -76,6 +78,8 @@ class Task:
     history: tuple[HistoryEntry, ...] = ()
     due_at: float | None = None
     """When a ``scheduled`` task is due (epoch seconds); kept after it ran (None: never delayed)."""
+    queue: str = DEFAULT_QUEUE
+    """The named queue it goes through (``yadtq.keys.queue_topic``): its Kafka topic."""
     problem: str | None = None
     """What is wrong with the stored record (a missing or ill-typed field, bad JSON, bytes that
     are not UTF-8), or None. A task with a problem keeps its id; its other fields are best effort."""
@@ -102,7 +106,8 @@ class WorkerInfo:
     done: int = 0
     failed: int = 0
     partitions: tuple[int, ...] = ()
-    """Partitions of the tasks topic assigned to this worker now."""
+    """Partitions assigned to this worker now, as its consumer's slots
+    (``yadtq.broker_types.SLOT_STRIDE``): for its first queue, the topic's own partition numbers."""
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
 
@@ -120,8 +125,10 @@ class Health:
     redis_error: str | None = None
     kafka_error: str | None = None
     lag: int | None = None
-    """Messages of the tasks topic that the workers' group has not committed yet, over all
-    partitions (None: not known, e.g. Kafka unreachable)."""
+    """Messages of the tasks topics that the workers' group has not committed yet, over all
+    partitions of every queue (None: not known, e.g. Kafka unreachable)."""
+    queue_lag: tuple[tuple[str, int], ...] = ()
+    """The same per queue, by queue name (empty when not known)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from yadtq.keys import DEFAULT_QUEUE, QUEUE_RE
 from yadtq.models import (
     STATES,
     HistoryEntry,
@@ -25,7 +26,7 @@ from yadtq.models import (
 from yadtq.wire import NAME_RE
 
 BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",
-         "updated_at", "due_at")
+         "updated_at", "due_at", "queue")
 """The fields of a task without its history (``RedisStore.list(history=False)``, the dashboard)."""
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII out: always storable
@@ -47,6 +48,12 @@ def safe_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def stored_queue(queue: str) -> str:
+    """The ``queue`` argument of the Lua scripts: '' for the default queue (no field is written,
+    so a default-queue record is the same as before queues existed)."""
+    return "" if queue == DEFAULT_QUEUE else queue
 
 
 # ---------------------------------------------------------------------------------------- tasks
@@ -91,11 +98,15 @@ def task(task_id: str, data: Mapping[str, Any] | str) -> Task:
     if data.get("history") is not None:
         history = _history(data.get("history"), problems)
     error, worker = data.get("error"), data.get("worker")
+    queue = data.get("queue") or DEFAULT_QUEUE
+    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
+        problems.append(f"queue {_short(queue)} is not a queue name")
+        queue = DEFAULT_QUEUE
     return Task(
         id=task_id, name=name, args=args, state=state, result=result,
         error=error if isinstance(error, str) and error else None,
         attempt=attempt, worker=worker if isinstance(worker, str) and worker else None,
-        created_at=created_at, updated_at=updated_at, history=history, due_at=due_at,
+        created_at=created_at, updated_at=updated_at, history=history, due_at=due_at, queue=queue,
         problem="; ".join(problems) or None)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import InvalidTask
+from yadtq.keys import DEFAULT_QUEUE, check_queue
 from yadtq.wire import MAX_ARGS, MAX_INT_DIGITS, MAX_STRING_CHARS, NAME_RE, check_scalar
 
 TaskFunction = Callable[..., Any]
@@ -50,6 +51,8 @@ class TaskSpec:
     varargs: bool = False
     is_async: bool = False
     """An ``async def`` function: workers run it on their event loop."""
+    queue: str = DEFAULT_QUEUE
+    """The queue its tasks go to unless ``submit(queue=...)`` says otherwise."""
     isolation: str = "thread"
     """``thread`` (a runner thread of the worker) or ``process`` (a child process of the worker:
     off its GIL, and killed at the time limit whatever it runs)."""
@@ -57,7 +60,8 @@ class TaskSpec:
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis so the dashboard can offer and check the task."""
         return {"name": self.name, "params": [[p.name, p.kind] for p in self.params],
-                "varargs": self.varargs, "description": self.description[:200]}
+                "varargs": self.varargs, "description": self.description[:200],
+                "queue": self.queue}
 
     @classmethod
     def from_public(cls, data: dict[str, Any]) -> TaskSpec:
@@ -66,7 +70,8 @@ class TaskSpec:
         params = tuple(Param(str(n), str(k) if k in PARAM_KINDS else "any")
                        for n, k in data.get("params", []))
         return cls(str(data["name"]), None, params, description=str(data.get("description", "")),
-                   varargs=bool(data.get("varargs", False)))
+                   varargs=bool(data.get("varargs", False)),
+                   queue=check_queue(data.get("queue", DEFAULT_QUEUE)))
 
     @property
     def usage(self) -> str:
@@ -83,16 +88,18 @@ class Registry:
         self._specs: dict[str, TaskSpec] = {}
 
     def register(self, fn: TaskFunction, name: str | None = None, *, max_attempts: int | None = None,
-                 time_limit: float | None = None, isolation: str = "thread") -> TaskSpec:
+                 time_limit: float | None = None, queue: str = DEFAULT_QUEUE,
+                 isolation: str = "thread") -> TaskSpec:
         task_name = name or fn.__name__
         if not NAME_RE.fullmatch(task_name):
             raise ValueError(f"invalid task name {task_name!r}")
+        check_queue(queue)
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         _check_isolation(fn, isolation)
         params, varargs = _params_of(fn)
         spec = TaskSpec(task_name, fn, params, max_attempts, time_limit,
-                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn),
+                        inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn), queue,
                         isolation)
         self._specs[task_name] = spec
         return spec
@@ -103,9 +110,12 @@ class Registry:
 
     def task(self, name: str | None = None, *, max_attempts: int | None = None,
              time_limit: float | None = None,
+             queue: str = DEFAULT_QUEUE,
              isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
+        check_queue(queue)  # at the decorator, not at the first submit
+
         def decorator(fn: TaskFunction) -> TaskFunction:
-            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit,
+            self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit, queue=queue,
                           isolation=isolation)
             return fn
         return decorator
@@ -303,9 +313,11 @@ default_registry = Registry()
 """The registry the ``task`` decorator and the built-in tasks use."""
 
 
-def task(name: str | None = None, *, max_attempts: int | None = None, time_limit: float | None = None,
+def task(name: str | None = None, *, max_attempts: int | None = None,
+         time_limit: float | None = None, queue: str = DEFAULT_QUEUE,
          isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
     """Register a function on the default registry under ``name`` (its own name by default);
+    ``queue`` names the queue its tasks go to (``yadtq-worker --queues`` picks queues);
     ``isolation="process"`` runs it in a child process of the worker (CPU-bound work)."""
     return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit,
-                                 isolation=isolation)
+                                 queue=queue, isolation=isolation)

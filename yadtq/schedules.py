@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from yadtq.errors import InvalidTask
+from yadtq.keys import DEFAULT_QUEUE, check_queue
 from yadtq.registry import Registry
 from yadtq.wire import NAME_RE, check_args
 
@@ -61,6 +62,8 @@ class Schedule:
     cron: str | None = None
     every: int | None = None
     tz: str = "UTC"
+    queue: str | None = None
+    """The queue its tasks go to; None: the task's own (``Schedules.routed``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_RE.fullmatch(self.name):
@@ -78,6 +81,11 @@ class Schedule:
             raise ScheduleError(f"schedule {self.name}: every must be a whole number of seconds "
                                 f">= 1, got {self.every!r}")
         _zone(self.tz, self.name)
+        if self.queue is not None:
+            try:
+                check_queue(self.queue)
+            except ValueError as exc:
+                raise ScheduleError(f"schedule {self.name}: {exc}") from None
         if self.cron is not None:
             _check_cron(self.cron, self.name, self.tz)
 
@@ -139,7 +147,8 @@ class Schedule:
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis (``<prefix>:schedules``) for the CLI and the dashboard."""
         return {"v": SCHEDULE_VERSION, "name": self.name, "task": self.task,
-                "args": list(self.args), "cron": self.cron, "every": self.every, "tz": self.tz}
+                "args": list(self.args), "cron": self.cron, "every": self.every, "tz": self.tz,
+                "queue": self.queue}
 
     @classmethod
     def from_public(cls, raw: str) -> Schedule:
@@ -161,7 +170,8 @@ class Schedule:
             raise ScheduleError("cron is not a string")
         if not isinstance(tz, str):
             raise ScheduleError("tz is not a string")
-        return cls(data.get("name"), data.get("task"), tuple(args), cron, every, tz)  # type: ignore[arg-type]
+        return cls(data.get("name"), data.get("task"), tuple(args), cron, every, tz,  # type: ignore[arg-type]
+                   data.get("queue"))
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,15 @@ class Schedules:
             if spec.fn is None:
                 raise ScheduleError(f"schedule {s.name}: task {s.task} is not registered here")
 
+    def routed(self, registry: Registry) -> list[Schedule]:
+        """Every schedule with its queue set: its own, else its task's (``@task(queue=...)``)."""
+        out = []
+        for s in self.all():
+            spec = registry.get(s.task)
+            out.append(s if s.queue is not None else replace(
+                s, queue=spec.queue if spec is not None else DEFAULT_QUEUE))
+        return out
+
 
 default_schedules = Schedules()
 """The schedules ``periodic`` declares; every worker loaded with them fires them (one at a time)."""
@@ -217,11 +236,12 @@ default_schedules = Schedules()
 
 def periodic(task: str, *, cron: str | None = None, every: timedelta | int | None = None,
              args: Sequence[Any] = (), name: str | None = None, tz: str = "UTC",
-             schedules: Schedules | None = None) -> Schedule:
+             schedules: Schedules | None = None, queue: str | None = None) -> Schedule:
     """Declare a periodic task: run ``task`` with ``args`` by the 5-field ``cron`` expression
     (evaluated in the time zone ``tz``) or ``every`` interval (a ``timedelta`` or seconds, whole,
     at least 1 s). ``name`` (default: the task name) identifies the schedule; it must be unique.
-    An invalid expression, interval, zone or argument raises ``ScheduleError`` here."""
+    ``queue`` (default: the task's own queue) is where its tasks go.
+    An invalid expression, interval, zone, argument or queue raises ``ScheduleError`` here."""
     seconds: int | None = None
     if every is not None:
         total = every.total_seconds() if isinstance(every, timedelta) else every
@@ -229,7 +249,7 @@ def periodic(task: str, *, cron: str | None = None, every: timedelta | int | Non
                 or not math.isfinite(total) or total != int(total):
             raise ScheduleError(f"every must be a whole number of seconds, got {every!r}")
         seconds = int(total)
-    schedule = Schedule(name or task, task, tuple(args), cron, seconds, tz)
+    schedule = Schedule(name or task, task, tuple(args), cron, seconds, tz, queue)
     return (schedules if schedules is not None else default_schedules).add(schedule)
 
 

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from yadtq.keys import DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_GROUP, DEFAULT_PREFIX, DEFAULT_TOPIC
+from yadtq.keys import (
+    DEFAULT_DEAD_LETTER_TOPIC,
+    DEFAULT_GROUP,
+    DEFAULT_PREFIX,
+    DEFAULT_QUEUE,
+    DEFAULT_TOPIC,
+    queue_topic,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,10 @@ class Settings:
     """Kafka topic that receives messages a worker could not decode or validate."""
     group: str = DEFAULT_GROUP
     """Kafka consumer group shared by all workers."""
+    queues: str = DEFAULT_QUEUE
+    """The queues a worker consumes, comma-separated (``default,emails``): each is a topic of its
+    own (``<topic>.<queue>``; ``default`` is the topic itself), created when missing. A worker never
+    receives another queue's tasks."""
     partitions: int = 12
     """Partitions of the tasks topic when YADTQ creates it (more than the workers you expect)."""
     replication_factor: int | None = None
@@ -164,10 +175,31 @@ class Settings:
             raise ValueError(f"concurrency must be 1 to 1024, got {self.concurrency!r}")
         if self.max_poll_records < 1:
             raise ValueError("max_poll_records must be at least 1")
+        self.queue_list()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         self.sentinel_addresses()
         return self
+
+    def queue_list(self) -> tuple[str, ...]:
+        """``queues`` as names, in order, without repeats; ``ValueError`` for a bad one."""
+        names = tuple(dict.fromkeys(q.strip() for q in self.queues.split(",") if q.strip()))
+        if not names:
+            raise ValueError("queues: no queue given (e.g. 'default' or 'default,emails')")
+        for name in names:
+            try:
+                self.queue_topic(name)
+            except ValueError as exc:
+                raise ValueError(f"queues: {exc}") from None
+        return names
+
+    def queue_topic(self, queue: str) -> str:
+        """The Kafka topic of ``queue`` (``yadtq.keys.queue_topic``); ``ValueError`` for a bad
+        name or one whose topic would be the dead-letter topic (``YADTQ_TOPIC`` + ``.dlq``...)."""
+        topic = queue_topic(self.topic, queue)
+        if topic == self.dead_letter_topic:
+            raise ValueError(f"queue {queue!r} would use the dead-letter topic {topic}")
+        return topic
 
     # ------------------------------------------------------------------ secrets
     def redis_password(self) -> str | None:

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from yadtq.broker_types import Record
-from yadtq.errors import ServiceUnavailable
+from yadtq.broker_types import Record, slot, unslot
+from yadtq.errors import DecodeError, ServiceUnavailable
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
@@ -22,8 +22,14 @@ from yadtq.wire import Envelope
 @dataclass
 class _Group:
     committed: dict[int, int] = field(default_factory=dict)
+    """The tasks topic's (the default queue's) committed offsets."""
     members: list[FakeConsumer] = field(default_factory=list)
     generation: int = 0
+    queues: dict[str, dict[int, int]] = field(default_factory=dict)
+    """Committed offsets of the other topics (named queues), by topic."""
+
+    def offsets(self, topic: str, tasks_topic: str) -> dict[int, int]:
+        return self.committed if topic == tasks_topic else self.queues.setdefault(topic, {})
 
 
 class FakeBroker:
@@ -89,9 +95,11 @@ class FakeProducer:
         for env in envelopes:
             try:
                 self.broker.check()
-                self.broker.append(self.settings.topic, env.encode(), env.id.encode())
+                value = env.encode()
+                topic = self.settings.queue_topic(env.queue)
+                self.broker.append(topic, value, env.id.encode())
                 out.append(None)
-            except ServiceUnavailable as exc:
+            except (ServiceUnavailable, DecodeError, ValueError) as exc:
                 out.append(exc)
         return out
 
@@ -121,6 +129,7 @@ class FakeConsumer:
                  on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
         self.broker, self.settings, self.client_id = broker, settings, client_id
+        self.topics = [settings.queue_topic(q) for q in settings.queue_list()]
         self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self._assigned: set[int] = set()
         self._paused: set[int] = set()
@@ -142,18 +151,24 @@ class FakeConsumer:
         return self.broker.groups[self.settings.group]
 
     def _do_rebalance(self) -> None:
+        mine: set[int] = set()
         with self.broker.lock:
-            members = self._group.members
-            index = members.index(self)
-            n = len(self.broker._topic(self.settings.topic))
-            mine = {p for p in range(n) if p % len(members) == index}
+            for i, topic in enumerate(self.topics):  # each topic split among its subscribers
+                members = [m for m in self._group.members if topic in m.topics]
+                index = members.index(self)
+                n = len(self.broker._topic(topic))
+                mine |= {slot(i, p) for p in range(n) if p % len(members) == index}
             self._pending_rebalance = False
         if self._assigned:
             self.on_revoked(set(self._assigned))
         self._assigned = mine
         self._paused &= mine
-        self._position = {p: self._group.committed.get(p, 0) for p in mine}
+        self._position = {p: self._committed(p).get(unslot(p)[1], 0) for p in mine}
         self.on_assigned(set(mine))
+
+    def _committed(self, number: int) -> dict[int, int]:
+        """The group's committed offsets of the topic of slot ``number``."""
+        return self._group.offsets(self.topics[unslot(number)[0]], self.settings.topic)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         if self.closed:
@@ -167,11 +182,12 @@ class FakeConsumer:
         limit = max_records or self.settings.max_poll_records
         out: list[Record] = []
         with self.broker.lock:
-            parts = self.broker._topic(self.settings.topic)
             for p in sorted(self._assigned - self._paused):
+                index, partition = unslot(p)
+                msgs = self.broker._topic(self.topics[index])[partition]
                 pos = self._position.get(p, 0)
-                while pos < len(parts[p]) and len(out) < limit:
-                    out.append(Record(p, pos, parts[p][pos], self.settings.topic))
+                while pos < len(msgs) and len(out) < limit:
+                    out.append(Record(p, pos, msgs[pos], self.topics[index]))
                     pos += 1
                 self._position[p] = pos
         return out
@@ -201,7 +217,8 @@ class FakeConsumer:
             lost = set(offsets) - self._assigned
             if lost or self._pending_rebalance:
                 raise ServiceUnavailable(f"commit failed: partitions {sorted(lost)} were reassigned")
-            self._group.committed.update(offsets)
+            for p, offset in offsets.items():
+                self._committed(p)[unslot(p)[1]] = offset
 
     def close(self) -> None:
         with self.broker.lock:
@@ -219,21 +236,28 @@ class FakeOffsets:
     def __init__(self, broker: FakeBroker, settings: Settings) -> None:
         self.broker, self.settings = broker, settings
 
-    def partitions(self) -> int:
+    def partitions(self, topic: str | None = None) -> int:
         self.broker.check()
         with self.broker.lock:
-            return len(self.broker._topic(self.settings.topic))
+            return len(self.broker._topic(topic or self.settings.topic))
 
-    def end_offsets(self, partitions: int) -> dict[int, int]:
+    def end_offsets(self, partitions: int, topic: str | None = None) -> dict[int, int]:
         self.broker.check()
         with self.broker.lock:
-            return {p: len(msgs) for p, msgs in enumerate(self.broker._topic(self.settings.topic))}
+            parts = self.broker._topic(topic or self.settings.topic)
+            return {p: len(msgs) for p, msgs in enumerate(parts)}
 
-    def committed(self) -> dict[int, int]:
+    def committed(self, topic: str | None = None) -> dict[int, int]:
         self.broker.check()
         with self.broker.lock:
             group = self.broker.groups.get(self.settings.group)
-            return dict(group.committed) if group else {}
+            return dict(group.offsets(topic or self.settings.topic, self.settings.topic)) \
+                if group else {}
+
+    def list_topics(self) -> set[str]:
+        self.broker.check()
+        with self.broker.lock:
+            return set(self.broker.topics)
 
     def partition_of(self, task_id: str, partitions: int) -> int:
         return self.broker.partition_of(task_id.encode(), partitions)

@@ -57,12 +57,12 @@ def split_text(text: str) -> tuple[str, str | None, str | None]:
     return text, None, None
 
 
-_TRAILING = ("--wait", "--in", "--at")
+_TRAILING = ("--wait", "--in", "--at", "--queue")
 
 
 def split_submit_words(words: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """``yadtq submit``'s words without a trailing ``--wait SECONDS`` (a float), ``--in DURATION``
-    or ``--at TIME`` (texts), and those options (the task's words are otherwise literal)."""
+    """``yadtq submit``'s words without a trailing ``--wait SECONDS`` (a float), ``--in DURATION``,
+    ``--at TIME`` or ``--queue NAME`` (texts), and those options (the task's words are otherwise literal)."""
     found: dict[str, Any] = {}
     while len(words) >= 2 and words[-2] in _TRAILING and words[-2] not in found:
         found[words[-2]], words = words[-1], words[:-2]

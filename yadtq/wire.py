@@ -4,6 +4,10 @@ An envelope is a JSON object::
 
     {"v": 1, "id": "<32 hex>", "name": "ADD", "args": [2, 3], "created_at": 1732800000.123}
 
+plus ``"queue": "emails"`` for a task of a named queue (``yadtq.keys.check_queue``); a message
+without it is of the ``default`` queue, which is also never written out: a default-queue message
+is the same bytes as before queues existed.
+
 ``decode`` never trusts its input: it checks the version, every type and every size, and raises
 ``DecodeError`` with one clear reason. It does not check that the task name is registered: that is the
 worker's job (``Registry.validate``), so that the reason can say "unknown task".
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import DecodeError
+from yadtq.keys import DEFAULT_QUEUE, check_queue
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -45,6 +50,7 @@ class Envelope:
     name: str
     args: tuple[Any, ...]
     created_at: float
+    queue: str = DEFAULT_QUEUE
 
     def encode(self) -> bytes:
         return encode(self)
@@ -59,12 +65,15 @@ def encode(env: Envelope) -> bytes:
     if not math.isfinite(env.created_at) or not 0 <= env.created_at <= MAX_TIMESTAMP:
         raise DecodeError("created_at must be a non-negative number of epoch seconds")
     try:
+        check_queue(env.queue)
         check_args(env.args)
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
-    data = _ENCODER.encode(
-        {"v": WIRE_VERSION, "id": env.id, "name": env.name, "args": list(env.args),
-         "created_at": env.created_at}).encode("utf-8")
+    obj = {"v": WIRE_VERSION, "id": env.id, "name": env.name, "args": list(env.args),
+           "created_at": env.created_at}
+    if env.queue != DEFAULT_QUEUE:
+        obj["queue"] = env.queue
+    data = _ENCODER.encode(obj).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"task message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     return data
@@ -121,10 +130,15 @@ def _decode(raw: bytes | None) -> Envelope:
     if not isinstance(created, int | float) or isinstance(created, bool) \
             or not math.isfinite(created) or created < 0 or created > MAX_TIMESTAMP:
         raise DecodeError("field 'created_at' must be a non-negative number of epoch seconds")
-    extra = set(obj) - {"v", "id", "name", "args", "created_at"}
+    queue = obj.get("queue", DEFAULT_QUEUE)
+    try:
+        check_queue(queue)
+    except ValueError as exc:
+        raise DecodeError(f"field 'queue': {exc}") from None
+    extra = set(obj) - {"v", "id", "name", "args", "created_at", "queue"}
     if extra:
         raise DecodeError(f"unknown fields: {', '.join(sorted(extra))[:120]}")
-    return Envelope(task_id, name, tuple(args), float(created))
+    return Envelope(task_id, name, tuple(args), float(created), queue)
 
 
 def check_args(args: Any) -> None:

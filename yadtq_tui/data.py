@@ -29,6 +29,7 @@ from yadtq.models import (
 )
 from yadtq.registry import TaskSpec
 from yadtq.schedules import ScheduleInfo
+from yadtq.text import format_count
 
 Clock = Callable[[], float]
 """Returns the current time in epoch seconds (``time.time``; tests inject a fixed clock)."""
@@ -36,6 +37,9 @@ Clock = Callable[[], float]
 FILTER_CYCLE: tuple[TaskState | None, ...] = (None, *STATES)
 """The task table's filter cycles all -> each state in ``STATES`` order -> all."""
 
+QUEUE_SCAN = 1000
+"""With a queue filter, the table shows the tasks of that queue among this many newest tasks
+(of the state filter): tasks are indexed by state, not by queue."""
 THROUGHPUT_SECONDS = 60
 """The sparkline covers the last minute, one bar per second."""
 RATE_WINDOW = 10
@@ -120,6 +124,8 @@ class Snapshot:
     """How long the reads took."""
     repairs: RepairStats = RepairStats()
     """What the workers' reconciler repaired so far."""
+    queue_filter: str | None = None
+    """The queue the tasks were filtered by (None = every queue)."""
 
     @property
     def total(self) -> int:
@@ -167,21 +173,25 @@ class TaskRead:
 
 
 def fetch_snapshot(service: DashboardService, state_filter: TaskState | None, limit: int, *,
-                   with_specs: bool = False) -> Snapshot:
-    """Read one refresh's data (blocking; raises ``ServiceUnavailable``)."""
+                   with_specs: bool = False, queue: str | None = None) -> Snapshot:
+    """Read one refresh's data (blocking; raises ``ServiceUnavailable``); with ``queue``, the
+    newest ``limit`` tasks of that queue among the newest ``QUEUE_SCAN``."""
     started = time.perf_counter()
-    view = service.view(state_filter, limit=limit, seconds=THROUGHPUT_SECONDS)
+    view = service.view(state_filter, limit=limit if queue is None else max(limit, QUEUE_SCAN),
+                        seconds=THROUGHPUT_SECONDS)
+    tasks = tuple(view.tasks) if queue is None else \
+        tuple(t for t in view.tasks if t.queue == queue)[:limit]
     specs = tuple(service.task_specs()) if with_specs else None
-    return Snapshot(state_filter, tuple(view.tasks), view.counts, tuple(view.throughput),
-                    tuple(view.workers), specs, time.perf_counter() - started, view.repairs)
+    return Snapshot(state_filter, tasks, view.counts, tuple(view.throughput),
+                    tuple(view.workers), specs, time.perf_counter() - started, view.repairs, queue)
 
 
 def refresh(service: DashboardService, state_filter: TaskState | None, limit: int, *,
-            with_specs: bool = False) -> Snapshot | RefreshFailed:
+            with_specs: bool = False, queue: str | None = None) -> Snapshot | RefreshFailed:
     """``fetch_snapshot``, or why it failed (blocking; never raises ``ServiceUnavailable`` or
     ``StoreError``)."""
     try:
-        return fetch_snapshot(service, state_filter, limit, with_specs=with_specs)
+        return fetch_snapshot(service, state_filter, limit, with_specs=with_specs, queue=queue)
     except (ServiceUnavailable, StoreError) as exc:
         return RefreshFailed(str(exc), tuple(service.task_specs()) if with_specs else None)
 
@@ -217,6 +227,38 @@ def next_filter(current: TaskState | None) -> TaskState | None:
     """The filter after ``current`` in ``FILTER_CYCLE``."""
     index = FILTER_CYCLE.index(current) if current in FILTER_CYCLE else 0
     return FILTER_CYCLE[(index + 1) % len(FILTER_CYCLE)]
+
+
+def next_queue(current: str | None, known: Iterable[str]) -> str | None:
+    """The queue filter after ``current``: every queue (None) -> each known queue, sorted -> None."""
+    cycle: list[str | None] = [None, *sorted(set(known))]
+    index = cycle.index(current) if current in cycle else 0
+    return cycle[(index + 1) % len(cycle)]
+
+
+def tasks_title(snap: Snapshot | None, state_filter: TaskState | None,
+                queue_filter: str | None) -> str:
+    """The task table's title: ``Tasks · failed · queue emails · newest 3 of 40``."""
+    text = f"Tasks · {state_filter.value if state_filter else 'all states'}"
+    if queue_filter is not None:
+        text += f" · queue {queue_filter}"
+        if snap is not None and snap.tasks:
+            text += f" · newest {len(snap.tasks)}"
+    elif snap is not None and snap.matching:
+        text += f" · newest {len(snap.tasks)} of {format_count(snap.matching)}"
+    return text + "   (f: filter, u: queue)"
+
+
+def empty_text(snap: Snapshot) -> str:
+    """What the empty task table says."""
+    if snap.queue_filter is not None:
+        return (f"No {snap.state_filter.value + ' ' if snap.state_filter else ''}tasks of queue "
+                f"{snap.queue_filter} among the newest {format_count(QUEUE_SCAN)}. "
+                "Press u for the next queue.")
+    if snap.state_filter is None:
+        return "No tasks yet: type one above, e.g. ADD 2 3, and press Enter."
+    return (f"No {snap.state_filter.value} tasks (of {format_count(snap.total)} in all). "
+            "Press f for the next filter.")
 
 
 def rate(throughput: Sequence[int], window: int = RATE_WINDOW) -> float:

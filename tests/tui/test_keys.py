@@ -280,3 +280,24 @@ async def test_clicking_a_row_highlights_it(fake_client: Client, clock: FrozenCl
         table = app.dashboard.table
         await pilot.click("#tasks", offset=(5, 3))  # header is line 0: third task
         assert table.highlighted_key == ids["done3"]
+
+
+async def test_u_cycles_the_queue_filter(fake_client: Client) -> None:
+    """Every queue -> each queue seen (sorted) -> every queue; the Queue column is the last."""
+    mails = fake_client.submit_many([("ADD", [i, 1]) for i in range(2)], queue="emails")
+    bulk = fake_client.submit_many([("ADD", [i, 2]) for i in range(3)], queue="bulk")
+    plain = fake_client.submit("ADD", [0, 3])
+    app = fast_app(fake_client)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_refreshed(pilot)
+        await focus_table(pilot)
+        assert sorted(r[-1] for r in table_text(app)) == ["bulk"] * 3 + ["default"] + ["emails"] * 2
+        for expected, ids in (("bulk", bulk), ("default", [plain]), ("emails", mails),
+                              (None, [*mails, *bulk, plain])):
+            await pilot.press("u")
+            assert app.dashboard.queue_filter == expected
+            await wait_for(pilot, lambda ids=ids: len(table_text(app)) == len(ids),
+                           what=f"the tasks of {expected}")
+            assert {r[0] for r in table_text(app)} == {i[:8] for i in ids}
+            if expected is not None:
+                assert f"queue {expected}" in static_text(app, "#tasks-title")

@@ -152,7 +152,7 @@ async def test_an_unchanged_refresh_touches_no_widget(fake_client: Client,
         clock.now += 1  # a second later every age ticks: only the age cells change
         screen.apply_snapshot(screen.last)
         assert calls and set(calls) == {"update_cell"}
-        assert [r[-1] for r in table_text(app)] == ["4s", "1m37s", "1m38s", "1m39s", "1m40s",
+        assert [r[7] for r in table_text(app)] == ["4s", "1m37s", "1m38s", "1m39s", "1m40s",
                                                   "1m41s"]
 
 

@@ -177,7 +177,9 @@ async def test_help_lists_the_schedules_key(fake_client: Client, clock: FrozenCl
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         text = screen_text(app)
         assert "Periodic schedules: next run, last run and its state" in text
-        assert "Schedules" in text
+        app.screen.query_one("#help-scroll").scroll_end(animate=False)  # the sections below
+        await pilot.pause()
+        assert "Schedules" in screen_text(app)
 
 
 def test_schedules_snapshot(snap_compare: Any, fake_client: Client, clock: FrozenClock) -> None:

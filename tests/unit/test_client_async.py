@@ -112,16 +112,16 @@ def test_exit_drain_sends_and_says_loudly_what_it_could_not(
         fake_client: Client, fake_broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> None:
     import weakref
 
-    from yadtq import client as client_module
+    from yadtq import batcher
 
     fake_client.submit("ADD", [1, 2], wait=False)
-    client_module._flush_at_exit(weakref.ref(fake_client))
+    batcher.flush_at_exit(weakref.ref(fake_client))
     assert len(fake_broker.messages(fake_client.settings.topic)) == 1
     assert capsys.readouterr().err == ""
     fake_broker.available = False
     fake_client.submit("ADD", [1, 2], wait=False)
     fake_client.submit("ADD", [1, 3], wait=False)
-    client_module._flush_at_exit(weakref.ref(fake_client))
+    batcher.flush_at_exit(weakref.ref(fake_client))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "yadtq: WARNING at exit: 2 tasks not enqueued" in err
 

@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 from yadtq.models import STATES, Task, TaskState, WorkerStatus
 from yadtq.registry import TaskSpec
 from yadtq_tui.actions import Actions
-from yadtq_tui.data import Context, RefreshFailed, Services, Snapshot, next_filter, refresh
+from yadtq_tui.data import Context, Services, Snapshot, empty_text, next_filter, next_queue, tasks_title
 from yadtq_tui.messages import (
     ActionFinished,
     HealthChecked,
@@ -32,11 +32,12 @@ from yadtq_tui.messages import (
     SubmitFinished,
 )
 from yadtq_tui.poller import Poller, Read
+from yadtq_tui.reads import read_health, read_snapshot
 from yadtq_tui.refusals import cancel_refusal, retry_refusal
 from yadtq_tui.screens.confirm_reset import ConfirmResetScreen
 from yadtq_tui.screens.detail import DetailScreen
 from yadtq_tui.screens.task_id_prompt import TaskIdPrompt
-from yadtq_tui.text import clean, format_count
+from yadtq_tui.text import clean
 from yadtq_tui.widgets import Banner, StatusBar, SubmitForm, TaskTable, TextLine, WorkerPanel
 from yadtq_tui.widgets.worker_panel import STATUS_ORDER, stalled_notes
 
@@ -52,6 +53,8 @@ class DashboardScreen(Screen[None]):
                 id="tasks"),
         Binding("f", "cycle_filter", "Filter",
                 tooltip=f"Show all → {' → '.join(s.value for s in STATES)} tasks", id="filter"),
+        Binding("u", "cycle_queue", "Queue", tooltip="Show every queue → each known queue's tasks",
+                id="queue"),
         Binding("v", "view", "View", tooltip="Details and history of the highlighted task",
                 id="view"),
         Binding("i", "view_by_id", "View id", tooltip="View a task by its (short) id",
@@ -70,6 +73,8 @@ class DashboardScreen(Screen[None]):
 
     state_filter: reactive[TaskState | None] = reactive(None, init=False)
     """The state the task table shows (None = all)."""
+    queue_filter: reactive[str | None] = reactive(None, init=False)
+    """The queue the task table shows (None = all)."""
 
     def __init__(self, context: Context, actions: Actions) -> None:
         super().__init__(id="dashboard")
@@ -92,6 +97,8 @@ class DashboardScreen(Screen[None]):
                                      description="health check")
         """The Redis + Kafka health check loop."""
         self._tasks: dict[str, Task] = {}
+        self._queues: set[str] = set()
+        """Queues seen (in the tasks and the lag per queue): the queue filter's choices."""
         self._fetches = 0
         self._have_specs = False
 
@@ -136,11 +143,8 @@ class DashboardScreen(Screen[None]):
 
     def _update_titles(self) -> None:
         snap = self.last
-        which = self.state_filter.value if self.state_filter else "all states"
-        text = f"Tasks · {which}"
-        if snap is not None and snap.matching:
-            text += f" · newest {len(snap.tasks)} of {format_count(snap.matching)}"
-        self.query_one("#tasks-title", TextLine).show(text + "   (f: filter)")
+        self.query_one("#tasks-title", TextLine).show(
+            tasks_title(snap, self.state_filter, self.queue_filter))
         if snap is not None:
             c = snap.worker_counts()
             parts = [f"{c[s]} {s.value}" for s in STATUS_ORDER
@@ -155,16 +159,17 @@ class DashboardScreen(Screen[None]):
     def _next_refresh(self) -> Read:
         self._fetches += 1
         with_specs = not self._have_specs or self._fetches % SPECS_EVERY == 0
-        return partial(_refresh, self.context, self.state_filter, with_specs)
+        return partial(read_snapshot, self.context, self.state_filter, with_specs, self.queue_filter)
 
     def _next_health_check(self) -> Read:
-        return partial(_check_health, self.context)
+        return partial(read_health, self.context)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         """Show a refresh's data."""
         self._refreshed(None)
-        if message.snapshot.state_filter != self.state_filter:
-            return  # read before the filter changed
+        snap = message.snapshot
+        if (snap.state_filter, snap.queue_filter) != (self.state_filter, self.queue_filter):
+            return  # read before a filter changed
         self.polls += 1
         self._have_specs = self._have_specs or message.snapshot.specs is not None
         self.apply_snapshot(message.snapshot)
@@ -184,7 +189,8 @@ class DashboardScreen(Screen[None]):
     def on_health_checked(self, message: HealthChecked) -> None:
         """Record each service's state; say which came back."""
         back, changed = self.services.check(message.health)
-        self.query_one(StatusBar).show_lag(message.health.lag)
+        self.query_one(StatusBar).show_lag(message.health.lag, message.health.queue_lag)
+        self._queues.update(name for name, _ in message.health.queue_lag)
         for name in back:
             self.notify(f"{name} is reachable again.", title="Reconnected", markup=False)
         if changed:
@@ -211,10 +217,11 @@ class DashboardScreen(Screen[None]):
         now = self.context.clock()
         self.last = snap
         self._tasks = {t.id: t for t in snap.tasks}
+        self._queues.update(t.queue for t in snap.tasks)
         self.table.show_tasks(snap.tasks, now)
         empty = self.query_one("#tasks-empty", Static)
         if not snap.tasks:
-            empty.update(Text(self._empty_text(snap)))
+            empty.update(Text(empty_text(snap)))
         empty.set_class(not snap.tasks, "-visible")
         self.query_one(WorkerPanel).show_workers(snap.workers, now, self._tasks)
         self.query_one("#workers-empty").set_class(not snap.workers, "-visible")
@@ -247,13 +254,6 @@ class DashboardScreen(Screen[None]):
         self.query_one(Banner).show_problems(services.redis_error, services.kafka_error,
                                              have_data=self.polls > 0,
                                              refresh_error=services.refresh_error)
-
-    @staticmethod
-    def _empty_text(snap: Snapshot) -> str:
-        if snap.state_filter is None:
-            return "No tasks yet: type one above, e.g. ADD 2 3, and press Enter."
-        return (f"No {snap.state_filter.value} tasks (of {format_count(snap.total)} in all). "
-                "Press f for the next filter.")
 
     # ------------------------------------------------------------------ submit
     @on(SubmitForm.Submitted)
@@ -302,12 +302,18 @@ class DashboardScreen(Screen[None]):
         """all → each state in turn → all."""
         self.state_filter = next_filter(self.state_filter)
 
+    def action_cycle_queue(self) -> None:
+        """every queue → each queue seen so far → every queue."""
+        self.queue_filter = next_queue(self.queue_filter, self._queues)
+
     def watch_state_filter(self) -> None:
         """A different list: replace the rows, then read it at once."""
         self.table.clear_rows()
         self.last = None
         self._update_titles()
         self.poll_now()
+
+    watch_queue_filter = watch_state_filter
 
     def _highlighted(self) -> Task | None:
         """The highlighted task, or None after saying that there is none."""
@@ -382,17 +388,3 @@ class DashboardScreen(Screen[None]):
         self.notify(message.message, title=message.action.capitalize(), markup=False,
                     severity="information" if message.ok else "error")
         self.poll_now()
-
-
-def _refresh(context: Context, state_filter: TaskState | None, with_specs: bool
-             ) -> SnapshotReady | PollFailed:
-    """One refresh, as the message to post (blocking: runs in the refresh worker)."""
-    result = refresh(context.service, state_filter, context.page_size, with_specs=with_specs)
-    if isinstance(result, RefreshFailed):
-        return PollFailed(result.error, result.specs)
-    return SnapshotReady(result)
-
-
-def _check_health(context: Context) -> HealthChecked:
-    """One health check, as the message to post (blocking: runs in the health worker)."""
-    return HealthChecked(context.service.health())

@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from yadtq.keys import DEFAULT_QUEUE
 from yadtq.models import STATES, RepairStats, TaskState
 from yadtq_tui.data import rate
 from yadtq_tui.text import format_count, format_rate, format_time
@@ -84,21 +85,31 @@ class StatusBar(Vertical):
             sparkline.data = data
         self.query_one("#rate", TextLine).show(format_rate(rate(per_second)))
 
-    def show_lag(self, lag: int | None) -> None:
-        """``lag N``: messages the workers have not committed yet (hidden while unknown)."""
+    def show_lag(self, lag: int | None, queues: Sequence[tuple[str, int]] = ()) -> None:
+        """``lag N``: messages the workers have not committed yet (hidden while unknown); with
+        named queues, per queue: ``lag 12 · default 10 · emails 2``."""
         widget = self.query_one("#lag", TextLine)
         widget.set_class(lag is not None, "-visible")
         widget.set_class(bool(lag), "-behind")
         if lag is not None:
-            widget.show(f"lag {format_count(lag)}")
+            widget.show(lag_text(lag, queues))
             if widget.tooltip is None:
-                widget.tooltip = Text("Messages of the tasks topic that the workers' consumer "
-                                      "group has not committed yet (all partitions).")
+                widget.tooltip = Text("Messages of the tasks topics that the workers' consumer "
+                                      "group has not committed yet (all partitions), in all and "
+                                      "per queue.")
 
     def show_services(self, redis_up: bool | None, kafka_up: bool | None) -> None:
         """Connection state of each service."""
         self.query_one("#redis-light", ServiceLight).set_up(redis_up)
         self.query_one("#kafka-light", ServiceLight).set_up(kafka_up)
+
+
+def lag_text(lag: int, queues: Sequence[tuple[str, int]] = ()) -> str:
+    """``lag 12``, or with queues other than ``default``: ``lag 12 · default 10 · emails 2``."""
+    text = f"lag {format_count(lag)}"
+    if any(name != DEFAULT_QUEUE for name, _ in queues):
+        text += "".join(f" · {name} {format_count(n)}" for name, n in queues)
+    return text
 
 
 def repairs_text(repairs: RepairStats, tz: tzinfo | None = None) -> str:

@@ -34,11 +34,13 @@ COLUMNS = (
     ("worker", "Worker"),
     ("attempt", "Att"),
     ("age", "Age"),
+    ("queue", "Queue"),
 )
 
 ARGS_WIDTH = 24
 OUTCOME_WIDTH = 36
 WORKER_WIDTH = 18
+QUEUE_WIDTH = 12
 
 
 def due_text(task: Task, now: float) -> str:
@@ -92,6 +94,7 @@ class TaskTable(LiveTable):
         self._made: dict[str, tuple[Task, str, tuple[Text, ...]]] = {}
         """Each shown task's cells but its age, with the task and due text they were made from."""
         self._ages: dict[str, Text] = {}
+        self._queue_cells: dict[str, Text] = {}
         self._styles: tuple[Style, ...] = ()
 
     def state_style(self, task: Task) -> str:
@@ -101,7 +104,7 @@ class TaskTable(LiveTable):
 
     def task_row(self, task: Task, now: float) -> Row:
         """The cells of one task."""
-        return task.id, (*self._cells(task, now), self._age(task, now))
+        return task.id, (*self._cells(task, now), self._age(task, now), self._queue(task))
 
     def _cells(self, task: Task, now: float) -> tuple[Text, ...]:
         """Every cell of ``task`` but its age; made again only when the task (or, for a scheduled
@@ -139,6 +142,14 @@ class TaskTable(LiveTable):
         self._made[task.id] = (task, due, cells)
         return cells
 
+    def _queue(self, task: Task) -> Text:
+        """The queue's cell, one per queue name (most tasks share a few)."""
+        cell = self._queue_cells.get(task.queue)
+        if cell is None:
+            cell = self._queue_cells[task.queue] = literal(
+                task.queue, self.style_of("task-table--muted"), QUEUE_WIDTH)
+        return cell
+
     def _age(self, task: Task, now: float) -> Text:
         text = format_duration(task.age(now))
         age = self._ages.get(task.id)
@@ -153,6 +164,7 @@ class TaskTable(LiveTable):
             self._styles = styles
             self._made.clear()
             self._ages.clear()
+            self._queue_cells.clear()
         rows = [self.task_row(t, now) for t in tasks]
         if len(self._made) > len(rows):  # forget the tasks that left the page
             shown = {key for key, _ in rows}
