@@ -70,6 +70,12 @@ class Tmux:
         self.run("kill-server", check=False)
 
 
+def footer(screen: str) -> str:
+    """The last line with text: the footer, which lists the keys of the focused part."""
+    lines = [line for line in screen.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 @pytest.fixture
 def tmux_bin() -> str:
     path = shutil.which("tmux")
@@ -132,9 +138,16 @@ def test_dashboard_in_a_real_terminal(tmux_bin: str, real_settings: Settings,
         term.wait(lambda s: "No tasks yet" in s, "the emptied table")
         assert real_client.total() == 0
 
-        # a delayed task: scheduled (with its due time) first, then completed once due
+        # a delayed task: scheduled (with its due time) first, then completed once due. Each key
+        # waits for what the one before it did (the footer names the focused part's keys): a key
+        # sent while the dialog was still closing went nowhere, and the typed text then ran as
+        # table keys
+        term.wait(lambda s: "Submit" in footer(s) and "esc" not in footer(s),
+                  "the table's keys in the footer")
         term.send("s")
+        term.wait(lambda s: "esc Table" in footer(s), "the form's keys in the footer")
         term.send("ADD 4 4 in 5s", literal=True)
+        term.wait(lambda s: "ADD 4 4 in 5s" in s, "the typed task in the form")
         term.send("Enter")
         scheduled = re.compile(r"^\s*[0-9a-f]{8}\s+ADD\s+4 4\s+◷ scheduled\s+due in \ds",
                                re.MULTILINE)
