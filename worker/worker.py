@@ -162,8 +162,9 @@ class Worker:
         self.runner.start()
         for part in self._threads():
             part.start()
-        log.info("worker %s started: tasks %s, topic %s, group %s", self.id,
-                 ", ".join(self.registry.names()), self.settings.topic, self.settings.group)
+        log.info("worker %s started: tasks %s, topic %s, group %s, Kafka consumer %s", self.id,
+                 ", ".join(self.registry.names()), self.settings.topic, self.settings.group,
+                 type(consumer).__name__)
         handled = 0
         try:
             handled = self._consume(consumer, max_tasks, idle_exit)

@@ -1,13 +1,16 @@
-"""The pipeline end to end on the real Kafka and Redis, with real worker processes."""
+"""The pipeline end to end on the real Kafka and Redis, with real worker processes, once with each
+Kafka client (kafka-python, confluent-kafka)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -17,8 +20,30 @@ from yadtq import Client, Settings
 from yadtq.broker import TaskProducer
 from yadtq.errors import ServiceUnavailable
 from yadtq.models import TaskState
+from yadtq.settings import KAFKA_CLIENTS
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """Every test here runs with each Kafka client (``YADTQ_KAFKA_CLIENT``); with CI=true a
+    missing confluent-kafka fails instead of skipping (the dev extra installs it)."""
+    client = str(request.param)
+    if client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("confluent-kafka is not installed (pip install -e '.[dev]')")
+        pytest.skip("confluent-kafka not installed")
+    return client
+
+
+@pytest.fixture
+def settings_factory(settings_factory: Callable[..., Settings],
+                     kafka_client: str) -> Callable[..., Settings]:
+    """The conftest's fresh settings, on this test's Kafka client (workers inherit it)."""
+    def make(**overrides: object) -> Settings:
+        return settings_factory(**{"kafka_client": kafka_client, **overrides})
+    return make
 
 
 def test_thousand_tasks_three_workers(real_client: Client, workers: WorkerProcs) -> None:
@@ -34,6 +59,12 @@ def test_thousand_tasks_three_workers(real_client: Client, workers: WorkerProcs)
         for task_id, (_, (a, b)) in zip(ids, items[chunk:chunk + 300], strict=True):
             expected[task_id] = a * b
     wait_all_final(real_client, 1000, timeout=60)
+    confluent = real_client.settings.kafka_client == "confluent"
+    assert type(real_client._get_producer()).__name__ == (
+        "ConfluentProducer" if confluent else "TaskProducer")
+    started = "".join(f.read_text(errors="replace") for f in workers.log_dir.glob("worker-*.log"))
+    assert started.count("Kafka consumer ConfluentConsumer" if confluent
+                         else "Kafka consumer TaskConsumer") == 3, workers.logs()
 
     counts = real_client.counts()
     assert counts[TaskState.COMPLETED] == 1000, counts
