@@ -12,6 +12,7 @@ Phases, each repeated ``--reps`` times, the two clients one after the other (whi
 alternates from one repeat to the next), medians reported:
 
     confirmed  one thread: send, wait for the ack, next (YADTQ's confirmed ``submit()`` floor)
+    submit     YADTQ's own confirmed ``Client.submit()`` from one thread (Redis + Kafka), no worker
     200/s      produce -> consume latency, paced 200 messages/s for 10 s
     1000/s     the same at 1,000/s for 5 s
     burst      10,000 messages as fast as the producer takes them: CPU seconds per 10,000
@@ -31,6 +32,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -49,10 +51,10 @@ PARTITIONS = 12
 def phases(quick: bool) -> list[tuple[str, float, int]]:
     """(name, rate, messages); rate -1: confirmed one by one, 0: as fast as possible."""
     if quick:
-        return [("confirmed", -1, 300), ("200/s", 200, 400), ("1000/s", 1000, 1000),
-                ("burst", 0, 2000)]
-    return [("confirmed", -1, 2000), ("200/s", 200, 2000), ("1000/s", 1000, 5000),
-            ("burst", 0, 10000)]
+        return [("confirmed", -1, 300), ("submit", -1, 300), ("200/s", 200, 400),
+                ("1000/s", 1000, 1000), ("burst", 0, 2000)]
+    return [("confirmed", -1, 2000), ("submit", -1, 2000), ("200/s", 200, 2000),
+            ("1000/s", 1000, 5000), ("burst", 0, 10000)]
 
 
 class Topics:
@@ -114,10 +116,11 @@ def run_pair(client: str, topic: str, rate: float, n: int) -> dict[str, Any]:
     """A consumer (READY once it owns every partition), then the producer; both results."""
     group = f"{topic}.g"
     timeout = (n / rate if rate > 0 else 30) + 60
+    errlog = tempfile.TemporaryFile(mode="w+")
     cons = subprocess.Popen(role("consume", "--client", client, "--topic", topic, "--group", group,
                                  "-n", str(n), "--partitions", str(PARTITIONS),
                                  "--timeout", str(timeout)),
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env(), stdout=subprocess.PIPE, stderr=errlog, text=True)
     assert cons.stdout is not None
     ready = threading.Event()
     lines: list[str] = []
@@ -131,9 +134,13 @@ def run_pair(client: str, topic: str, rate: float, n: int) -> dict[str, Any]:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    def stderr() -> str:
+        errlog.seek(0)
+        return errlog.read()[-2000:]
+
     if not ready.wait(90):
         cons.kill()
-        raise RuntimeError(f"{client} consumer not ready: {cons.stderr.read() if cons.stderr else ''}")
+        raise RuntimeError(f"{client} consumer not ready: {stderr()}")
     prod = subprocess.run(role("produce", "--client", client, "--topic", topic, "-n", str(n),
                                "--rate", str(rate)),
                           env=env(), capture_output=True, text=True, timeout=timeout + 60)
@@ -141,18 +148,18 @@ def run_pair(client: str, topic: str, rate: float, n: int) -> dict[str, Any]:
         cons.kill()
         raise RuntimeError(f"{client} producer failed: {prod.stderr[-2000:]}")
     try:
-        _, err = cons.communicate(timeout=timeout + 30)
+        cons.wait(timeout=timeout + 30)
     except subprocess.TimeoutExpired:
         cons.kill()
         raise
-    reader.join(5)
+    reader.join(10)  # the one reader of its stdout: the result line is the last one
     if cons.returncode:
-        raise RuntimeError(f"{client} consumer failed: {err[-2000:]}")
+        raise RuntimeError(f"{client} consumer failed: {stderr()}")
     return {"producer": last_json(prod.stdout), "consumer": last_json("".join(lines))}
 
 
-def run_confirmed(client: str, topic: str, n: int) -> dict[str, Any]:
-    proc = subprocess.run(role("confirmed", "--client", client, "--topic", topic, "-n", str(n)),
+def run_confirmed(client: str, topic: str, n: int, what: str = "confirmed") -> dict[str, Any]:
+    proc = subprocess.run(role(what, "--client", client, "--topic", topic, "-n", str(n)),
                           env=env(), capture_output=True, text=True, timeout=300)
     if proc.returncode:
         raise RuntimeError(f"{client} confirmed producer failed: {proc.stderr[-2000:]}")
@@ -163,6 +170,9 @@ METRICS = {  # phase -> (row label, side, key)
     "confirmed": [("confirmed sends/s, one thread", "producer", "per_s"),
                   ("confirmed send p50 ms", "producer", "ack_p50_ms"),
                   ("confirmed send p99 ms", "producer", "ack_p99_ms")],
+    "submit": [("Client.submit() confirmed/s, one thread", "producer", "per_s"),
+               ("Client.submit() p50 ms", "producer", "ack_p50_ms"),
+               ("Client.submit() p99 ms", "producer", "ack_p99_ms")],
     "200/s": [("200/s produce->consume p50 ms", "consumer", "p50_ms"),
               ("200/s produce->consume p99 ms", "consumer", "p99_ms")],
     "1000/s": [("1000/s produce->consume p50 ms", "consumer", "p50_ms"),
@@ -229,7 +239,9 @@ def main() -> int:
                     slug = phase.replace("/", "") + "-" + client.replace("-", "")
                     topic = topics.new(f"yadtq.bench-kc-{run_id}-{slug}-{rep}", prime=rate >= 0)
                     load0 = os.getloadavg()
-                    res = (run_confirmed(client, topic, n) if rate < 0
+                    if phase == "submit":  # YADTQ's client makes the dead-letter topic too
+                        topics.made.append(f"{topic}.dlq")
+                    res = (run_confirmed(client, topic, n, phase) if rate < 0
                            else run_pair(client, topic, rate, n))
                     res.update(rep=rep, phase=phase, client=client, rate=rate, n=n,
                                load_before=load0, load_after=os.getloadavg())

@@ -3,7 +3,7 @@ kafka-python or confluent-kafka, configured as YADTQ configures its own (``yadtq
 ``yadtq/kafka_conn.py``). Each prints one JSON line with what it measured; the consumer first
 prints ``READY`` once it owns every partition.
 
-    python bench/kafka_clients_roles.py confirmed|produce|consume --client kafka-python|confluent ...
+    python bench/kafka_clients_roles.py confirmed|submit|produce|consume --client kafka-python|confluent ...
 
 Payload: ``seq:monotonic_ns:`` padded to 200 bytes (about a YADTQ envelope), key a task-id-like
 hex string. ``CLOCK_MONOTONIC`` is one clock for every process on Linux, so the consumer subtracts
@@ -135,6 +135,33 @@ def run_confirmed(client: str, topic: str, n: int) -> dict[str, Any]:
     failed = prod.finish()
     return {"n": n, "per_s": n / wall, "ack_p50_ms": pct(lat, 50), "ack_p99_ms": pct(lat, 99),
             "cpu_s_per_10k": cpu / n * 10000, "failed": failed}
+
+
+def run_submit(client: str, topic: str, n: int) -> dict[str, Any]:
+    """YADTQ's own confirmed ``Client.submit()`` from one thread (a Redis script, then the send
+    and its ack through ``YADTQ_KAFKA_CLIENT``'s producer); no worker: the tasks stay queued and
+    this run's Redis keys are deleted at the end."""
+    from yadtq import Client
+    from yadtq.store import RedisStore
+
+    settings = SETTINGS.with_(kafka_client=client, topic=topic, dead_letter_topic=f"{topic}.dlq",
+                              key_prefix=f"yadtq:{topic}", group=f"{topic}.g")
+    c = Client(settings)
+    c.submit("ADD", [0, 0])  # warm-up: the producer, its connection, the scripts
+    lat: list[float] = []
+    cpu0, t0 = time.process_time(), time.monotonic()
+    for i in range(n):
+        s = time.perf_counter()
+        c.submit("ADD", [i, 1])
+        lat.append((time.perf_counter() - s) * 1000)
+    wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    c.close()
+    store = RedisStore(settings)
+    store.reset()
+    for k in list(store.r.scan_iter(match=settings.key_prefix + ":*", count=1000)):
+        store.r.unlink(k)
+    return {"n": n, "per_s": n / wall, "ack_p50_ms": pct(lat, 50), "ack_p99_ms": pct(lat, 99),
+            "cpu_s_per_10k": cpu / n * 10000, "failed": 0}
 
 
 def run_produce(client: str, topic: str, n: int, rate: float) -> dict[str, Any]:
@@ -283,7 +310,7 @@ def run_consume(client: str, topic: str, group: str, n: int, partitions: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("role", choices=("confirmed", "produce", "consume"))
+    ap.add_argument("role", choices=("confirmed", "submit", "produce", "consume"))
     ap.add_argument("--client", choices=sorted(PRODUCERS), required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", default="")
@@ -294,6 +321,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.role == "confirmed":
         out = run_confirmed(a.client, a.topic, a.n)
+    elif a.role == "submit":
+        out = run_submit(a.client, a.topic, a.n)
     elif a.role == "produce":
         out = run_produce(a.client, a.topic, a.n, a.rate)
     else:
