@@ -3,47 +3,24 @@ Kafka client (kafka-python, confluent-kafka)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import ROOT, WorkerProcs
+from tests.integration.clients import client_settings_factory, kafka_client  # noqa: F401 - fixtures
 from tests.integration.helpers import wait_all_final, wait_balanced, wait_until
 from yadtq import Client, Settings
 from yadtq.broker import TaskProducer
 from yadtq.errors import ServiceUnavailable
 from yadtq.models import TaskState
-from yadtq.settings import KAFKA_CLIENTS
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=KAFKA_CLIENTS)
-def kafka_client(request: pytest.FixtureRequest) -> str:
-    """Every test here runs with each Kafka client (``YADTQ_KAFKA_CLIENT``); with CI=true a
-    missing confluent-kafka fails instead of skipping (the dev extra installs it)."""
-    client = str(request.param)
-    if client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("confluent-kafka is not installed (pip install -e '.[dev]')")
-        pytest.skip("confluent-kafka not installed")
-    return client
-
-
-@pytest.fixture
-def settings_factory(settings_factory: Callable[..., Settings],
-                     kafka_client: str) -> Callable[..., Settings]:
-    """The conftest's fresh settings, on this test's Kafka client (workers inherit it)."""
-    def make(**overrides: object) -> Settings:
-        return settings_factory(**{"kafka_client": kafka_client, **overrides})
-    return make
 
 
 def test_thousand_tasks_three_workers(real_client: Client, workers: WorkerProcs) -> None:
