@@ -238,7 +238,13 @@ class ConfluentConsumer:
     def _errors(self, what: str) -> Any:
         return _errors(self.settings.kafka_bootstrap, what)
 
-    def _assigned(self, _c: Any, partitions: list[Any]) -> None:
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        """Take the partitions, unpaused: librdkafka keeps a partition's pause through a revoke and
+        a re-assign to the same member, the worker (as kafka-python) counts a new assignment as
+        unpaused, so a partition paused when revoked would otherwise stay paused for good."""
+        consumer.incremental_assign(partitions)
+        if partitions:
+            consumer.resume(partitions)
         self._joined = True
         self._on_assigned({tp.partition for tp in partitions})
 
