@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from yadtq.broker_types import Producer, ProducerFactory, Record, kafka_offsets, kafka_producer
+from yadtq.broker_types import (
+    Producer,
+    ProducerFactory,
+    Record,
+    confluent_module,
+    kafka_offsets,
+    kafka_producer,
+)
 from yadtq.settings import Settings
 
 
@@ -40,10 +47,15 @@ OffsetsFactory = Callable[[Settings], Offsets]
 
 def kafka_consumer(settings: Settings, worker_id: str, on_revoked: Callable[[set[int]], None],
                    on_assigned: Callable[[set[int]], None]) -> Consumer:
+    """The worker's consumer on the client ``settings.kafka_client`` names, once the topics exist."""
     from yadtq.broker import TaskConsumer, ensure_topics
 
     for queue in settings.queue_list():  # subscribed to once they exist: no wait for a refresh
         ensure_topics(settings.with_(topic=settings.queue_topic(queue)))
+    if settings.kafka_client == "confluent":
+        consumer: Consumer = confluent_module().ConfluentConsumer(settings, worker_id, on_revoked,
+                                                                  on_assigned)
+        return consumer
     return TaskConsumer(settings, worker_id, on_revoked, on_assigned)
 
 

@@ -162,9 +162,9 @@ class Worker:
         self.runner.start()
         for part in self._threads():
             part.start()
-        log.info("worker %s started: tasks %s, queues %s, group %s", self.id,
+        log.info("worker %s started: tasks %s, queues %s, group %s, Kafka consumer %s", self.id,
                  ", ".join(self.registry.names()), ",".join(self.settings.queue_list()),
-                 self.settings.group)
+                 self.settings.group, type(consumer).__name__)
         handled = 0
         try:
             handled = self._consume(consumer, max_tasks, idle_exit)

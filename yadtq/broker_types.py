@@ -1,7 +1,8 @@
 """What the client and the worker need from Kafka: the record type, the producer's protocol and its
 default factory, the health probe, the dead-letter message and the consumer-lag reader. No Kafka
 import at module level: ``yadtq.broker`` (kafka-python) is imported only when a real producer,
-admin client or probe is made; tests pass ``yadtq.testing.FakeBroker.producer`` instead."""
+admin client or probe is made, ``yadtq.broker_confluent`` (confluent-kafka) only when a producer is
+made with ``kafka_client="confluent"``; tests pass ``yadtq.testing.FakeBroker.producer`` instead."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from yadtq.errors import ServiceUnavailable, YadtqError
+from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.keys import topic_queue
 
 if TYPE_CHECKING:
@@ -67,11 +68,23 @@ ProducerFactory = Callable[..., Producer]
 
 
 def kafka_producer(settings: Settings, linger_ms: int = 0) -> Producer:
-    """A producer on kafka-python, once the topics exist."""
+    """A producer on the client ``settings.kafka_client`` names, once the topics exist."""
     from yadtq.broker import TaskProducer, ensure_topics
 
     ensure_topics(settings, timeout=10.0)
+    if settings.kafka_client == "confluent":
+        return confluent_module().ConfluentProducer(settings, linger_ms=linger_ms)  # type: ignore[no-any-return]
     return TaskProducer(settings, linger_ms=linger_ms)
+
+
+def confluent_module() -> Any:
+    """``yadtq.broker_confluent``, or ``BrokerError`` saying how to install confluent-kafka."""
+    try:
+        import yadtq.broker_confluent as module
+    except ImportError as exc:
+        raise BrokerError("YADTQ_KAFKA_CLIENT=confluent needs confluent-kafka: "
+                          f"pip install 'yadtq[confluent]' ({exc})") from None
+    return module
 
 
 def kafka_offsets(settings: Settings) -> Any:

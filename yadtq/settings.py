@@ -24,6 +24,9 @@ from yadtq.keys import (
     queue_topic,
 )
 
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+"""The Kafka clients YADTQ sends and consumes with (``Settings.kafka_client``)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -103,6 +106,10 @@ class Settings:
     scheduler_lease: float = 30.0
     """Seconds a claimed due task may wait for Kafka's acknowledgement before it is claimed and
     sent again (a scheduler that died between its claim and its send)."""
+    kafka_client: str = "kafka-python"
+    """The Kafka client that sends and consumes the tasks: kafka-python, or confluent
+    (confluent-kafka on librdkafka, ``pip install yadtq[confluent]``). Topics, offsets and the
+    health probe use kafka-python either way."""
     kafka_security_protocol: str = "PLAINTEXT"
     """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
     kafka_sasl_mechanism: str | None = None
@@ -173,6 +180,9 @@ class Settings:
             raise ValueError("default_max_attempts must be at least 1")
         if not 1 <= self.concurrency <= 1024:
             raise ValueError(f"concurrency must be 1 to 1024, got {self.concurrency!r}")
+        if self.kafka_client not in KAFKA_CLIENTS:
+            raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}, "
+                             f"got {self.kafka_client!r}")
         if self.max_poll_records < 1:
             raise ValueError("max_poll_records must be at least 1")
         self.queue_list()

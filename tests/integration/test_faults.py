@@ -1,4 +1,4 @@
-"""The fault suite, small version (the large one is `make chaos`)."""
+"""The fault suite, small version (the large one is `make chaos`), with each Kafka client."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.chaos import Chaos
+from tests.integration.clients import client_settings_factory, kafka_client  # noqa: F401 - fixtures
 from yadtq import Settings
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,5 @@
-"""The pipeline end to end on the real Kafka and Redis, with real worker processes."""
+"""The pipeline end to end on the real Kafka and Redis, with real worker processes, once with each
+Kafka client (kafka-python, confluent-kafka)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import ROOT, WorkerProcs
+from tests.integration.clients import client_settings_factory, kafka_client  # noqa: F401 - fixtures
 from tests.integration.helpers import wait_all_final, wait_balanced, wait_until
 from yadtq import Client, Settings
 from yadtq.broker import TaskProducer
@@ -34,6 +36,12 @@ def test_thousand_tasks_three_workers(real_client: Client, workers: WorkerProcs)
         for task_id, (_, (a, b)) in zip(ids, items[chunk:chunk + 300], strict=True):
             expected[task_id] = a * b
     wait_all_final(real_client, 1000, timeout=60)
+    confluent = real_client.settings.kafka_client == "confluent"
+    assert type(real_client._get_producer()).__name__ == (
+        "ConfluentProducer" if confluent else "TaskProducer")
+    started = "".join(f.read_text(errors="replace") for f in workers.log_dir.glob("worker-*.log"))
+    assert started.count("Kafka consumer ConfluentConsumer" if confluent
+                         else "Kafka consumer TaskConsumer") == 3, workers.logs()
 
     counts = real_client.counts()
     assert counts[TaskState.COMPLETED] == 1000, counts

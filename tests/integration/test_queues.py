@@ -1,5 +1,5 @@
 """Named queues on the real Kafka and Redis: each queue its own topic, created on first use,
-consumed only by the workers started with it. Hostile cases first."""
+consumed only by the workers started with it, with each Kafka client. Hostile cases first."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import ROOT, WorkerProcs
+from tests.integration.clients import client_settings_factory, kafka_client  # noqa: F401 - fixtures
 from tests.polling import wait_until
 from yadtq import Client
 from yadtq.broker import KafkaAdmin

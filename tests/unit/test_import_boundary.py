@@ -63,14 +63,17 @@ def test_headless_modules_do_not_load_textual_or_rich() -> None:
 
 
 def test_the_kafka_client_is_imported_only_when_needed() -> None:
-    code = "import sys, yadtq.client, yadtq.cli, worker.worker; print('kafka' in sys.modules)"
+    code = ("import sys, yadtq.client, yadtq.cli, worker.worker; "
+            "print('kafka' in sys.modules or 'confluent_kafka' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, "False"), proc.stderr
 
 
-def test_only_the_kafka_adapter_imports_kafka() -> None:
+def test_only_the_kafka_adapters_import_kafka_clients() -> None:
+    """kafka-python in ``yadtq.broker``, confluent-kafka in ``yadtq.broker_confluent``: nowhere else."""
     assert importers("kafka") == {"yadtq/broker.py"}
+    assert importers("confluent_kafka") == {"yadtq/broker_confluent.py"}
 
 
 def test_only_store_imports_redis() -> None:
