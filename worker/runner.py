@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TypeVar
 
 from worker.aio import AsyncLoop
 from worker.coalesce import Coalescer
@@ -50,8 +49,6 @@ from yadtq.text import safe_text
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.worker")
-T = TypeVar("T")
-
 FAST_TASK_SECONDS = 0.005
 MAX_CHUNK = 256
 RETRY_BASE_SECONDS = 0.5
@@ -61,14 +58,11 @@ EXTRA_STARTS = 2
 died or was restarted under it); past that it is failed as a task that kills its worker."""
 
 
-
 def backoff(attempt: int, base: float | None = None) -> float:
     """Seconds before retrying after ``attempt`` failed: ``base`` (the ``retry_backoff`` setting,
     else ``RETRY_BASE_SECONDS``) doubled per attempt, at most ``RETRY_MAX_SECONDS`` (or ``base``)."""
     first = RETRY_BASE_SECONDS if base is None else base
     return float(min(max(RETRY_MAX_SECONDS, first), first * 2.0 ** min(attempt - 1, 60)))
-
-
 
 
 class Runner:
@@ -89,6 +83,7 @@ class Runner:
                         for i in range(settings.concurrency)]
         self.failures = 0
         """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
+        self._alive, self._alive_at = True, 0.0
         self.aio = AsyncLoop()
         self.procs = ProcPool(registry, default_size(settings.concurrency))
         self.starts: Coalescer[Envelope, int] = Coalescer(lambda e: store.start(worker_id, e), "starts")
@@ -109,8 +104,11 @@ class Runner:
         """Start nothing more: each thread ends after the messages in its hands."""
         self.work.close()
 
-    def alive(self) -> bool:
-        return all(thread.is_alive() for thread in self.threads)
+    def alive(self) -> bool:  # every thread alive: looked at twice a second at most (64 cost)
+        now = time.monotonic()
+        if now - self._alive_at > 0.5:
+            self._alive, self._alive_at = all(t.is_alive() for t in self.threads), now
+        return self._alive
 
     def idle(self) -> bool:
         """Nothing waits and nothing is in a runner thread's hands."""
@@ -158,16 +156,18 @@ class Runner:
         thread takes it at once, and with one thread the order is kept). A chunk is consecutive
         tasks of one partition known to be fast (one start and one finish round trip for all), or
         else one task alone, so no task shows in-progress while it waits behind a slow one."""
-        items = [it if it[2] is not False else (it[0], it[1], self.validate(it[1])) for it in unit]
-        i = 0
+        items, i = unit, 0  # validated as far as the chunk reaches (a unit may be 500 long)
         while i < len(items) and not items[i][0].live:
             i += 1  # not started: the partition's next owner reads it from the committed offset
         if i == len(items):
             return []
         track = items[i][0]
         j = i
-        while (j < len(items) and j - i < MAX_CHUNK and items[j][0] is track
-               and self._known_fast(items[j][2])):  # type: ignore[arg-type]
+        while j < len(items) and j - i < MAX_CHUNK and items[j][0] is track:
+            if items[j][2] is False:
+                items[j] = (items[j][0], items[j][1], self.validate(items[j][1]))
+            if not self._known_fast(items[j][2]):  # type: ignore[arg-type]
+                break
             j += 1
         j = max(j, i + 1)
         self.work.put(items[j:], front=True)
