@@ -289,7 +289,8 @@ class Chaos:
         r = self.report
         repairs = self.client.repairs()
         r.repaired = repairs.resent_queued + repairs.requeued_in_progress
-        dlq = TopicSize(self.settings.with_(topic=self.settings.dead_letter_topic, partitions=1))
+        dlq = TopicSize(self.settings, self.settings.dead_letter_topic, 1)  # (settings whose
+        # tasks topic is the dead-letter topic are refused: a queue may not write there)
         try:
             r.dead_lettered = dlq()
         finally:

@@ -92,14 +92,16 @@ def dead_letter_at(letters: Sequence[Any], partition: int, offset: int) -> dict[
 
 
 class TopicSize:
-    """How many messages the tasks topic holds in all (the sum of its partitions' end offsets);
-    one consumer kept open, so each call is one quick request."""
+    """How many messages the tasks topic (or ``topic`` with its ``partitions``) holds in all (the
+    sum of its partitions' end offsets); one consumer kept open, so each call is one quick request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None,
+                 partitions: int | None = None) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
         self._consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-        self._parts = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        self._parts = [TopicPartition(topic or settings.topic, p)
+                       for p in range(partitions or settings.partitions)]
 
     def __call__(self) -> int:
         return int(sum(self._consumer.end_offsets(self._parts).values()))
