@@ -7,6 +7,7 @@ test's own prefix): ``<key>:runs`` (starts), ``<key>:start`` and ``<key>:end`` (
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -15,13 +16,18 @@ import redis
 from yadtq import task
 
 _redis: Any = None
+_lock = threading.Lock()
 
 
 def _r() -> Any:
+    """One client for the process, made once: two threads making one each at the same moment
+    left one unreferenced, and its collection closed the socket the other was reading (seen as
+    SPAN failing with "Bad file descriptor" when four started together)."""
     global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
-    return _redis
+    with _lock:
+        if _redis is None:
+            _redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
+        return _redis
 
 
 def _hash() -> str:

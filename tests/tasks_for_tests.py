@@ -106,19 +106,27 @@ def bad_str() -> None:
 
 
 _count_redis: Any = None
+_count_lock = threading.Lock()
+
+
+def _counts() -> Any:
+    """One client for the process, made once: two threads making one each at the same moment
+    left one unreferenced, and its collection closed the socket the other was reading."""
+    global _count_redis
+    with _count_lock:
+        if _count_redis is None:
+            _count_redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
+        return _count_redis
 
 
 @task("COUNT", max_attempts=3)
 def count(key: str) -> str:
     """Count one run of ``key``: HINCRBY on the hash named by $YADTQ_TEST_COUNTS (Redis at
     $YADTQ_REDIS_URL), after sleeping $YADTQ_TEST_COUNT_SLEEP seconds (default 0)."""
-    global _count_redis
-    if _count_redis is None:
-        _count_redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
     pause = float(os.environ.get("YADTQ_TEST_COUNT_SLEEP") or 0)
     if pause:
         time.sleep(pause)
-    _count_redis.hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
+    _counts().hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
     return key
 
 
@@ -126,10 +134,7 @@ def count(key: str) -> str:
 def _count_start(key: str) -> None:
     """Record one start of ``key`` in the hash named by $YADTQ_TEST_COUNTS (a side effect a
     cancelled task must never have)."""
-    global _count_redis
-    if _count_redis is None:
-        _count_redis = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"])
-    _count_redis.hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
+    _counts().hincrby(os.environ["YADTQ_TEST_COUNTS"], key, 1)
 
 
 @task("SPINCOUNT", max_attempts=3, time_limit=600)
