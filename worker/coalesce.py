@@ -1,12 +1,13 @@
 """Group commit for the runner's Redis writes: calls that overlap in time share one round trip.
 
 With many tasks in flight, runner threads mark tasks in-progress and write outcomes at about the
-same moments. ``Coalescer.call`` queues the caller's items and waits; one writer thread of its own
-sends everything queued (up to ``most`` items, whole callers only) in one call of ``fn`` and hands
-each caller its part of the answer. Calls that come while a write is under way go together in the
-next one. The writer is a thread of its own, not one of the callers, because the watchdog raises
-its interrupts in runner threads: a caller interrupted while it waits leaves its items to be
-written all the same, and no interrupt can stop the writes of others.
+same moments. ``Coalescer.call`` writes at once, in the caller's thread, when no other write is
+under way (no hand-off: a lone task pays no latency for this). Otherwise it queues the caller's
+items and waits; one writer thread of its own sends everything queued (up to ``most`` items, whole
+callers only) in one call of ``fn`` as soon as the write under way ends, and hands each caller its
+part of the answer. The queued writes go through a thread of their own, not one of the callers,
+because the watchdog raises its interrupts in runner threads: a caller interrupted while it waits
+leaves its items to be written all the same, and no interrupt can stop the writes of others.
 
 Errors stay with their owner: if a joint call raises, each caller's items are sent again on their
 own, so a task whose record Redis refuses (or a transient outage) is reported to its caller only.
@@ -43,6 +44,8 @@ class Coalescer(Generic[I, R]):
         self.name = name
         self.most = most
         self._cv = threading.Condition()
+        self._turn = threading.Lock()
+        """Held by whoever writes: a caller alone, or the writer thread with the queued calls."""
         self._queue: list[_Slot[I, R]] = []
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -52,6 +55,17 @@ class Coalescer(Generic[I, R]):
     def call(self, items: Sequence[I]) -> list[R]:
         if not items:
             return []
+        if self._closed:
+            raise RuntimeError(f"{self.name}: the worker is stopping")
+        if self._turn.acquire(blocking=False):  # no write under way: this one goes now, here
+            try:
+                self.calls += 1
+                return self.fn(items)
+            finally:
+                self._turn.release()
+                with self._cv:
+                    if self._queue:
+                        self._cv.notify()
         slot: _Slot[I, R] = _Slot(items)
         with self._cv:
             if self._closed:
@@ -80,24 +94,26 @@ class Coalescer(Generic[I, R]):
                     self._cv.wait()
                 if not self._queue:
                     return
-                batch: list[_Slot[I, R]] = []
-                total = 0
-                for s in self._queue:
-                    if batch and total + len(s.items) > self.most:
-                        break
-                    batch.append(s)
-                    total += len(s.items)
-                del self._queue[:len(batch)]
-            try:
-                self._send(batch)
-            except BaseException as exc:  # the writer must outlive any failure
-                log.exception("%s: unexpected failure of a write", self.name)
-                for s in batch:
-                    if s.error is None and len(s.result) != len(s.items):
-                        s.error = exc
-            finally:
-                for s in batch:
-                    s.done.set()
+            with self._turn:  # after the write under way: what queued meanwhile goes together
+                with self._cv:
+                    batch: list[_Slot[I, R]] = []
+                    total = 0
+                    for s in self._queue:
+                        if batch and total + len(s.items) > self.most:
+                            break
+                        batch.append(s)
+                        total += len(s.items)
+                    del self._queue[:len(batch)]
+                try:
+                    self._send(batch)
+                except BaseException as exc:  # the writer must outlive any failure
+                    log.exception("%s: unexpected failure of a write", self.name)
+                    for s in batch:
+                        if s.error is None and len(s.result) != len(s.items):
+                            s.error = exc
+                finally:
+                    for s in batch:
+                        s.done.set()
 
     def _send(self, batch: list[_Slot[I, R]]) -> None:
         if len(batch) > 1:

@@ -124,10 +124,12 @@ def test_an_interrupt_in_a_waiting_caller_stops_no_write() -> None:
             out[k] = exc
 
     threads = {k: threading.Thread(target=caller, args=(k,)) for k in (1, 2, 3)}
-    for t in threads.values():
-        t.start()
-    # all three wait: in the write under way, or queued behind it
-    assert eventually(lambda: len(in_call) + sum(len(s.items) for s in c._queue) == 3, 5)
+    threads[1].start()  # alone: it writes at once, in its own thread
+    assert eventually(lambda: in_call == [1], 5)
+    threads[2].start()
+    threads[3].start()
+    # the other two wait, queued behind the write under way
+    assert eventually(lambda: sum(len(s.items) for s in c._queue) == 2, 5)
     # as the watchdog does: an exception raised in a waiting runner thread
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threads[2].ident or 0),
                                                ctypes.py_object(Interrupt))
@@ -152,9 +154,27 @@ def test_the_writer_outlives_a_failure_of_any_kind() -> None:
     assert c.call([5]) == [5]
 
 
+def test_a_caller_alone_writes_in_its_own_thread() -> None:
+    threads: list[str] = []
+
+    def fn(items: Sequence[int]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return list(items)
+
+    c: Coalescer[int, int] = Coalescer(fn, "t")
+    assert c.call([1]) == [1] and c.call([2]) == [2]
+    assert threads == [threading.current_thread().name] * 2 and c._thread is None  # no hand-off
+
+
 def test_close_ends_the_writer_and_refuses_later_calls() -> None:
     c: Coalescer[int, int] = Coalescer(list, "t")
-    assert c.call([1]) == [1]
+    with c._turn:  # a write under way: the next call queues for the writer thread
+        out: list[list[int]] = []
+        t = threading.Thread(target=lambda: out.append(c.call([1])))
+        t.start()
+        assert eventually(lambda: len(c._queue) == 1, 5)
+    t.join(5)
+    assert out == [[1]]
     thread = c._thread
     c.close()
     assert thread is not None and eventually(lambda: not thread.is_alive(), 5)
