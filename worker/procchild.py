@@ -3,8 +3,9 @@
 It imports the task modules named on its command line (the modules that defined the worker's
 process tasks, never a name from a message), then answers one request per line on stdin, in order:
 ``{"name": ..., "args": [...]}`` in, ``{"ok": ..., "value": ..., "error": ..., "retryable": ...,
-"seconds": ...}`` out, JSON both ways (no pickle). The answers go to a private copy of the original
-stdout; what a task prints goes to stderr, so it cannot break the protocol. It exits at the end of
+"seconds": ...}`` out, JSON both ways (no Python object serialisation). The answers go to a
+private copy of the original stdout; what a task prints goes to stderr, so it cannot break the
+protocol. It exits at the end of
 stdin, and when its worker is gone (its parent changes).
 """
 

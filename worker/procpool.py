@@ -5,7 +5,7 @@ first use, kept for the next tasks, at most ``size`` of them), sends it the task
 and waits for the answer in short steps, so the watchdog's interrupt (time limit, cancel) reaches
 the waiting thread at once: the child is then killed (whatever it was doing, even a C loop) and a
 new one is started for the next task. A child that dies (``os._exit``, a crash, the OOM killer) is
-a failed attempt with its exit status, retried like any error. No pickle: requests and answers are
+a failed attempt with its exit status, retried like any error. Only JSON: requests and answers are
 JSON, arguments and results are already JSON values.
 """
 
