@@ -4,6 +4,7 @@ what is done with one whose task Redis would not start."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from worker.execute import valid_text
 from worker.outbox import Outbox
@@ -41,7 +42,7 @@ def validate(rec: Record, registry: Registry, outbox: Outbox, worker_id: str) ->
         outbox.dead_letter(rec, f"could not validate the task: {type(exc).__name__}: "
                                      f"{valid_text(exc)[:300]}")
         return None
-    return (Envelope(env.id, spec.name, args, env.created_at), spec)
+    return (replace(env, name=spec.name, args=args), spec)
 
 
 def not_started(rec: Record, env: Envelope, code: int, reason: str, outbox: Outbox) -> None:

@@ -139,7 +139,7 @@ class Reconciler:
                       *self.store.stale(TaskState.IN_PROGRESS, older, limit=ROUND_LIMIT)]
         base = self.settings.topic
         ends, committed, partitions = self._read(offsets, {base} | {
-            queue_topic(base, c.queue) for c in candidates if not c.problem})
+            queue_topic(base, c.queue, c.priority) for c in candidates if not c.problem})
         self._snapshots.append(Snapshot(t, ends))
         late_after = self.settings.heartbeat_interval * 2
         busy = {w.current_task for w in self.store.workers(late_after=late_after)
@@ -152,7 +152,7 @@ class Reconciler:
                 continue
             if task.state is TaskState.IN_PROGRESS and task.id in busy:
                 continue
-            topic = queue_topic(base, task.queue)
+            topic = queue_topic(base, task.queue, task.priority)
             if topic not in partitions:
                 continue  # its topic's offsets could not be read this round
             partition = offsets.partition_of(task.id, partitions[topic])
@@ -164,8 +164,8 @@ class Reconciler:
             log.debug("round: %d candidates still behind their partition's committed offset %s "
                       "(committed %s, snapshot ends %s)", sum(waiting.values()), waiting, committed,
                       self._snapshots[0].ends if self._snapshots else None)
-        errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at, t.queue)
-                                     for t in chosen])
+        errors = self.outbox.resend([Envelope(t.id, t.name, t.args, t.created_at, t.queue,
+                                              t.priority) for t in chosen])
         resent = requeued = 0
         for task, err in zip(chosen, errors, strict=True):
             if err is not None:

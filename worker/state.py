@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from worker.priority import LEVELS, TURN_EVERY, level_of
 from yadtq.broker_types import Record
 from yadtq.errors import ServiceUnavailable, StoreError
 
@@ -36,44 +37,67 @@ Item = tuple["Track", Record, "Job | None | bool"]
 
 
 class WorkQueue:
-    """Messages waiting for a free runner thread, in runs of consecutive messages ("units")."""
+    """Messages waiting for a free runner thread, in runs of consecutive messages ("units"), one
+    line per priority level: a thread takes from the highest level first (``worker.priority``),
+    so a high task polled while normal ones wait in the worker starts before them, but a lower
+    line waiting is served once per ``TURN_EVERY`` units taken above it (never starved). Calls
+    (an async task's outcome to write) go before every level."""
 
     def __init__(self) -> None:
-        self._units: deque[list[Item] | Callable[[], None]] = deque()
+        self._lines: list[deque[list[Item] | Callable[[], None]]] = \
+            [deque() for _ in range(LEVELS + 1)]  # line 0: calls; then high, normal, low
+        self._passed = [0] * (LEVELS + 1)  # units taken above each line while it waited
         self._cond = threading.Condition()
         self._closed = False
         self.queued = 0
         """Messages waiting (read without the lock: an estimate for flow control)."""
 
     def put(self, unit: list[Item] | Callable[[], None], front: bool = False) -> None:
-        """Queue messages, or a call (an async task's outcome to write: kept through ``clear``)."""
+        """Queue messages (split by level, in order within each), or a call (kept through
+        ``clear``); ``front``: before what waits at the same level."""
         if not unit:
             return
+        parts: dict[int, list[Item]] = {}
+        for item in unit if isinstance(unit, list) else ():
+            parts.setdefault(level_of(item[1].partition) + 1, []).append(item)
         with self._cond:
-            if front:
-                self._units.appendleft(unit)
-            else:
-                self._units.append(unit)
+            for line, part in parts.items() if parts else [(0, unit)]:
+                if front:
+                    self._lines[line].appendleft(part)
+                else:
+                    self._lines[line].append(part)
             self.queued += len(unit) if isinstance(unit, list) else 1
-            self._cond.notify()
+            self._cond.notify(len(parts) or 1)
 
     def get(self) -> list[Item] | Callable[[], None] | None:
-        """The next unit (waits for one); None once closed."""
+        """The next unit, highest level first (waits for one); None once closed."""
         with self._cond:
-            while not self._units and not self._closed:
+            while not any(self._lines) and not self._closed:
                 self._cond.wait()
             if self._closed:
                 return None
-            unit = self._units.popleft()
+            first = next(i for i, line in enumerate(self._lines) if line)
+            waiting = [i for i in range(first + 1, LEVELS + 1) if self._lines[i]]
+            for i in waiting:
+                self._passed[i] += 1
+            due = [i for i in waiting if self._passed[i] > TURN_EVERY]
+            taken = due[0] if due else first
+            self._passed[taken] = 0
+            unit = self._lines[taken].popleft()
             self.queued -= len(unit) if isinstance(unit, list) else 1
             return unit
+
+    def top_level(self) -> int | None:
+        """The highest priority level with messages waiting (0 high), None if none wait."""
+        with self._cond:
+            return next((i - 1 for i, line in enumerate(self._lines) if i and line), None)
 
     def clear(self) -> int:
         """Drop what waits (not started: redelivered after this worker leaves); how many."""
         with self._cond:
-            calls = [u for u in self._units if not isinstance(u, list)]
+            calls = self._lines[0]
             dropped, self.queued = self.queued - len(calls), len(calls)
-            self._units = deque(calls)
+            self._lines = [calls] + [deque() for _ in range(LEVELS)]
             return dropped
 
     def close(self) -> None:

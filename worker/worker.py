@@ -49,6 +49,7 @@ from worker.interfaces import (
 )
 from worker.metrics import Metrics
 from worker.outbox import Outbox
+from worker.priority import PEEK_SECONDS, TURN_POLL_MS, PriorityGate
 from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
@@ -104,6 +105,7 @@ class Worker:
         self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id,
                              self.metrics.dead_lettered.inc)
         self.inflight = InFlight()
+        self.gate = PriorityGate(settings.priority_max_batches, settings.priority_max_wait)
         self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping,
                              self.metrics, self.inflight)
         self.metrics.running(lambda: len(self.runner.status.running))
@@ -124,6 +126,7 @@ class Worker:
         self._pending: list[Record] = []
         """Records polled while the runner had enough waiting: handed over next."""
         self._paused: set[int] = set()
+        self._last_peek = 0.0
         self._last_poll = 0.0
         self.commits = Committer(settings.commit_after,
                                  lambda: self.stopping.is_set() or bool(self.exit_code))
@@ -236,7 +239,9 @@ class Worker:
     def _take(self, consumer: Consumer) -> list[Record]:
         """Records for the runner, when it has fewer waiting than it has threads. Otherwise poll
         with every partition paused, now and then, to stay in the group. Partitions with too many
-        uncommitted offsets (a long task holds them back) stay paused until they drain."""
+        uncommitted offsets (a long task holds them back) stay paused until they drain, and so do
+        lower priority levels while a higher one has a backlog (``worker.priority``); while full,
+        the levels above the highest one waiting are polled every ``PEEK_SECONDS``."""
         want = self.runner.work.queued < self.settings.concurrency
         try:
             if want:
@@ -244,12 +249,27 @@ class Worker:
                     stashed, self._pending = self._pending, []
                 if stashed:
                     return stashed
-                self._pause(consumer, self.inflight.crowded())
-                busy = not self.runner.idle()
-                self._last_poll = time.monotonic()
-                return consumer.poll(timeout_ms=20 if busy else 200,
-                                     max_records=self.settings.max_poll_records)
-            if time.monotonic() - self._last_poll < POLL_WHILE_FULL_SECONDS:
+                self._last_poll = now = time.monotonic()
+                held = self.gate.hold(consumer, now)  # lower priority levels wait
+                self._pause(consumer, self.inflight.crowded() | held)
+                wait = 200 if self.runner.idle() and not self.gate.turn else TURN_POLL_MS
+                records = consumer.poll(timeout_ms=wait, max_records=self.settings.max_poll_records)
+                self.gate.saw(r.partition for r in records)
+                return records
+            now, top = time.monotonic(), self.runner.work.top_level()
+            since = now - self._last_poll
+            if top is not None and now - self._last_peek >= PEEK_SECONDS:  # above what waits
+                self._last_peek = now  # (and a held-back level's turn)
+                held = self.gate.hold(consumer, now, above=top)
+                paused = held | self.inflight.crowded()
+                if consumer.assignment() - paused:
+                    self._last_poll = time.monotonic()
+                    self._pause(consumer, paused)
+                    records = consumer.poll(timeout_ms=10,
+                                            max_records=self.settings.max_poll_records)
+                    self.gate.saw(r.partition for r in records)
+                    return records
+            if since < POLL_WHILE_FULL_SECONDS:
                 time.sleep(0.01)
                 return []
             self._pause(consumer, consumer.assignment())

@@ -25,9 +25,10 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 from kafka.partitioner.default import murmur2
+from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.structs import MemberState
 
-from yadtq import topics
+from yadtq import assign, topics
 from yadtq.broker_types import Record, dead_letter_body, log_failed_commit, slot, unslot
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, client_config, consumer_config, producer_config
@@ -113,7 +114,7 @@ class TaskProducer:
         by ``encode`` before any topic is made)."""
         try:
             value = env.encode()
-            topic = self.settings.queue_topic(env.queue)
+            topic = self.settings.queue_topic(env.queue, env.priority)
             if topic not in self._ready:
                 ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
                 self._ready.add(topic)
@@ -227,22 +228,41 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.on_assigned(self.slots(assigned))
 
 
+class PerTopicAssignor(CooperativeStickyAssignor):  # type: ignore[misc]
+    """Cooperative (KIP-429) and balanced per topic: ``yadtq.assign``. Listed before
+    cooperative-sticky, so a group whose members all offer it uses it (a rolling upgrade keeps
+    the old one until the last old worker leaves)."""
+
+    name = "yadtq-per-topic"
+
+    def assign(self, cluster: Any, members: Any) -> dict[str, Any]:
+        meta = {m.member_id: self.parse_member_metadata(m.metadata) for m in members}
+        subs = {mid: list(md.subscription) for mid, md in meta.items()}
+        owned = {mid: [(tp.topic, tp.partition) for tp in md.partitions] for mid, md in meta.items()}
+        counts = {t: sorted(cluster.partitions_for_topic(t) or ()) for v in subs.values() for t in v}
+        now = assign.cooperative(assign.plan(subs, counts, owned), owned)
+        return {mid: ConsumerProtocolAssignment(self.version, sorted(
+            (t, ps) for t, ps in now[mid].items() if ps), b"") for mid in subs}
+
+
 class TaskConsumer:
     """The worker's view of its queues' topics (``Settings.queue_list``): poll, pause/resume,
     seek, commit after processing, each partition named by its slot (``SLOT_STRIDE``).
 
-    The group uses the cooperative-sticky assignor (KIP-429): a worker joining or leaving moves only
-    the partitions that change owner; the others keep running through the rebalance."""
+    The group's assignor is cooperative (KIP-429: a worker joining or leaving moves only the
+    partitions that change owner; the others keep running through the rebalance) and balanced per
+    topic (``PerTopicAssignor``: every worker gets its share of each priority level)."""
 
     def __init__(self, settings: Settings, client_id: str,
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        self._topics = [settings.queue_topic(q) for q in settings.queue_list()]
+        self._topics = settings.worker_topics()
         self._index = {t: i for i, t in enumerate(self._topics)}
         with _errors(settings.kafka_bootstrap, "a consumer"):
             self._c = KafkaConsumer(**consumer_config(settings, client_id),
-                                    partition_assignment_strategy=(CooperativeStickyAssignor,))
+                                    partition_assignment_strategy=(PerTopicAssignor,
+                                                                   CooperativeStickyAssignor))
             self._c.subscribe(self._topics,
                               listener=_Listener(on_revoked, on_assigned, self._slots))
 
@@ -285,6 +305,15 @@ class TaskConsumer:
         with _errors(self.settings.kafka_bootstrap, "seek"):
             if self._tp(partition) in self._c.assignment():
                 self._c.seek(self._tp(partition), offset)
+
+    def lags(self, partitions: set[int]) -> dict[int, int] | None:
+        """Messages after this consumer's position per assigned partition (one offsets request;
+        paused ones included: what a held-back priority level has waiting)."""
+        tps = {p: self._tp(p) for p in partitions & self.assignment()}
+        with _errors(self.settings.kafka_bootstrap, "reading lags"):
+            ends = self._c.end_offsets(list(tps.values()), timeout_ms=1000)
+            return {p: max(0, ends[tp] - self._c.position(tp, timeout_ms=200))
+                    for p, tp in tps.items()}
 
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         """Commit ``partition -> next offset to read``. ``wait=True`` raises on failure (e.g. a

@@ -155,7 +155,7 @@ class ConfluentProducer:
         """Produce ``env`` to its queue's topic, made first if this producer has not used it yet
         (a bad queue name is refused by ``encode`` before any topic is made)."""
         value = env.encode()
-        topic = self.settings.queue_topic(env.queue)
+        topic = self.settings.queue_topic(env.queue, env.priority)
         if topic not in self._ready:
             from yadtq.broker import ensure_topics  # the admin client is kafka-python's
 
@@ -233,7 +233,7 @@ class ConfluentConsumer:
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        self._topics = [settings.queue_topic(q) for q in settings.queue_list()]
+        self._topics = settings.worker_topics()
         self._index = {t: i for i, t in enumerate(self._topics)}
         self._on_revoked, self._on_assigned = on_revoked, on_assigned
         self._joined = False
@@ -334,6 +334,11 @@ class ConfluentConsumer:
         with self._errors("seek"):
             if partition in self.assignment():
                 self._c.seek(self._tp(partition, offset))
+
+    def lags(self, partitions: set[int]) -> dict[int, int] | None:
+        """Not known here (librdkafka asks for watermarks one partition at a time): None, and a
+        held-back priority level gets its turns without knowing (``worker.priority``)."""
+        return None
 
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         """Commit ``partition -> next offset to read``. ``wait=True`` raises on failure (e.g. a

@@ -143,11 +143,11 @@ def cmd_submit(ctx: Context) -> int:
     words, trailing = split_submit_words(ctx.args.words)
     wait = trailing.get("--wait", ctx.args.wait)
     delay, eta = trailing.get("--in", ctx.args.delay), trailing.get("--at", ctx.args.eta)
-    queue = trailing.get("--queue", ctx.args.queue)
+    queue, priority = trailing.get("--queue", ctx.args.queue), trailing.get("--priority", ctx.args.priority)
     if not words:
         raise CliError("submit needs a task: yadtq submit ADD 2 3", EXIT_INVALID)
     task_id = ctx.client.submit_text(" ".join(shlex.quote(w) for w in words), delay=delay, eta=eta,
-                                     queue=queue)
+                                     queue=queue, priority=priority)
     if wait is None:
         print(task_id, file=ctx.out)
         return EXIT_OK
@@ -252,14 +252,14 @@ def cmd_completion(ctx: Context) -> int:
 
 # ---------------------------------------------------------------- arguments per command
 def _submit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("words", nargs=argparse.REMAINDER, metavar="WORD",
-                   help="task name then its arguments")
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="WORD", help="task name then its arguments")
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help=f"wait for the task to finish and print its result (exit {EXIT_TASK_FAILED} "
                         f"if it failed, {EXIT_TIMED_OUT} if it is not done in time)")
     p.add_argument("--in", dest="delay", metavar="DURATION", help="run it in 30 (s), 30s, 5m, 2h, 1d")
     p.add_argument("--at", dest="eta", metavar="TIME", help="run it at 2026-12-01T09:00 (local time)")
     p.add_argument("--queue", metavar="NAME", help="its queue (default: the task's own, else default)")
+    p.add_argument("--priority", default="normal", help="high, normal (default) or low")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -283,11 +283,11 @@ def _view_arguments(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS = (
-    Command("submit", "submit ADD 2 3 [--in 30s | --at TIME] [--queue Q] [--wait S]",
+    Command("submit", "submit ADD 2 3 [--in 30s | --at TIME] [--queue Q] [--priority P] [--wait S]",
             "submit; prints only the id (with --wait, the result)", cmd_submit, _submit_arguments,
             "Submit a task: yadtq submit ADD 2 3 [--in 30s | --at 2026-12-01T09:00] [--wait S]. "
             "Every word after the task name is an argument, even one starting with '-' (SUB 5 -3), "
-            "but for trailing --in, --at, --queue, --wait. A delayed task is 'scheduled' until it is due."),
+            "but for trailing --in, --at, --queue, --priority, --wait; a delayed one waits 'scheduled'."),
     Command("tasks", "tasks [--state S] [--limit N] [--offset N] [--json]",
             "Show-Tasks, newest first", cmd_tasks, _tasks_arguments),
     Command("view", "view ID [--json]",

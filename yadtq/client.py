@@ -29,6 +29,7 @@ from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_produ
 from yadtq.cancel import CancelResult, Cancels
 from yadtq.due import DueSet
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
+from yadtq.keys import check_priority
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
 from yadtq.registry import Registry, TaskSpec, default_registry
 from yadtq.retention import Retention
@@ -110,7 +111,7 @@ class Client:
 
     # ------------------------------------------------------------------ submit
     def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True, delay: Any = None,
-               eta: Any = None, queue: str | None = None) -> str:
+               eta: Any = None, queue: str | None = None, priority: str = "normal") -> str:
         """Validate, record and enqueue one task; return its id.
 
         ``delay`` (seconds, a ``timedelta`` or a text such as ``"5m"``) or ``eta`` (a ``datetime``:
@@ -119,7 +120,9 @@ class Client:
         ``InvalidTask`` for a negative, non-finite or over-a-year delay. ``queue`` (default: the
         task's own, ``@task(queue=...)``, else ``default``) picks the Kafka topic it goes through:
         only workers started with that queue (``--queues``) run it. ``InvalidTask`` for a name
-        that is not a queue name; a queue's topic is created on its first use.
+        that is not a queue name; a queue's topic is created on its first use. ``priority``
+        (``high``, ``normal``, ``low``): workers drain a queue's higher levels first, never
+        starving a lower one for long (see the README's "Priorities").
 
         ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
         ``ServiceUnavailable`` if it did not. ``wait=False`` returns at once with the id; the task
@@ -128,25 +131,28 @@ class Client:
         where Redis could be reached) and ``flush()`` raises for it; call ``flush()`` (or
         ``close()``) before relying on the tasks, e.g. before reading one back with ``get``.
         """
-        return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta, queue=queue)[0]
+        return self.submit_many([(name, args)], wait=wait, delay=delay, eta=eta, queue=queue,
+                                priority=priority)[0]
 
     def submit_text(self, text: str, *, delay: Any = None, eta: Any = None,
-                    queue: str | None = None) -> str:
+                    queue: str | None = None, priority: str = "normal") -> str:
         """Submit a command line such as ``ADD 2 3`` (``delay``/``eta`` as ``submit``; the
         dashboard's ``ADD 2 3 in 30s`` suffix is split off by ``yadtq.when.split_text``)."""
         name, args = self.parse(text)
-        return self.submit(name, args, delay=delay, eta=eta, queue=queue)
+        return self.submit(name, args, delay=delay, eta=eta, queue=queue, priority=priority)
 
     def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *, wait: bool = True,
-                    delay: Any = None, eta: Any = None, queue: str | None = None) -> list[str]:
+                    delay: Any = None, eta: Any = None, queue: str | None = None,
+                    priority: str = "normal") -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together
         (or schedule them all for ``delay``/``eta``; ``queue`` as ``submit``)."""
         due = _when.due(delay, eta, self.store.clock())
-        if queue is not None:
-            try:
+        try:
+            check_priority(priority)
+            if queue is not None:
                 self.settings.queue_topic(queue)
-            except ValueError as exc:
-                raise InvalidTask(str(exc)) from None
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
         envelopes = []
         now = self.store.clock()
         for i, (name, args) in enumerate(tasks):
@@ -155,7 +161,7 @@ class Client:
                 functools.partial(_validate, name=name, args=values_in))
             # a microsecond apart: "newest first" lists keep the order they were given in
             envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now + i * 1e-6,
-                                      spec.queue if queue is None else queue))
+                                      spec.queue if queue is None else queue, priority))
         for env in envelopes:
             try:
                 env.encode()
@@ -290,7 +296,8 @@ class Client:
                                       note="retry requested")
         if moved != 1:
             raise InvalidTask(f"task {task.short_id} changed meanwhile; not retried")
-        err = self._send([Envelope(task.id, task.name, task.args, task.created_at, task.queue)])[0]
+        err = self._send([Envelope(task.id, task.name, task.args, task.created_at, task.queue,
+                                   task.priority)])[0]
         if err is not None:
             self.store.transition(task.id, TaskState.QUEUED, TaskState.FAILED,
                                   note="retry not enqueued", error=f"not enqueued: {err}")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq import lua_due
-from yadtq.keys import DEFAULT_QUEUE
+from yadtq.keys import DEFAULT_PRIORITY, DEFAULT_QUEUE
 from yadtq.models import STATES
-from yadtq.records import dump, safe_text, stored_queue
+from yadtq.records import dump, safe_text, stored_priority, stored_queue
 from yadtq.store import RedisStore
 from yadtq.wire import Envelope
 
@@ -66,7 +66,8 @@ class DueSet:
         args: list[Any] = [repr(self.store.clock())]
         for e in envelopes:
             args += [e.id, safe_text(e.name), dump(list(e.args)), repr(e.created_at), repr(float(due)),
-                     "1" if relative else "0", stored_queue(e.queue)]
+                     "1" if relative else "0", stored_queue(e.queue),
+                     stored_priority(e.priority)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.due,
                 *(self.keys.task(e.id) for e in envelopes)]
         out = self.store.call(lambda: self._schedule(keys=keys, args=args))
@@ -84,9 +85,10 @@ class DueSet:
             return None
         _, flat, dropped, bad, next_due, now = got
         tasks = []
-        for i in range(0, len(flat) - 5, 6):
-            task_id, name, args_json, created, due_at, queue = flat[i:i + 6]
-            tasks.append(Due(_envelope(task_id, name, args_json, created, queue), _float(due_at)))
+        for i in range(0, len(flat) - 6, 7):
+            task_id, name, args_json, created, due_at, queue, priority = flat[i:i + 7]
+            tasks.append(Due(_envelope(task_id, name, args_json, created, queue, priority),
+                             _float(due_at)))
         malformed = [(str(bad[i]), str(bad[i + 1])) for i in range(0, len(bad) - 1, 2)]
         return Claim(tasks, int(dropped), malformed, _float(next_due), float(now))
 
@@ -138,8 +140,10 @@ def _float(raw: Any) -> float | None:
         return None
 
 
-def _envelope(task_id: Any, name: Any, args_json: Any, created: Any, queue: Any) -> Envelope:
-    """The claimed task's message (``CLAIM`` checked that args is a JSON array and the queue
-    a queue name)."""
+def _envelope(task_id: Any, name: Any, args_json: Any, created: Any, queue: Any,
+              priority: Any) -> Envelope:
+    """The claimed task's message (``CLAIM`` checked that args is a JSON array, the queue a
+    queue name and the priority a level)."""
     return Envelope(str(task_id), str(name), tuple(json.loads(args_json)), float(created),
-                    str(queue) if queue else DEFAULT_QUEUE)
+                    str(queue) if queue else DEFAULT_QUEUE,
+                    str(priority) if priority else DEFAULT_PRIORITY)

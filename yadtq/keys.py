@@ -4,12 +4,13 @@ Redis keys all live under ``<prefix>:`` where the prefix is ``yadtq`` by default
 ``yadtq:test-<random>`` so each test has its own keyspace). Kafka topic names cannot contain ``:``,
 so topics are ``yadtq.tasks`` and ``yadtq.dead-letter`` by default. A named queue has a tasks
 topic of its own, ``<tasks topic>.<queue>`` (``yadtq.tasks.emails``); the ``default`` queue keeps
-the tasks topic itself (``queue_topic``).
+the tasks topic itself (``queue_topic``). A priority other than ``normal`` has a topic per queue:
+``<tasks topic>.<queue>.<priority>`` (``yadtq.tasks.default.high``, ``yadtq.tasks.emails.low``).
 
 Layout::
 
     <p>:task:<id>            hash   one task: name, args, state, result, error, attempt, worker, history,
-                                    queue (absent: default)...
+                                    queue and priority (absent: default, normal)...
     <p>:tasks                zset   every task id, scored by creation time (epoch s): listing never scans keys
     <p>:state:<state>        zset   ids in one state, scored by creation time (epoch s), or for a
                                     final state by finish time: filtered listing, the reconciler's
@@ -50,6 +51,18 @@ QUEUE_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}", re.ASCII)
 """A queue name: letters, digits, ``_`` and ``-``, like a Kafka topic name but without ``.``
 (the dot separates it from the tasks topic's name: ``yadtq.tasks.<queue>``)."""
 
+PRIORITIES = ("high", "normal", "low")
+"""The priority levels, highest first: a worker drains a higher level first (``worker.priority``)."""
+DEFAULT_PRIORITY = "normal"
+TOPIC_LEVELS = ("normal", "high", "low")
+"""The order of a queue's three topics in a worker's consumer (``Settings.worker_topics``):
+``normal`` first, so a worker's first queue keeps its slots (0..n-1) as before priorities."""
+
+
+def topic_rank(index: int) -> int:
+    """The priority rank (0 high, 1 normal, 2 low) of topic ``index`` of a worker's consumer."""
+    return PRIORITIES.index(TOPIC_LEVELS[index % len(TOPIC_LEVELS)])
+
 _PREFIX_RE = re.compile(r"yadtq(:[A-Za-z0-9_.\-]{1,64})?", re.ASCII)
 
 
@@ -62,20 +75,43 @@ def check_queue(name: object) -> str:
     return name
 
 
-def queue_topic(tasks_topic: str, queue: str) -> str:
-    """The Kafka topic of ``queue``: the tasks topic for ``default``, else ``<tasks topic>.<queue>``."""
+def check_priority(name: object) -> str:
+    """``name`` if it is a priority level; ``ValueError`` saying why otherwise."""
+    if not isinstance(name, str) or name not in PRIORITIES:
+        shown = name[:70] if isinstance(name, str) else type(name).__name__
+        raise ValueError(f"invalid priority {shown!r}: one of {', '.join(PRIORITIES)}")
+    return name
+
+
+def queue_topic(tasks_topic: str, queue: str, priority: str = DEFAULT_PRIORITY) -> str:
+    """The Kafka topic of ``queue`` at ``priority``: at ``normal``, the tasks topic for
+    ``default``, else ``<tasks topic>.<queue>``; at another level ``<tasks topic>.<queue>.<level>``
+    (a queue name has no dot, so no two of them are the same topic)."""
     check_queue(queue)
+    if check_priority(priority) != DEFAULT_PRIORITY:
+        return f"{tasks_topic}.{queue}.{priority}"
     return tasks_topic if queue == DEFAULT_QUEUE else f"{tasks_topic}.{queue}"
 
 
-def topic_queue(tasks_topic: str, topic: str) -> str | None:
-    """The queue whose topic is ``topic`` (``queue_topic`` inverted), None for another topic."""
+def topic_route(tasks_topic: str, topic: str) -> tuple[str, str] | None:
+    """The (queue, priority) whose topic is ``topic`` (``queue_topic`` inverted), or None."""
     if topic == tasks_topic:
-        return DEFAULT_QUEUE
-    head, dot, queue = topic.rpartition(".")
-    if dot and head == tasks_topic and QUEUE_RE.fullmatch(queue) and queue != DEFAULT_QUEUE:
-        return queue
+        return DEFAULT_QUEUE, DEFAULT_PRIORITY
+    if not topic.startswith(tasks_topic + "."):
+        return None
+    parts = topic[len(tasks_topic) + 1:].split(".")
+    if len(parts) == 1 and QUEUE_RE.fullmatch(parts[0]) and parts[0] != DEFAULT_QUEUE:
+        return parts[0], DEFAULT_PRIORITY
+    if len(parts) == 2 and QUEUE_RE.fullmatch(parts[0]) and parts[1] in PRIORITIES \
+            and parts[1] != DEFAULT_PRIORITY:
+        return parts[0], parts[1]
     return None
+
+
+def topic_queue(tasks_topic: str, topic: str) -> str | None:
+    """The queue whose topic (at any priority) is ``topic``, None for another topic."""
+    route = topic_route(tasks_topic, topic)
+    return None if route is None else route[0]
 
 
 @dataclass(frozen=True)

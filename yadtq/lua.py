@@ -94,31 +94,31 @@ end
 local function listlike(history)
   return not history or (string.sub(history, 1, 1) == '[' and string.sub(history, -1) == ']')
 end
--- A new ``queued`` record (index, state set; no queue field for '' = default); its history text.
-local function record(key, index, id, name, args, created_text, created, now, note, queue)
+-- A new ``queued`` record (index, state set; no queue / priority field for ''); its history text.
+local function record(key, index, id, name, args, created_text, created, now, note, queue, prio)
   local history = cjson.encode({{'queued', created, false, 0, note}})
   redis.call('HSET', key, 'id', id, 'name', name, 'args', args, 'state', 'queued', 'attempt', 0,
     'created_at', created_text, 'updated_at', now, 'history', history)
   if queue ~= '' then redis.call('HSET', key, 'queue', queue) end
+  if prio ~= '' then redis.call('HSET', key, 'priority', prio) end
   zadd(index, id, created)
   move(id, nil, 'queued', created)
   return history
 end
 """
 
-# KEYS[K] = index, KEYS[K + 1 ..] = task keys.
-# ARGV[1] = now; per task 5 values: id, name, args JSON, created_at, queue ('' = default).
-# Returns per task 1 if created, 0 if the id already existed.
+# KEYS[K] = index, KEYS[K + 1 ..] = task keys. Returns per task 1 if created, 0 if the id existed.
+# ARGV[1] = now; per task 6 values: id, name, args JSON, created_at, queue, priority ('' = default).
 CREATE = _PRELUDE + """
 local now = ARGV[1]
 local out = {}
 for i = K + 1, #KEYS do
-  local j = (i - K - 1) * 5 + 2
+  local j = (i - K - 1) * 6 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
     record(KEYS[i], KEYS[K], ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], tonumber(ARGV[j + 3]),
-      now, false, ARGV[j + 4])
+      now, false, ARGV[j + 4], ARGV[j + 5])
     out[#out + 1] = 1
   end
 end
@@ -127,7 +127,7 @@ return out
 """
 
 # KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 5 values: id, name, args JSON, created_at, queue.
+# ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, name, args JSON, created_at, queue, priority.
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
@@ -142,7 +142,7 @@ local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
 for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 2) * 5 + 3
+  local j = (i - K - 2) * 6 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
     'cancel_requested')
@@ -160,7 +160,7 @@ for i = K + 2, #KEYS do
       else
         -- the message reached Kafka but its record is missing: recreate it from the message
         history = record(key, KEYS[K], id, name, args, ARGV[j + 3], created, now,
-          'record recreated by worker', ARGV[j + 4])
+          'record recreated by worker', ARGV[j + 4], ARGV[j + 5])
         state, attempt, score = 'queued', 0, created
         cur[4], cur[5] = name, args
       end

@@ -20,16 +20,16 @@ local function stamp(t) return string.format('%.6f', t) end
 """
 
 # KEYS[K] = task index, KEYS[K+1] = due set, KEYS[K+2..] = task keys.
-# ARGV[1] = now (the caller's clock: created/updated stamps); per task 7 values: id, name, args JSON,
+# ARGV[1] = now (the caller's clock: created/updated stamps); per task 8 values: id, name, args JSON,
 # created_at, due, relative ('1': due is seconds after Redis's TIME, '0': epoch seconds), queue
-# ('' = default: no field).
+# ('' = default: no field), priority ('' = normal: no field).
 # Records each task as ``scheduled`` with ``due_at`` and adds it to the due set.
 # Returns per task its due time (text) if created, 0 if the id already existed.
 SCHEDULE = _PRELUDE + _CLOCK + """
 local now = ARGV[1]
 local out = {}
 for i = K + 2, #KEYS do
-  local j = (i - K - 2) * 7 + 2
+  local j = (i - K - 2) * 8 + 2
   if redis.call('EXISTS', KEYS[i]) == 1 then
     out[#out + 1] = 0
   else
@@ -41,6 +41,7 @@ for i = K + 2, #KEYS do
       'state', 'scheduled', 'attempt', 0, 'created_at', ARGV[j + 3], 'updated_at', now,
       'due_at', stamp(due), 'history', history)
     if ARGV[j + 6] ~= '' then redis.call('HSET', KEYS[i], 'queue', ARGV[j + 6]) end
+    if ARGV[j + 7] ~= '' then redis.call('HSET', KEYS[i], 'priority', ARGV[j + 7]) end
     zadd(KEYS[K], id, created)
     move(id, nil, 'scheduled', created)
     zadd(KEYS[K + 1], id, due)
@@ -52,7 +53,7 @@ return out
 """
 
 # Why a stored record cannot be dispatched (or false). ``cur`` = HMGET state, attempt, history,
-# name, args, created_at, id, due_at, queue (a pcall: ``cur.err`` for a key that is not a hash).
+# name, args, created_at, id, due_at, queue, priority (a pcall: ``cur.err`` for a key that is not a hash).
 _CHECK = """
 local function problem(id, cur)
   if cur.err then return 'not a task record (the key is not a hash)' end
@@ -67,10 +68,13 @@ local function problem(id, cur)
   if cur[9] and (#cur[9] > 64 or not string.match(cur[9], '^[%w_%-]+$')) then
     return 'queue is not a queue name'
   end
+  if cur[10] and cur[10] ~= 'high' and cur[10] ~= 'normal' and cur[10] ~= 'low' then
+    return 'priority is not a priority'
+  end
   return false
 end
 local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id', 'due_at',
-  'queue'}
+  'queue', 'priority'}
 """
 
 # KEYS[K] = due set, KEYS[K+1] = dispatching set, KEYS[K+2] = the scheduler's lock.
@@ -82,8 +86,8 @@ local FIELDS = {'state', 'attempt', 'history', 'name', 'args', 'created_at', 'id
 # due order: a ``scheduled`` task goes to ``queued`` (history note 'due') and into the dispatching
 # set; an id whose task is missing or no longer scheduled is dropped; one whose record is
 # malformed is dropped and reported.
-# Returns {1, send (flat: id, name, args, created_at, due_at, queue), dropped, malformed (flat: id, why),
-# next due time or false, now} for the leader, {0} for anyone else.
+# Returns {1, send (flat: id, name, args, created_at, due_at, queue, priority), dropped, malformed
+# (flat: id, why), next due time or false, now} for the leader, {0} for anyone else.
 CLAIM = _PRELUDE + _CLOCK + _CHECK + """
 local lock = KEYS[K + 2]
 local holder = redis.call('GET', lock)
@@ -98,6 +102,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', tnow, 'LIMIT', 0
     zadd(leased, id, tnow + lease)
     send[#send + 1] = id; send[#send + 1] = cur[4]; send[#send + 1] = cur[5]
     send[#send + 1] = cur[6]; send[#send + 1] = cur[8] or false; send[#send + 1] = cur[9] or false
+    send[#send + 1] = cur[10] or false
     sent = sent + 1
   else
     zrem(leased, id)
@@ -125,7 +130,7 @@ if sent < limit then
         zadd(leased, id, tnow + lease)
         send[#send + 1] = id; send[#send + 1] = cur[4]; send[#send + 1] = cur[5]
         send[#send + 1] = cur[6]; send[#send + 1] = cur[8] or false
-        send[#send + 1] = cur[9] or false
+        send[#send + 1] = cur[9] or false; send[#send + 1] = cur[10] or false
         sent = sent + 1
       end
     end

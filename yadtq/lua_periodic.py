@@ -26,7 +26,8 @@ FIRE_FUTURE = -1
 # markers hash (``schedules:last``), KEYS[#KEYS-1] = the index, KEYS[#KEYS] = the task key.
 # (Counted from the end, so the script does not depend on how many states there are.)
 # ARGV[1] = schedule name, ARGV[2] = period start (epoch s), ARGV[3] = task id, ARGV[4] = task
-# name, ARGV[5] = args JSON, ARGV[6] = note for the history, ARGV[7] = queue ('' = default).
+# name, ARGV[5] = args JSON, ARGV[6] = note for the history, ARGV[7] = queue ('' = default),
+# ARGV[8] = priority ('' = normal).
 # Returns {code, created_at}: one of the FIRE_* codes above and Redis's TIME as text (the task's
 # created_at when created). The marker only ever moves forward, in the same call that creates the
 # task: the same period never runs twice, whichever schedulers race or crash.
@@ -51,7 +52,7 @@ end
 if last_n >= period then return {0, now_text} end
 redis.call('HSET', markers, name, ARGV[2])
 if redis.call('EXISTS', key) == 1 then return {4, now_text} end
-record(key, index, ARGV[3], ARGV[4], ARGV[5], now_text, now, now, ARGV[6], ARGV[7])
+record(key, index, ARGV[3], ARGV[4], ARGV[5], now_text, now, now, ARGV[6], ARGV[7], ARGV[8])
 flush()
 return {1, now_text}
 """

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from yadtq.keys import DEFAULT_QUEUE
+from yadtq.keys import DEFAULT_PRIORITY, DEFAULT_QUEUE
 
 JSONValue = Any
 """A value that survives ``json.dumps``/``json.loads`` unchanged (numbers, strings, lists, ...)."""
@@ -80,6 +80,8 @@ class Task:
     """When a ``scheduled`` task is due (epoch seconds); kept after it ran (None: never delayed)."""
     queue: str = DEFAULT_QUEUE
     """The named queue it goes through (``yadtq.keys.queue_topic``): its Kafka topic."""
+    priority: str = DEFAULT_PRIORITY
+    """``high``, ``normal`` or ``low``: a topic of its own per queue, drained in that order."""
     problem: str | None = None
     """What is wrong with the stored record (a missing or ill-typed field, bad JSON, bytes that
     are not UTF-8), or None. A task with a problem keeps its id; its other fields are best effort."""
@@ -107,7 +109,8 @@ class WorkerInfo:
     failed: int = 0
     partitions: tuple[int, ...] = ()
     """Partitions assigned to this worker now, as its consumer's slots
-    (``yadtq.broker_types.SLOT_STRIDE``): for its first queue, the topic's own partition numbers."""
+    (``yadtq.broker_types.SLOT_STRIDE``): for its first queue at ``normal`` priority, the topic's own
+    partition numbers."""
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
 

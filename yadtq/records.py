@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from yadtq.keys import DEFAULT_QUEUE, QUEUE_RE
+from yadtq.keys import DEFAULT_PRIORITY, DEFAULT_QUEUE, PRIORITIES, QUEUE_RE
 from yadtq.models import (
     STATES,
     HistoryEntry,
@@ -26,7 +26,7 @@ from yadtq.models import (
 from yadtq.wire import NAME_RE
 
 BRIEF = ("id", "name", "args", "state", "result", "error", "attempt", "worker", "created_at",
-         "updated_at", "due_at", "queue")
+         "updated_at", "due_at", "queue", "priority")
 """The fields of a task without its history (``RedisStore.list(history=False)``, the dashboard)."""
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII out: always storable
@@ -54,6 +54,11 @@ def stored_queue(queue: str) -> str:
     """The ``queue`` argument of the Lua scripts: '' for the default queue (no field is written,
     so a default-queue record is the same as before queues existed)."""
     return "" if queue == DEFAULT_QUEUE else queue
+
+
+def stored_priority(priority: str) -> str:
+    """The ``priority`` argument of the Lua scripts: '' for ``normal`` (no field is written)."""
+    return "" if priority == DEFAULT_PRIORITY else priority
 
 
 # ---------------------------------------------------------------------------------------- tasks
@@ -102,11 +107,16 @@ def task(task_id: str, data: Mapping[str, Any] | str) -> Task:
     if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
         problems.append(f"queue {_short(queue)} is not a queue name")
         queue = DEFAULT_QUEUE
+    priority = data.get("priority") or DEFAULT_PRIORITY
+    if priority not in PRIORITIES:
+        problems.append(f"priority {_short(priority)} is not a priority")
+        priority = DEFAULT_PRIORITY
     return Task(
         id=task_id, name=name, args=args, state=state, result=result,
         error=error if isinstance(error, str) and error else None,
         attempt=attempt, worker=worker if isinstance(worker, str) and worker else None,
         created_at=created_at, updated_at=updated_at, history=history, due_at=due_at, queue=queue,
+        priority=priority,
         problem="; ".join(problems) or None)
 
 

@@ -64,7 +64,7 @@ class ScheduleStore:
                 self.keys.schedules_last, self.keys.index, self.keys.task(schedule.task_id(period))]
         note = f"periodic: schedule {schedule.name}, period {period}"
         args = [schedule.name, period, schedule.task_id(period), schedule.task,
-                records.dump(list(schedule.args)), note, records.stored_queue(schedule.queue or "")]
+                records.dump(list(schedule.args)), note, records.stored_queue(schedule.queue or ""), ""]
         code, created = self.store._call(lambda: self._fire(keys=keys, args=args))
         return Fired(int(code), float(created))
 

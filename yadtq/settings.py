@@ -19,8 +19,11 @@ from yadtq.keys import (
     DEFAULT_DEAD_LETTER_TOPIC,
     DEFAULT_GROUP,
     DEFAULT_PREFIX,
+    DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_TOPIC,
+    PRIORITIES,
+    TOPIC_LEVELS,
     queue_topic,
 )
 
@@ -53,6 +56,14 @@ class Settings:
     """The queues a worker consumes, comma-separated (``default,emails``): each is a topic of its
     own (``<topic>.<queue>``; ``default`` is the topic itself), created when missing. A worker never
     receives another queue's tasks."""
+    priority_max_batches: int = 8
+    """A worker takes a queue's messages highest priority first: a lower level waits while a higher
+    one has a backlog, but after this many polls of higher levels in a row it gets a poll of its
+    own (see ``priority_max_wait``)."""
+    priority_max_wait: float = 5.0
+    """Seconds a lower priority level with messages waiting may be held back while a higher one
+    has a backlog; then it gets a poll of its own (whichever of this and ``priority_max_batches``
+    comes first)."""
     partitions: int = 12
     """Partitions of the tasks topic when YADTQ creates it (more than the workers you expect)."""
     replication_factor: int | None = None
@@ -183,6 +194,11 @@ class Settings:
         if self.kafka_client not in KAFKA_CLIENTS:
             raise ValueError(f"kafka_client must be one of {', '.join(KAFKA_CLIENTS)}, "
                              f"got {self.kafka_client!r}")
+        if self.priority_max_batches < 1:
+            raise ValueError("priority_max_batches must be at least 1")
+        if not math.isfinite(self.priority_max_wait) or self.priority_max_wait <= 0:
+            raise ValueError(f"priority_max_wait must be a positive number of seconds, "
+                             f"got {self.priority_max_wait!r}")
         if self.max_poll_records < 1:
             raise ValueError("max_poll_records must be at least 1")
         self.queue_list()
@@ -203,13 +219,20 @@ class Settings:
                 raise ValueError(f"queues: {exc}") from None
         return names
 
-    def queue_topic(self, queue: str) -> str:
-        """The Kafka topic of ``queue`` (``yadtq.keys.queue_topic``); ``ValueError`` for a bad
-        name or one whose topic would be the dead-letter topic (``YADTQ_TOPIC`` + ``.dlq``...)."""
-        topic = queue_topic(self.topic, queue)
-        if topic == self.dead_letter_topic:
-            raise ValueError(f"queue {queue!r} would use the dead-letter topic {topic}")
-        return topic
+    def queue_topic(self, queue: str, priority: str = DEFAULT_PRIORITY) -> str:
+        """The Kafka topic of ``queue`` at ``priority`` (``yadtq.keys.queue_topic``); ``ValueError``
+        for a bad name or level, or a queue one of whose topics would be the dead-letter topic."""
+        for level in PRIORITIES:
+            if queue_topic(self.topic, queue, level) == self.dead_letter_topic:
+                raise ValueError(f"queue {queue!r} would use the dead-letter topic "
+                                 f"{self.dead_letter_topic}")
+        return queue_topic(self.topic, queue, priority)
+
+    def worker_topics(self) -> list[str]:
+        """The topics a worker of ``queues`` consumes, in its consumer's order (its slots,
+        ``yadtq.broker_types.slot``): per queue its ``normal``, ``high`` and ``low`` topics
+        (``yadtq.keys.TOPIC_LEVELS``), so the first queue's normal level keeps slots 0..n-1."""
+        return [self.queue_topic(q, p) for q in self.queue_list() for p in TOPIC_LEVELS]
 
     # ------------------------------------------------------------------ secrets
     def redis_password(self) -> str | None:

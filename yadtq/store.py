@@ -25,6 +25,7 @@ from yadtq.models import STATES, Beat, Outcome, RepairStats, Task, TaskState, Vi
 from yadtq.records import BRIEF as _BRIEF
 from yadtq.records import dump as _dump
 from yadtq.records import safe_text as _safe
+from yadtq.records import stored_priority as _priority
 from yadtq.records import stored_queue as _queue
 from yadtq.settings import Settings, redact_url
 from yadtq.wire import Envelope
@@ -141,7 +142,8 @@ class RedisStore:
             return []
         args: list[Any] = [self.clock()]
         for e in envelopes:
-            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue)]
+            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue),
+                     _priority(e.priority)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index,
                 *(self.keys.task(e.id) for e in envelopes)]
         out = self._call(lambda: self._create(keys=keys, args=args))
@@ -156,7 +158,8 @@ class RedisStore:
             return []
         args: list[Any] = [_safe(worker_id), self.clock()]
         for e in envelopes:
-            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue)]
+            args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue),
+                     _priority(e.priority)]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
                 *(self.keys.task(e.id) for e in envelopes)]
         return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]

@@ -96,7 +96,7 @@ class FakeProducer:
             try:
                 self.broker.check()
                 value = env.encode()
-                topic = self.settings.queue_topic(env.queue)
+                topic = self.settings.queue_topic(env.queue, env.priority)
                 self.broker.append(topic, value, env.id.encode())
                 out.append(None)
             except (ServiceUnavailable, DecodeError, ValueError) as exc:
@@ -129,7 +129,7 @@ class FakeConsumer:
                  on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
         self.broker, self.settings, self.client_id = broker, settings, client_id
-        self.topics = [settings.queue_topic(q) for q in settings.queue_list()]
+        self.topics = settings.worker_topics()
         self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self._assigned: set[int] = set()
         self._paused: set[int] = set()
@@ -197,6 +197,13 @@ class FakeConsumer:
 
     def joined(self) -> bool:
         return not self.stuck
+
+    def lags(self, partitions: set[int]) -> dict[int, int] | None:
+        if not self.broker.available:
+            return None
+        with self.broker.lock:
+            return {p: len(self.broker._topic(self.topics[unslot(p)[0]])[unslot(p)[1]])
+                    - self._position.get(p, 0) for p in partitions & self._assigned}
 
     def pause(self, partitions: set[int]) -> None:
         self._paused |= partitions

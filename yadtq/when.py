@@ -57,12 +57,13 @@ def split_text(text: str) -> tuple[str, str | None, str | None]:
     return text, None, None
 
 
-_TRAILING = ("--wait", "--in", "--at", "--queue")
+_TRAILING = ("--wait", "--in", "--at", "--queue", "--priority")
 
 
 def split_submit_words(words: list[str]) -> tuple[list[str], dict[str, Any]]:
     """``yadtq submit``'s words without a trailing ``--wait SECONDS`` (a float), ``--in DURATION``,
-    ``--at TIME`` or ``--queue NAME`` (texts), and those options (the task's words are otherwise literal)."""
+    ``--at TIME``, ``--queue NAME`` or ``--priority LEVEL`` (texts), and those options (the
+    task's words are otherwise literal)."""
     found: dict[str, Any] = {}
     while len(words) >= 2 and words[-2] in _TRAILING and words[-2] not in found:
         found[words[-2]], words = words[-1], words[:-2]

@@ -4,9 +4,10 @@ An envelope is a JSON object::
 
     {"v": 1, "id": "<32 hex>", "name": "ADD", "args": [2, 3], "created_at": 1732800000.123}
 
-plus ``"queue": "emails"`` for a task of a named queue (``yadtq.keys.check_queue``); a message
-without it is of the ``default`` queue, which is also never written out: a default-queue message
-is the same bytes as before queues existed.
+plus ``"queue": "emails"`` for a task of a named queue (``yadtq.keys.check_queue``) and
+``"priority": "high"`` (or ``"low"``); a message without them is of the ``default`` queue at
+``normal`` priority, which are never written out: such a message is the same bytes as before
+queues existed.
 
 ``decode`` never trusts its input: it checks the version, every type and every size, and raises
 ``DecodeError`` with one clear reason. It does not check that the task name is registered: that is the
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import DecodeError
-from yadtq.keys import DEFAULT_QUEUE, check_queue
+from yadtq.keys import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -51,6 +52,7 @@ class Envelope:
     args: tuple[Any, ...]
     created_at: float
     queue: str = DEFAULT_QUEUE
+    priority: str = DEFAULT_PRIORITY
 
     def encode(self) -> bytes:
         return encode(self)
@@ -66,6 +68,7 @@ def encode(env: Envelope) -> bytes:
         raise DecodeError("created_at must be a non-negative number of epoch seconds")
     try:
         check_queue(env.queue)
+        check_priority(env.priority)
         check_args(env.args)
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
@@ -73,6 +76,8 @@ def encode(env: Envelope) -> bytes:
            "created_at": env.created_at}
     if env.queue != DEFAULT_QUEUE:
         obj["queue"] = env.queue
+    if env.priority != DEFAULT_PRIORITY:
+        obj["priority"] = env.priority
     data = _ENCODER.encode(obj).encode("utf-8")
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"task message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
@@ -130,15 +135,16 @@ def _decode(raw: bytes | None) -> Envelope:
     if not isinstance(created, int | float) or isinstance(created, bool) \
             or not math.isfinite(created) or created < 0 or created > MAX_TIMESTAMP:
         raise DecodeError("field 'created_at' must be a non-negative number of epoch seconds")
-    queue = obj.get("queue", DEFAULT_QUEUE)
-    try:
-        check_queue(queue)
-    except ValueError as exc:
-        raise DecodeError(f"field 'queue': {exc}") from None
-    extra = set(obj) - {"v", "id", "name", "args", "created_at", "queue"}
+    queue, priority = obj.get("queue", DEFAULT_QUEUE), obj.get("priority", DEFAULT_PRIORITY)
+    for field, check, value in (("queue", check_queue, queue), ("priority", check_priority, priority)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise DecodeError(f"field '{field}': {exc}") from None
+    extra = set(obj) - {"v", "id", "name", "args", "created_at", "queue", "priority"}
     if extra:
         raise DecodeError(f"unknown fields: {', '.join(sorted(extra))[:120]}")
-    return Envelope(task_id, name, tuple(args), float(created), queue)
+    return Envelope(task_id, name, tuple(args), float(created), queue, priority)
 
 
 def check_args(args: Any) -> None:

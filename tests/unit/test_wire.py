@@ -186,7 +186,7 @@ def test_decode_rejects_an_oversized_payload_before_parsing_it() -> None:
 
 
 def test_decode_rejects_unknown_extra_fields() -> None:
-    assert reason(with_(priority=1, fn="os.system")) == "unknown fields: fn, priority"
+    assert reason(with_(urgency=1, fn="os.system")) == "unknown fields: fn, urgency"
 
 
 @pytest.mark.parametrize("created", [-1, -0.001, "1732800000", True, None, [1]])

@@ -94,7 +94,7 @@ class TaskTable(LiveTable):
         self._made: dict[str, tuple[Task, str, tuple[Text, ...]]] = {}
         """Each shown task's cells but its age, with the task and due text they were made from."""
         self._ages: dict[str, Text] = {}
-        self._queue_cells: dict[str, Text] = {}
+        self._queue_cells: dict[tuple[str, str], Text] = {}
         self._styles: tuple[Style, ...] = ()
 
     def state_style(self, task: Task) -> str:
@@ -143,11 +143,14 @@ class TaskTable(LiveTable):
         return cells
 
     def _queue(self, task: Task) -> Text:
-        """The queue's cell, one per queue name (most tasks share a few)."""
-        cell = self._queue_cells.get(task.queue)
+        """The queue's cell (with the priority when not ``normal``: ``emails high``), one per
+        queue and level (most tasks share a few)."""
+        key = (task.queue, task.priority)
+        cell = self._queue_cells.get(key)
         if cell is None:
-            cell = self._queue_cells[task.queue] = literal(
-                task.queue, self.style_of("task-table--muted"), QUEUE_WIDTH)
+            text = task.queue if task.priority == "normal" else f"{task.queue} {task.priority}"
+            cell = self._queue_cells[key] = literal(
+                text, self.style_of("task-table--muted"), QUEUE_WIDTH)
         return cell
 
     def _age(self, task: Task, now: float) -> Text:
