@@ -10,17 +10,20 @@ from typing import Any
 
 from tests.polling import wait_until
 from yadtq import Client, Settings
+from yadtq.broker_types import SLOT_STRIDE
 from yadtq.models import TaskState
 
 
 def wait_balanced(client: Client, n_workers: int, partitions: int, timeout: float = 60.0,
                   logs: Callable[[], str] | None = None) -> None:
-    """Until ``n_workers`` alive workers each own partitions and together own all of them."""
+    """Until ``n_workers`` alive workers each own partitions of the tasks topic and together own
+    all of them (its ``normal`` level: slots below ``SLOT_STRIDE``; the other levels' topics are
+    shared the same way, ``tests/integration/test_assignor.py``)."""
     def balanced() -> bool:
         alive = [w for w in client.workers() if w.status.value == "alive"]
-        owned = [p for w in alive for p in w.partitions]
-        return (len(alive) == n_workers and all(w.partitions for w in alive)
-                and sorted(owned) == list(range(partitions)))
+        mine = [[p for p in w.partitions if p < SLOT_STRIDE] for w in alive]
+        return (len(alive) == n_workers and all(mine)
+                and sorted(p for ps in mine for p in ps) == list(range(partitions)))
     try:
         wait_until(balanced, timeout, f"{n_workers} workers to share {partitions} partitions")
     except AssertionError as exc:
