@@ -265,7 +265,10 @@ class Worker:
                 if consumer.assignment() - paused:
                     self._last_poll = time.monotonic()
                     self._pause(consumer, paused)
-                    records = consumer.poll(timeout_ms=10,
+                    # kafka-python: poll(0) sends the fetch, what it brings back is kept while
+                    # paused (next peek); librdkafka drops it on pause, so wait for it there
+                    wait = 0 if self.settings.kafka_client == "kafka-python" else TURN_POLL_MS
+                    records = consumer.poll(timeout_ms=wait,
                                             max_records=self.settings.max_poll_records)
                     self.gate.saw(r.partition for r in records)
                     return records

@@ -7,8 +7,14 @@ kafka-python's in both cases. Errors leave this module as the core's (``translat
 
 The settings mirror ``yadtq.broker``'s: acks=all, idempotent producer, linger 0, the murmur2
 partitioner (a task lands on the partition ``yadtq.broker.partition_of`` computes, as with
-kafka-python), Nagle off; the group uses the cooperative-sticky assignor, manual commits, a fetch
-wait of 100 ms. Measured against kafka-python in ``bench/bench_kafka_clients.py``.
+kafka-python), Nagle off; manual commits, a fetch wait of 100 ms. The group uses librdkafka's
+round-robin assignor: a worker consumes three topics per queue (one per priority level) and
+cooperative-sticky balances only the total per member, so one worker could get every partition
+of one level and none of the others; librdkafka takes no custom assignor (kafka-python's workers
+use ``yadtq.assign``), and round-robin over the sorted partitions of topics all members share
+splits each topic within one. Its rebalances are eager (every member pauses while the group
+rebalances). Workers of one group use one client. Measured against kafka-python in
+``bench/bench_kafka_clients.py``.
 """
 
 from __future__ import annotations
@@ -245,7 +251,7 @@ class ConfluentConsumer:
                 "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 3),
                 "max.poll.interval.ms": settings.max_poll_interval_ms, "fetch.wait.max.ms": 100,
                 "allow.auto.create.topics": False,
-                "partition.assignment.strategy": "cooperative-sticky",
+                "partition.assignment.strategy": "roundrobin",  # per topic: see __init__
                 "on_commit": self._committed})
             self._c.subscribe(self._topics, on_assign=self._assigned,
                               on_revoke=self._revoked, on_lost=self._lost)
@@ -257,7 +263,7 @@ class ConfluentConsumer:
         """Take the partitions, unpaused: librdkafka keeps a partition's pause through a revoke and
         a re-assign to the same member, the worker (as kafka-python) counts a new assignment as
         unpaused, so a partition paused when revoked would otherwise stay paused for good."""
-        consumer.incremental_assign(partitions)
+        consumer.assign(partitions)  # eager (round-robin): the whole new assignment
         if partitions:
             consumer.resume(partitions)
         self._joined = True

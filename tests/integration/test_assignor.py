@@ -1,11 +1,14 @@
-"""The worker group's per-topic assignor on the real Kafka (kafka-python, the default client:
-librdkafka takes no custom assignor, README "Priorities"). The plan itself: tests/unit/test_priorities.py."""
+"""Each worker gets its share of each priority level's topic on the real Kafka, with each client:
+kafka-python's workers use the group's own assignor (``yadtq.assign``), confluent-kafka's use
+librdkafka's round-robin (it takes no custom assignor). The plan itself:
+tests/unit/test_priorities.py."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from tests.conftest import WorkerProcs
+from tests.integration.clients import client_settings_factory, kafka_client  # noqa: F401 - fixtures
 from tests.polling import wait_until
 from yadtq import Client
 from yadtq.broker_types import unslot
@@ -14,8 +17,9 @@ from yadtq.keys import topic_rank
 
 def test_every_worker_gets_its_share_of_each_level(real_client: Client,
                                                    workers: WorkerProcs) -> None:
-    """Cooperative-sticky alone balances the total per worker, so one could hold every partition
-    of ``high``; the group's own assignor splits each level's topic between the workers."""
+    """Cooperative-sticky balances only the total per worker, so one could hold every partition
+    of ``low`` and none of ``normal`` (seen with librdkafka's: a third worker got all six of
+    ``low``); each level's topic is split between the workers."""
     n = real_client.settings.partitions
     workers.start(1, "--worker-id", "w1")
     workers.wait_alive(1)
