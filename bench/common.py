@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq import Client, Settings
+from yadtq.broker_types import SLOT_STRIDE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -52,9 +53,9 @@ class Workers:
         n = len(self.procs)
         while time.monotonic() < deadline:
             alive = [w for w in client.workers() if w.status.value == "alive"]
-            owned = sorted(p for w in alive for p in w.partitions)
-            if len(alive) == n and all(w.partitions for w in alive) \
-                    and owned == list(range(self.settings.partitions)):
+            mine = [[p for p in w.partitions if p < SLOT_STRIDE] for w in alive]  # level normal
+            owned = sorted(p for ps in mine for p in ps)
+            if len(alive) == n and all(mine) and owned == list(range(self.settings.partitions)):
                 return
             time.sleep(0.1)
         raise RuntimeError("workers did not become ready")
