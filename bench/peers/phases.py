@@ -20,6 +20,14 @@ Per system: once, a warm-up (start 2 workers, submit tasks until both workers ra
   duplicated) and the result the system stored read back and compared with a + b.
 - CPU per 1,000 tasks: workers (process trees, reaped children included) and the submitter
   (this process, during its submit loop), from ``/proc/<pid>/stat``.
+
+I/O phase (``bench_peers.py --io``, instead of the above): the task sleeps 10 ms (a blocking
+``time.sleep``, ``record.sleep_add``; YADTQ-aio: ``await asyncio.sleep``) and then does what the
+others' task does; each system's workers run at its I/O setting (``io_config`` of its module:
+threads where it has them, 64 per process). Once, the warm-up; then in each repeat: ready (as
+above, the workers started), then the I/O drain: the warm drain above with the sleeping task
+(workers stopped while M tasks are bulk-enqueued, then continued; tasks/s = M / (first completion
+-> last completion)), with the same exactly-N check.
 """
 
 from __future__ import annotations

@@ -34,6 +34,13 @@ CPU = [("CPU s/1k burst (workers+submitter)", "burst.cpu_per_1000", False),
        ("drain workers", "warm_drain.cpu_workers_per_1000", False),
        ("bulk enqueue (submitter)", "warm_drain.cpu_enqueue_per_1000", False)]
 
+IO = [("I/O drain/s (warm)", "io_drain.drain_per_s", True),
+      ("tasks", "io_drain.tasks", True),
+      ("enqueue bulk/s", "io_drain.enqueue_per_s", True),
+      ("first completion after thaw s", "io_drain.first_completion_after_thaw_s", False),
+      ("CPU s/1k drain workers", "io_drain.cpu_workers_per_1000", False)]
+IO_TARGET = 5000.0  # tasks/s for YADTQ with 2 workers, and >= 2x the best peer (the issue's targets)
+
 
 def latency_columns(rates: list[int]) -> list[tuple[str, str, bool]]:
     cols = []
@@ -115,6 +122,26 @@ def ratio_table(systems: dict[str, dict[str, Any]]) -> str:
                 ok = isinstance(a, int | float) and isinstance(b, int | float) and b
                 cells.append(f"{a / b:.2f}×" if ok else "–")
             lines.append(f"| {o} ÷ {p} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def io_ratio_table(systems: dict[str, dict[str, Any]]) -> str:
+    """Each YADTQ variant's I/O drain against the best peer's of the same run, and the targets."""
+    path = "io_drain.drain_per_s"
+    rate = {n: v for n, s in systems.items()
+            if isinstance(v := (s.get("median") or {}).get(path), int | float) and v > 0}
+    peers = {n: v for n, v in rate.items() if not n.startswith("yadtq")}
+    lines = [f"**YADTQ ÷ best peer, I/O drain** (median ÷ median; targets: >= {IO_TARGET:,.0f}/s and "
+             ">= 2× the best peer, 0 lost, 0 duplicated)", "",
+             "| | YADTQ/s | best peer | its /s | ratio | targets met |", "|---|---|---|---|---|---|"]
+    best = max(peers, key=lambda n: peers[n]) if peers else None
+    for o in (n for n in rate if n.startswith("yadtq")):
+        e = systems[o].get("exactly") or {}
+        clean = bool(e) and e["lost"] == 0 and e["dup"] == 0 and e.get("unfinished_phases", 0) == 0
+        ratio = rate[o] / peers[best] if best else None
+        met = rate[o] >= IO_TARGET and clean and (ratio is None or ratio >= 2)
+        lines.append(f"| {o} | {_fmt(rate[o])} | {best or '–'} | {_fmt(peers[best]) if best else '–'} "
+                     f"| {f'{ratio:.2f}×' if ratio else '–'} | {'yes' if met else 'no'} |")
     return "\n".join(lines)
 
 
