@@ -234,6 +234,7 @@ def main() -> int:
                       warm_drain=args.warm_drain or (5000 if q else 20_000))
     if args.io:  # the I/O drain is the warm drain of the sleeping task
         sz.warm_drain = args.io_tasks or (3000 if q else 20_000)
+        sz.result_grace = 2.0
     repeats = args.repeats or (1 if q else 3)
     procs.install_handlers()
     results: dict[str, Any] = {"machine": machine_info(), "run": RUN, "seed": args.seed, "quick": q,

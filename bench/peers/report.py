@@ -69,6 +69,8 @@ def exactly(reps: list[dict[str, Any]]) -> dict[str, int]:
             if isinstance(phase, dict) and isinstance(phase.get("check"), dict):
                 for k in ("tasks", "lost", "dup", "wrong_result"):
                     total[k] += phase["check"][k]
+                if "late_results" in phase["check"]:  # the I/O phase's check (a grace for results)
+                    total["late_results"] = total.get("late_results", 0) + phase["check"]["late_results"]
     return total
 
 
@@ -146,15 +148,19 @@ def io_ratio_table(systems: dict[str, dict[str, Any]]) -> str:
 
 
 def exactly_table(systems: dict[str, dict[str, Any]]) -> str:
+    late = any("late_results" in (s.get("exactly") or {}) for s in systems.values())
     lines = ["**Exactly-N** (every phase of every repeat: completions counted per task, stored "
-             "results read back)", "",
-             "| system | tasks | lost | duplicated | wrong/missing result | phases not finished |",
-             "|---|---|---|---|---|---|"]
+             "results read back" + ("; late = stored after the last completion was counted, within "
+                                    "the 2 s grace" if late else "") + ")", "",
+             "| system | tasks | lost | duplicated | wrong/missing result | phases not finished |"
+             + (" late results |" if late else ""),
+             "|---|---|---|---|---|---|" + ("---|" if late else "")]
     for n, s in systems.items():
         e = s.get("exactly") or {}
         if e:
             lines.append(f"| {n} | {e['tasks']:,} | {e['lost']} | {e['dup']} | {e['wrong_result']} "
-                         f"| {e.get('unfinished_phases', 0)} |")
+                         f"| {e.get('unfinished_phases', 0)} |"
+                         + (f" {e.get('late_results', 0)} |" if late else ""))
     return "\n".join(lines)
 
 
