@@ -3,6 +3,7 @@
     .venv/bin/pip install -e '.[peers]'
     .venv/bin/python bench/bench_peers.py --quick          # a few minutes, 1 repeat
     .venv/bin/python bench/bench_peers.py                  # 3 repeats, medians
+    .venv/bin/python bench/bench_peers.py --io --quick     # the I/O-bound phase only (10 ms sleep)
 
 Every system runs the same task (a + b, recording its completion in Redis, result stored by the
 system), on the same Redis (each its own database: Celery 5, RQ 6, Dramatiq 7, Huey 8, records 9;
@@ -11,6 +12,11 @@ processes. Systems run in a random order in each repeat; every phase is bounded 
 worker is stopped at the end, on errors and on SIGINT/SIGTERM/SIGHUP (process groups).
 Phases and their exact definitions: ``bench/peers/phases.py``. Configurations: each module of
 ``bench/peers/``. Results: ``bench/results/peers[-quick].json`` and ``.png``.
+
+``--io``: only the I/O-bound phase instead: a task that sleeps 10 ms, each system at its setting for
+I/O-bound work (threads, 64 per worker process, where it has them; stated in each module's
+docstring and ``io_config``; YADTQ ``--concurrency 64``), 2 worker processes each; tasks/s of a warm
+drain, lost and duplicated. Results: ``bench/results/peers-io[-quick].json`` (no plot).
 """
 
 from __future__ import annotations
@@ -40,11 +46,15 @@ SYSTEMS = {"yadtq": "yadtq_peer.YadtqPeer", "yadtq-async": "yadtq_peer.YadtqAsyn
            "rq": "rq_peer.RqPeer", "rq-simple": "rq_peer.RqSimplePeer",
            "dramatiq": "dramatiq_peer.DramatiqPeer", "huey": "huey_peer.HueyPeer",
            "kq": "kq_peer.KqPeer"}
+DEFAULT_SYSTEMS = tuple(SYSTEMS)
+SYSTEMS["yadtq-aio"] = "yadtq_peer.YadtqAioPeer"  # an I/O-phase variant (async def task)
+# --io: celery-solo (no concurrency) and yadtq-async (differs only in 1-by-1 submits) left out
+IO_SYSTEMS = ("yadtq", "yadtq-aio", "celery", "rq", "rq-simple", "dramatiq", "huey", "kq")
 
 
-def load(name: str) -> Peer:
+def load(name: str, io: bool = False) -> Peer:
     module, cls = SYSTEMS[name].split(".")
-    return getattr(importlib.import_module(f"bench.peers.{module}"), cls)(RUN)
+    return getattr(importlib.import_module(f"bench.peers.{module}"), cls)(RUN, io)
 
 
 def warm_up(peer: Peer, sz: phases.Sizes) -> dict[str, Any]:
@@ -94,7 +104,32 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
     return out
 
 
-def tables(systems: dict[str, Any], rates: list[int]) -> str:
+def run_io_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
+    """One repeat of the I/O phase (``--io``): start, ready, then the warm drain of the sleeping task
+    (``sz.warm_drain`` tasks); workers are stopped on entry and on exit."""
+    rec = Recorder(peer.ns)
+    out: dict[str, Any] = {"started": time.strftime("%H:%M:%S"), "loadavg_1min": os.getloadavg()[0]}
+    try:
+        peer.stop()
+        for name, step in [("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz)),
+                           ("io_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}io", sz))]:
+            try:
+                out[name] = step()
+            except phases.PhaseError as exc:
+                out[name] = {"error": str(exc), "check": exc.check}
+                break
+    except Exception as exc:  # one system's failure must not end the run
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        peer.stop()
+    return out
+
+
+def tables(systems: dict[str, Any], rates: list[int], io: bool = False) -> str:
+    if io:
+        return "\n\n".join([report.table(systems, report.IO, "I/O-bound: 10 ms sleep per task (tasks/s)"),
+                             report.io_ratio_table(systems), report.exactly_table(systems)])
     return "\n\n".join([report.table(systems, report.THROUGHPUT, "Throughput (tasks/s)"),
                         report.ratio_table(systems),
                         report.table(systems, report.latency_columns(rates),
@@ -158,8 +193,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few tasks, 1 repeat: a few minutes")
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help="comma-separated, of: " + ", ".join(SYSTEMS))
+    parser.add_argument("--io", action="store_true",
+                        help="only the I/O-bound phase (10 ms sleep per task, each system's I/O setting)")
+    parser.add_argument("--io-tasks", type=int, help="tasks in the I/O drain (default 3,000; 20,000 "
+                        "without --quick)")
+    parser.add_argument("--systems",
+                        help="comma-separated, of: " + ", ".join(SYSTEMS) + " (default: "
+                        + ",".join(DEFAULT_SYSTEMS) + "; with --io: " + ",".join(IO_SYSTEMS) + ")")
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--burst", type=int)
     parser.add_argument("--drain", type=int, help="tasks in the cold drain")
@@ -175,11 +215,14 @@ def main() -> int:
     if args.sweep:
         sweep()
         return 0
-    stem = "peers-quick" if args.quick else "peers"
+    stem = "peers" + ("-io" if args.io else "") + ("-quick" if args.quick else "")
     if args.replot:
         saved = json.loads((RESULTS / f"{stem}.json").read_text())
-        saved["table"] = tables(saved["systems"], list(saved["sizes"]["rates"]))
+        saved["table"] = tables(saved["systems"], list(saved["sizes"]["rates"]), args.io)
         write_result(stem, saved)
+        if args.io:
+            print(saved["table"])
+            return 0
         print(saved["table"], "\n", report.plot(saved["systems"], list(saved["sizes"]["rates"]),
                                                 RESULTS / f"{stem}.png"))
         return 0
@@ -189,15 +232,19 @@ def main() -> int:
                       rate_seconds=args.rate_seconds or (3.0 if q else 6.0), warm=200 if q else 500,
                       wait=90.0 if q else 300.0,
                       warm_drain=args.warm_drain or (5000 if q else 20_000))
+    if args.io:  # the I/O drain is the warm drain of the sleeping task
+        sz.warm_drain = args.io_tasks or (3000 if q else 20_000)
+        sz.result_grace = 2.0
     repeats = args.repeats or (1 if q else 3)
     procs.install_handlers()
     results: dict[str, Any] = {"machine": machine_info(), "run": RUN, "seed": args.seed, "quick": q,
-                               "repeats": repeats, "sizes": sz.__dict__, "definitions": phases.__doc__,
+                               "io": args.io, "repeats": repeats, "sizes": sz.__dict__,
+                               "definitions": phases.__doc__,
                                "order": [], "failed": {}, "systems": {}}
     peers: dict[str, Peer] = {}
-    for name in args.systems.split(","):
+    for name in (args.systems or ",".join(IO_SYSTEMS if args.io else DEFAULT_SYSTEMS)).split(","):
         try:
-            peers[name] = load(name)
+            peers[name] = load(name, args.io)
             peers[name].prepare()
         except Exception as exc:  # record it and run the others
             results["failed"][name] = f"{type(exc).__name__}: {exc}"
@@ -218,7 +265,7 @@ def main() -> int:
             for name in order:
                 t0 = time.time()
                 print(f"[repeat {rep + 1}/{repeats}] {name} ...", end=" ", flush=True)
-                reps[name].append(run_rep(peers[name], rep, sz))
+                reps[name].append((run_io_rep if args.io else run_rep)(peers[name], rep, sz))
                 errs = {k: v["error"] for k, v in reps[name][-1].items()
                         if isinstance(v, dict) and "error" in v}
                 print(f"{time.time() - t0:.0f} s" + (f"  errors: {errs}" if errs else ""), flush=True)
@@ -234,7 +281,7 @@ def main() -> int:
                     print(f"{name}: cleanup failed ({exc}); " + ("retrying" if attempt < 5 else
                           "run `bench/bench_peers.py --sweep` later"), file=sys.stderr)
                     time.sleep(5)
-    cols = report.THROUGHPUT + report.latency_columns(list(sz.rates)) + report.CPU
+    cols = report.IO if args.io else report.THROUGHPUT + report.latency_columns(list(sz.rates)) + report.CPU
     for name, peer in peers.items():
         results["systems"][name] = {"config": peer.config, "bulk_api": peer.bulk_api,
                                     "versions": peer.versions(), "warm_up": warm.get(name),
@@ -243,9 +290,9 @@ def main() -> int:
                                     "exactly": report.exactly([*reps[name], {"warm": warm.get(name) or {}}])}
     results["machine"]["loadavg_end"] = os.getloadavg()
     systems = results["systems"]
-    text = results["table"] = tables(systems, list(sz.rates))
+    text = results["table"] = tables(systems, list(sz.rates), args.io)
     path = write_result(stem, results)
-    png = report.plot(systems, list(sz.rates), RESULTS / f"{stem}.png")
+    png = None if args.io else report.plot(systems, list(sz.rates), RESULTS / f"{stem}.png")
     print("\n" + text)
     if results["failed"]:
         print("\nnot run: " + "; ".join(f"{k}: {v}" for k, v in results["failed"].items()))

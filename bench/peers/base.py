@@ -29,10 +29,14 @@ class Peer:
     db = 0                 # Redis database of its broker / result backend
     identity = 0           # 0: a worker is a distinct pid; 1: a distinct ppid (fork per job)
     config = ""            # how it is configured, for the report
+    io_config = ""         # how it is configured in the I/O phase (``--io``), for the report
     packages: tuple[str, ...] = ()
 
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, io: bool = False) -> None:
         self.run = run
+        self.io = io  # the I/O phase: the sleeping task (``record.sleep_add``), ``io_config`` workers
+        if io:
+            self.config = self.io_config
         self.ns = f"pb:{run}:{self.name}"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.r = redis.Redis.from_url(f"{REDIS}/{self.db}")

@@ -5,6 +5,13 @@ what ``celery worker`` picks by itself here), gossip/mingle/heartbeat and remote
 has none of them). ``task_acks_late`` (ack after the result is stored: at-least-once, like YADTQ's
 commit after Redis), ``worker_prefetch_multiplier`` 4 (the default; up to 8 reserved messages).
 The ``celery-solo`` variant runs 2 ``-P solo`` processes (the task in the consuming process).
+
+I/O phase (``--io``): 2 ``celery worker -P threads -c 64`` processes. Celery's docs ("Concurrency")
+name eventlet/gevent for I/O-bound tasks and list ``threads`` (a ThreadPoolExecutor) among the pools;
+threads run the same blocking ``time.sleep`` as every other system here without monkey-patching (and
+gevent/eventlet are not in the ``peers`` extra). 64 = the concurrency every system with a knob gets.
+Prefetch multiplier 4 (default): up to 256 reserved messages per process. ``celery-solo`` keeps
+``-P solo`` (one task at a time per process).
 """
 
 from __future__ import annotations
@@ -43,12 +50,19 @@ def add(a: int, b: int, key: str) -> int:
     return record.add(a, b, key)
 
 
+@app.task(name="pb.sleep_add")
+def sleep_add(a: int, b: int, key: str) -> int:
+    return record.sleep_add(a, b, key)
+
+
 class CeleryPeer(Peer):
     name = "celery"
     db = DB
     config = ("1 `celery worker -P prefork -c 2` (default pool, concurrency 2), acks_late=True, "
               "prefetch_multiplier=4 (default), no gossip/mingle/heartbeat/remote control; "
               "Redis broker + Redis result backend")
+    io_config = ("2 `celery worker -P threads -c 64` processes (thread pool, concurrency 64 each), "
+                 "acks_late=True, prefetch_multiplier=4 (256 reserved per process), otherwise as celery")
     packages = ("celery", "kombu", "redis")
 
     def base_cmd(self, i: int) -> list[str]:
@@ -56,10 +70,12 @@ class CeleryPeer(Peer):
                 "-Q", QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
     def commands(self) -> list[list[str]]:
+        if self.io:
+            return [[*self.base_cmd(i), "-P", "threads", "-c", "64"] for i in range(2)]
         return [[*self.base_cmd(0), "-P", "prefork", "-c", "2"]]
 
     def submit(self, item: Item) -> Any:
-        return add.apply_async(item).id
+        return (sleep_add if self.io else add).apply_async(item).id
 
     def results(self, handles: list[Any]) -> list[Any]:
         backend = app.backend
@@ -79,6 +95,7 @@ class CelerySoloPeer(CeleryPeer):
     name = "celery-solo"
     config = ("2 `celery worker -P solo` processes (task runs in the consuming process), "
               "acks_late=True, prefetch_multiplier=4, otherwise as celery")
+    io_config = "2 `celery worker -P solo` processes (one task at a time each), otherwise as celery"
 
     def commands(self) -> list[list[str]]:
         return [[*self.base_cmd(i), "-P", "solo"] for i in range(2)]

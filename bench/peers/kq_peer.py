@@ -4,6 +4,9 @@ kq has no result store: results go through its documented hook, the worker callb
 each result to a Redis hash (db 9, ``<ns>:kqres``). kq's defaults: dill-serialised jobs, one record at
 a time, offset committed synchronously after each job (at-least-once); every ``enqueue`` flushes the
 producer (``acks=all`` here, as YADTQ's producer). Topic: 12 partitions, like YADTQ's.
+
+I/O phase (``--io``): kq's ``Worker`` has no concurrency setting (it runs each record's job in
+its loop, then commits), so the same 2 processes: 2 tasks in flight.
 """
 
 from __future__ import annotations
@@ -54,10 +57,12 @@ class KqPeer(Peer):
     config = ("2 kq Worker processes (one consumer group, 12 partitions), commit after each job "
               "(kq default), results via the worker callback into Redis; producer acks=all, "
               "kq flushes after each enqueue; the worker closes its consumer on SIGTERM")
+    io_config = ("2 kq Worker processes as kq (kq has no concurrency setting: one job at a time per "
+                 "worker, 2 in flight)")
     packages = ("kq", "kafka-python", "dill")
 
-    def __init__(self, run: str) -> None:
-        super().__init__(run)
+    def __init__(self, run: str, io: bool = False) -> None:
+        super().__init__(run, io)
         self.queue: Any = None
 
     def prepare(self) -> None:
@@ -76,7 +81,7 @@ class KqPeer(Peer):
         return [[sys.executable, "-m", __name__] for _ in range(2)]
 
     def submit(self, item: Item) -> Any:
-        return self.queue.enqueue(record.add, *item).id
+        return self.queue.enqueue(record.sleep_add if self.io else record.add, *item).id
 
     def results(self, handles: list[Any]) -> list[Any]:
         rec = record.client()

@@ -20,6 +20,15 @@ Per system: once, a warm-up (start 2 workers, submit tasks until both workers ra
   duplicated) and the result the system stored read back and compared with a + b.
 - CPU per 1,000 tasks: workers (process trees, reaped children included) and the submitter
   (this process, during its submit loop), from ``/proc/<pid>/stat``.
+
+I/O phase (``bench_peers.py --io``, instead of the above): the task sleeps 10 ms (a blocking
+``time.sleep``, ``record.sleep_add``; YADTQ-aio: ``await asyncio.sleep``) and then does what the
+others' task does; each system's workers run at its I/O setting (``io_config`` of its module:
+threads where it has them, 64 per process). Once, the warm-up; then in each repeat: ready (as
+above, the workers started), then the I/O drain: the warm drain above with the sleeping task
+(workers stopped while M tasks are bulk-enqueued, then continued; tasks/s = M / (first completion
+-> last completion)), with the same exactly-N check, except that a result not stored yet when
+the last completion is counted is awaited up to ``result_grace`` (2 s; counted as ``late_results``).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ class Sizes:
     wait: float  # longest wait for a phase's completions (s)
     warm_drain: int = 20_000
     freeze_max: float = 5.0  # longest SIGSTOP of warm workers while the warm drain is enqueued (s)
+    result_grace: float = 0.0  # check(): how long results missing at the first read are awaited (s)
 
 
 def _items(phase: str, n: int) -> list[Item]:
@@ -59,12 +69,26 @@ def _ms(values: list[float], q: float) -> float:
     return round(percentile(values, q) * 1000, 2) if values else float("nan")
 
 
-def check(peer: Peer, rec: Recorder, items: list[Item], handles: list[Any]) -> dict[str, int]:
+def check(peer: Peer, rec: Recorder, items: list[Item], handles: list[Any],
+          grace: float = 0.0) -> dict[str, int]:
+    """Lost / duplicated / wrong-result counts. A task records its completion before it returns and
+    the system stores its result after: with ``grace`` > 0 (the I/O phase) results missing at the
+    first read are read again for up to ``grace`` seconds; ``late_results`` counts those that came."""
     counts = rec.counts([k for _, _, k in items])
     stored = peer.results(handles)
-    return {"tasks": len(items), "lost": sum(c == 0 for c in counts), "dup": sum(c > 1 for c in counts),
-            "wrong_result": sum(r is None or int(r) != a + b
-                                for r, (a, b, _) in zip(stored, items, strict=True))}
+    missing = [i for i, r in enumerate(stored) if r is None]
+    first_missing, deadline = len(missing), time.monotonic() + grace
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for i, r in zip(missing, peer.results([handles[i] for i in missing]), strict=True):
+            stored[i] = r
+        missing = [i for i in missing if stored[i] is None]
+    out = {"tasks": len(items), "lost": sum(c == 0 for c in counts), "dup": sum(c > 1 for c in counts),
+           "wrong_result": sum(r is None or int(r) != a + b
+                               for r, (a, b, _) in zip(stored, items, strict=True))}
+    if grace:
+        out["late_results"] = first_missing - len(missing)
+    return out
 
 
 def _wait(peer: Peer, rec: Recorder, phase: str, n: int, timeout: float,
@@ -104,7 +128,7 @@ def start_ready(peer: Peer, rec: Recorder, phase: str, sz: Sizes, start: bool = 
     peer.flush()
     _wait(peer, rec, phase + "w", sz.warm, sz.wait, (warm, handles))
     return {"ready_s": round(ready, 2), "warm_tasks": sent + sz.warm,
-            "check": check(peer, rec, warm, handles)}
+            "check": check(peer, rec, warm, handles, sz.result_grace)}
 
 
 def burst(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, Any]:
@@ -221,4 +245,4 @@ def warm_drain(peer: Peer, rec: Recorder, phase: str, sz: Sizes) -> dict[str, An
             "drain_per_s": round(n / max(last - first, 1e-6), 1),
             "first_completion_after_thaw_s": round(first - t_enq, 3),
             "cpu_workers_per_1000": round((w1 - w0) / n * 1000, 3),
-            "check": check(peer, rec, items, handles)}
+            "check": check(peer, rec, items, handles, sz.result_grace)}

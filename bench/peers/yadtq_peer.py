@@ -3,10 +3,17 @@
 Defaults everywhere: 12 partitions, ``max_poll_records`` 500, offsets committed after the outcomes
 are in Redis (at-least-once), producer ``acks=all``. The task is a registered ``PBADD`` (max 1
 attempt, like the built-in ADD) that records its completion like every other system's task.
+
+I/O phase (``--io``): the same 2 workers with ``--concurrency 64`` (64 runner threads each; the
+default is 8), the task ``PBSLEEP`` (``record.sleep_add``: a blocking 10 ms sleep on a runner
+thread, as ``IO_SLEEP`` of ``bench/tasks_io.py``). ``yadtq-aio`` runs ``PBASLEEP`` instead, an
+``async def`` task awaiting ``asyncio.sleep(0.01)`` on the worker's event loop (up to
+``worker.aio.ASYNC_LIMIT`` coroutines per worker, not bounded by ``--concurrency``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -21,19 +28,37 @@ def pbadd(a: int, b: int, key: str) -> int:
     return record.add(a, b, key)
 
 
+@task("PBSLEEP", max_attempts=1)
+def pbsleep(a: int, b: int, key: str) -> int:
+    """The I/O phase's task: a blocking 10 ms sleep on a runner thread, then as PBADD."""
+    return record.sleep_add(a, b, key)
+
+
+@task("PBASLEEP", max_attempts=1)
+async def pbasleep(a: int, b: int, key: str) -> int:
+    """The I/O phase's task as a coroutine: ``await asyncio.sleep`` on the worker's event loop,
+    then the same record (one Redis call, blocking the loop for its round trip)."""
+    await asyncio.sleep(record.IO_SLEEP)
+    return record.add(a, b, key)
+
+
 class YadtqPeer(Peer):
     name = "yadtq"
     config = ("2 yadtq-worker processes (bench.common.Workers), 12 partitions, defaults: polls up to "
               "500 messages, offsets committed after outcomes are in Redis (at-least-once), "
               "producer acks=all; bulk enqueue = Client.submit_many, batches of 500")
+    io_config = ("2 yadtq-worker processes with --concurrency 64 (64 runner threads each; default 8), "
+                 "task PBSLEEP: time.sleep(0.01) on a runner thread, otherwise as yadtq")
+    io_task = "PBSLEEP"
     packages = ("yadtq", "kafka-python", "redis")
     bulk_api = "Client.submit_many (500 per call)"
 
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, io: bool = False) -> None:
         from bench.common import fresh_settings
         from yadtq import Client
 
-        super().__init__(run)
+        super().__init__(run, io)
+        self.task = self.io_task if io else "PBADD"
         self.settings = fresh_settings(f"peers-{run}")
         self.client = Client(self.settings)
         self.workers: Any = None
@@ -50,7 +75,8 @@ class YadtqPeer(Peer):
         os.environ.update({k: v for k, v in self.env().items() if k in saved})
         os.environ["YADTQ_TASKS"] = __name__
         try:
-            self.workers = Workers(self.settings, 2)
+            extra = ("--concurrency", "64") if self.io else ()
+            self.workers = Workers(self.settings, 2, extra_args=extra)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -65,12 +91,12 @@ class YadtqPeer(Peer):
         self.workers.wait_ready(self.client, timeout)
 
     def submit(self, item: Item) -> Any:
-        return self.client.submit("PBADD", item)
+        return self.client.submit(self.task, item)
 
     def submit_bulk(self, items: list[Item]) -> list[Any]:
         out: list[Any] = []
         for i in range(0, len(items), 500):
-            out += self.client.submit_many([("PBADD", it) for it in items[i:i + 500]])
+            out += self.client.submit_many([(self.task, it) for it in items[i:i + 500]])
         return out
 
     def results(self, handles: list[Any]) -> list[Any]:
@@ -110,9 +136,18 @@ class YadtqAsyncPeer(YadtqPeer):
               "linger; the background submitter batches a burst, waiting 5 ms once submits arrive "
               "fast; Client.flush() after the loop, inside the timed submit window)")
     bulk_api = "Client.submit_many (500 per call, waits for acks)"
+    io_config = "as yadtq in the I/O phase, but one-at-a-time submits use submit(wait=False)"
 
     def submit(self, item: Item) -> Any:
-        return self.client.submit("PBADD", item, wait=False)
+        return self.client.submit(self.task, item, wait=False)
 
     def flush(self) -> None:
         self.client.flush()
+
+
+class YadtqAioPeer(YadtqPeer):
+    name = "yadtq-aio"
+    config = "as yadtq (its I/O variant: ``--io``)"
+    io_config = ("as yadtq --io (--concurrency 64), task PBASLEEP: `async def`, await asyncio.sleep(0.01) "
+                 "on the worker's event loop (up to 1,000 coroutines per worker)")
+    io_task = "PBASLEEP"
