@@ -66,22 +66,31 @@ def warm_up(peer: Peer, sz: phases.Sizes) -> dict[str, Any]:
         peer.stop()
 
 
-def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
-    """One repeat of every phase; workers are stopped on entry and on exit."""
+def run_rep(peer: Peer, rep: int, sz: phases.Sizes, io: bool = False) -> dict[str, Any]:
+    """One repeat of every phase, or with ``io`` of the I/O phase (``--io``: start, ready, then the
+    warm drain of the sleeping task, ``sz.warm_drain`` tasks); workers are stopped on entry and
+    on exit."""
     rec = Recorder(peer.ns)
     out: dict[str, Any] = {"started": time.strftime("%H:%M:%S"), "loadavg_1min": os.getloadavg()[0]}
     try:
-        try:
-            out["drain"] = phases.drain(peer, rec, f"r{rep}drain", sz)
-        except phases.PhaseError as exc:
-            out["drain"] = {"error": str(exc), "check": exc.check}
+        steps: list[tuple[str, Any]]
+        if io:
             peer.stop()
-        steps: list[tuple[str, Any]] = [
-            ("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz, start=not peer.alive())),
-            ("warm_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}wdrain", sz)),
-            ("burst", lambda: phases.burst(peer, rec, f"r{rep}burst", sz))]
-        steps += [(f"rate_{r}", lambda r=r: phases.offered(peer, rec, f"r{rep}rate{r}", r, sz))
-                  for r in sz.rates]
+            steps = [("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz)),
+                     ("io_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}io", sz))]
+        else:
+            try:
+                out["drain"] = phases.drain(peer, rec, f"r{rep}drain", sz)
+            except phases.PhaseError as exc:
+                out["drain"] = {"error": str(exc), "check": exc.check}
+                peer.stop()
+            steps = [
+                ("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz,
+                                                     start=not peer.alive())),
+                ("warm_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}wdrain", sz)),
+                ("burst", lambda: phases.burst(peer, rec, f"r{rep}burst", sz))]
+            steps += [(f"rate_{r}", lambda r=r: phases.offered(peer, rec, f"r{rep}rate{r}", r, sz))
+                      for r in sz.rates]
         for name, step in steps:
             if name.startswith("rate_"):
                 capacity = max(out.get("drain", {}).get("drain_per_s", 0),
@@ -96,28 +105,6 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
                 out[name] = {"error": str(exc), "check": exc.check}
                 if name == "ready" or not peer.alive():
                     break
-    except Exception as exc:  # one system's failure must not end the run
-        out["error"] = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    finally:
-        peer.stop()
-    return out
-
-
-def run_io_rep(peer: Peer, rep: int, sz: phases.Sizes) -> dict[str, Any]:
-    """One repeat of the I/O phase (``--io``): start, ready, then the warm drain of the sleeping task
-    (``sz.warm_drain`` tasks); workers are stopped on entry and on exit."""
-    rec = Recorder(peer.ns)
-    out: dict[str, Any] = {"started": time.strftime("%H:%M:%S"), "loadavg_1min": os.getloadavg()[0]}
-    try:
-        peer.stop()
-        for name, step in [("ready", lambda: phases.start_ready(peer, rec, f"r{rep}ready", sz)),
-                           ("io_drain", lambda: phases.warm_drain(peer, rec, f"r{rep}io", sz))]:
-            try:
-                out[name] = step()
-            except phases.PhaseError as exc:
-                out[name] = {"error": str(exc), "check": exc.check}
-                break
     except Exception as exc:  # one system's failure must not end the run
         out["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
@@ -265,7 +252,7 @@ def main() -> int:
             for name in order:
                 t0 = time.time()
                 print(f"[repeat {rep + 1}/{repeats}] {name} ...", end=" ", flush=True)
-                reps[name].append((run_io_rep if args.io else run_rep)(peers[name], rep, sz))
+                reps[name].append(run_rep(peers[name], rep, sz, io=args.io))
                 errs = {k: v["error"] for k, v in reps[name][-1].items()
                         if isinstance(v, dict) and "error" in v}
                 print(f"{time.time() - t0:.0f} s" + (f"  errors: {errs}" if errs else ""), flush=True)
