@@ -31,7 +31,8 @@ class _Slot(Generic[I, R]):
 
     def __init__(self, items: Sequence[I]) -> None:
         self.items = items
-        self.done = threading.Event()
+        self.done = threading.Lock()  # held until the answer is in: cheaper than an Event
+        self.done.acquire()
         self.result: list[R] = []
         self.error: BaseException | None = None
 
@@ -63,8 +64,8 @@ class Coalescer(Generic[I, R]):
                 return self.fn(items)
             finally:
                 self._turn.release()
-                with self._cv:
-                    if self._queue:
+                if self._queue:  # (read without the lock: an append notifies on its own)
+                    with self._cv:
                         self._cv.notify()
         slot: _Slot[I, R] = _Slot(items)
         with self._cv:
@@ -76,7 +77,7 @@ class Coalescer(Generic[I, R]):
                 self._thread.start()
             self._queue.append(slot)
             self._cv.notify()
-        slot.done.wait()
+        slot.done.acquire()
         if slot.error is not None:
             raise slot.error
         return slot.result
@@ -113,7 +114,7 @@ class Coalescer(Generic[I, R]):
                             s.error = exc
                 finally:
                     for s in batch:
-                        s.done.set()
+                        s.done.release()
 
     def _send(self, batch: list[_Slot[I, R]]) -> None:
         if len(batch) > 1:

@@ -98,7 +98,7 @@ class Runner:
 
     def submit(self, items: list[tuple[Track, Record]]) -> None:
         """Queue delivered messages (validated by the thread that takes them)."""
-        self.work.put([(track, rec, False) for track, rec in items])
+        self.work.split([(track, rec, False) for track, rec in items])
 
     def stop(self) -> None:
         """Start nothing more: each thread ends after the messages in its hands."""

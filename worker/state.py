@@ -53,21 +53,27 @@ class WorkQueue:
         """Messages waiting (read without the lock: an estimate for flow control)."""
 
     def put(self, unit: list[Item] | Callable[[], None], front: bool = False) -> None:
-        """Queue messages (split by level, in order within each), or a call (kept through
-        ``clear``); ``front``: before what waits at the same level."""
+        """Queue a call (kept through ``clear``) or messages of one level (a unit ``split`` made,
+        or part of one); ``front``: before what waits at the same level."""
         if not unit:
             return
-        parts: dict[int, list[Item]] = {}
-        for item in unit if isinstance(unit, list) else ():
-            parts.setdefault(level_of(item[1].partition) + 1, []).append(item)
+        line = level_of(unit[0][1].partition) + 1 if isinstance(unit, list) else 0
         with self._cond:
-            for line, part in parts.items() if parts else [(0, unit)]:
-                if front:
-                    self._lines[line].appendleft(part)
-                else:
-                    self._lines[line].append(part)
+            if front:
+                self._lines[line].appendleft(unit)
+            else:
+                self._lines[line].append(unit)
             self.queued += len(unit) if isinstance(unit, list) else 1
-            self._cond.notify(len(parts) or 1)
+            self._cond.notify()
+
+    def split(self, unit: list[Item]) -> None:
+        """Queue delivered messages, one unit per level in the order given (a poll's records:
+        split once here, so a unit's remainder put back after each chunk is not split again)."""
+        parts: dict[int, list[Item]] = {}
+        for item in unit:
+            parts.setdefault(level_of(item[1].partition), []).append(item)
+        for part in parts.values():
+            self.put(part)
 
     def get(self) -> list[Item] | Callable[[], None] | None:
         """The next unit, highest level first (waits for one); None once closed."""

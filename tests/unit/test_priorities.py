@@ -225,8 +225,8 @@ def test_with_lags_known_a_hidden_high_backlog_is_found_and_an_empty_level_gets_
 def test_the_runner_queue_takes_higher_levels_first_and_serves_a_lower_one_in_turn() -> None:
     q = WorkQueue()
     rec = lambda index, off: (None, Record(slot(index, 0), off, b""), False)  # noqa: E731
-    q.put([rec(0, 0), rec(2, 0), rec(0, 1)])  # normal and low in one poll: split by level
-    q.put([rec(1, 0), rec(1, 1)])  # high, polled later
+    q.split([rec(0, 0), rec(2, 0), rec(0, 1)])  # normal and low in one poll: split by level
+    q.split([rec(1, 0), rec(1, 1)])  # high, polled later
     q.put(lambda: None)  # an async outcome to write
     assert q.queued == 6 and q.top_level() == 0
     assert callable(q.get())
