@@ -40,7 +40,7 @@ def task_json(t: Task) -> dict[str, Any]:
     """``t`` as the JSON object ``--json`` prints (every field, history included; ``problem`` is
     null unless the record is malformed, and ``state`` is then ``invalid``)."""
     return {"id": t.id, "name": t.name, "args": list(t.args), "queue": t.queue,
-            "state": state_text(t),
+            "priority": t.priority, "state": state_text(t),
             "problem": t.problem,
             "result": t.result, "error": t.error, "attempt": t.attempt, "worker": t.worker,
             "created_at": t.created_at, "updated_at": t.updated_at, "due_at": t.due_at,
@@ -100,7 +100,7 @@ def print_tasks(tasks: list[Task], out: TextIO) -> None:
 def print_task(t: Task, out: TextIO) -> None:
     """Every field of one task, then its history (``yadtq view``); timestamps in UTC."""
     fields = [("id", t.id), ("task", safe_text(t.name)), ("queue", t.queue),
-              ("args", format_args(t.args)),
+              ("priority", t.priority), ("args", format_args(t.args)),
               ("state", state_text(t)),
               *([("problem", safe_text(t.problem))] if t.problem is not None else []),
               ("result", format_value(t.result)),

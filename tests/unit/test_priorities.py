@@ -313,3 +313,15 @@ def test_a_member_joining_moves_only_what_it_takes() -> None:
     three = assign.plan({"A": topics, "B": topics, "C": topics}, parts, {**owned, "C": []})
     moved = sum(1 for m in ("A", "B") for t in topics for p in two[m][t] if p not in three[m][t])
     assert moved == 12 and all(_shares(three, t) == [4, 4, 4] for t in topics)
+
+
+def test_the_cli_shows_the_level(client: Client) -> None:  # noqa: F811
+    import io
+
+    from yadtq.cli_output import print_task, task_json
+
+    task = client.get(client.submit("ADD", [1, 2], priority="high"))
+    assert task_json(task)["priority"] == "high"
+    out = io.StringIO()
+    print_task(task, out)
+    assert "priority:  high" in out.getvalue()
