@@ -111,7 +111,7 @@ class Client:
 
     # ------------------------------------------------------------------ submit
     def submit(self, name: str, args: Iterable[Any] = (), *, wait: bool = True, delay: Any = None,
-               eta: Any = None, queue: str | None = None, priority: str = "normal") -> str:
+               eta: Any = None, queue: str | None = None, priority: str | None = None) -> str:
         """Validate, record and enqueue one task; return its id.
 
         ``delay`` (seconds, a ``timedelta`` or a text such as ``"5m"``) or ``eta`` (a ``datetime``:
@@ -121,8 +121,9 @@ class Client:
         task's own, ``@task(queue=...)``, else ``default``) picks the Kafka topic it goes through:
         only workers started with that queue (``--queues``) run it. ``InvalidTask`` for a name
         that is not a queue name; a queue's topic is created on its first use. ``priority``
-        (``high``, ``normal``, ``low``): workers drain a queue's higher levels first, never
-        starving a lower one for long (see the README's "Priorities").
+        (``high``, ``normal``, ``low``; default: the task's own, ``@task(priority=...)``, else
+        ``normal``): workers drain a queue's higher levels first, never starving a lower one for
+        long (see the README's "Priorities").
 
         ``wait=True`` (the default) returns once Kafka acknowledged the task and raises
         ``ServiceUnavailable`` if it did not. ``wait=False`` returns at once with the id; the task
@@ -135,7 +136,7 @@ class Client:
                                 priority=priority)[0]
 
     def submit_text(self, text: str, *, delay: Any = None, eta: Any = None,
-                    queue: str | None = None, priority: str = "normal") -> str:
+                    queue: str | None = None, priority: str | None = None) -> str:
         """Submit a command line such as ``ADD 2 3`` (``delay``/``eta`` as ``submit``; the
         dashboard's ``ADD 2 3 in 30s`` suffix is split off by ``yadtq.when.split_text``)."""
         name, args = self.parse(text)
@@ -143,12 +144,13 @@ class Client:
 
     def submit_many(self, tasks: Sequence[tuple[str, Iterable[Any]]], *, wait: bool = True,
                     delay: Any = None, eta: Any = None, queue: str | None = None,
-                    priority: str = "normal") -> list[str]:
+                    priority: str | None = None) -> list[str]:
         """Validate every task first (nothing is sent if one is invalid), then send them together
         (or schedule them all for ``delay``/``eta``; ``queue`` as ``submit``)."""
         due = _when.due(delay, eta, self.store.clock())
         try:
-            check_priority(priority)
+            if priority is not None:
+                check_priority(priority)
             if queue is not None:
                 self.settings.queue_topic(queue)
         except ValueError as exc:
@@ -161,7 +163,8 @@ class Client:
                 functools.partial(_validate, name=name, args=values_in))
             # a microsecond apart: "newest first" lists keep the order they were given in
             envelopes.append(Envelope(uuid.uuid4().hex, spec.name, values, now + i * 1e-6,
-                                      spec.queue if queue is None else queue, priority))
+                                      spec.queue if queue is None else queue,
+                                      spec.priority if priority is None else priority))
         for env in envelopes:
             try:
                 env.encode()

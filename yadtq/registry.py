@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import InvalidTask
-from yadtq.keys import DEFAULT_QUEUE, check_queue
+from yadtq.keys import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_priority, check_queue
 from yadtq.wire import MAX_ARGS, MAX_INT_DIGITS, MAX_STRING_CHARS, NAME_RE, check_scalar
 
 TaskFunction = Callable[..., Any]
@@ -56,12 +56,14 @@ class TaskSpec:
     isolation: str = "thread"
     """``thread`` (a runner thread of the worker) or ``process`` (a child process of the worker:
     off its GIL, and killed at the time limit whatever it runs)."""
+    priority: str = DEFAULT_PRIORITY
+    """The level its tasks go at unless ``submit(priority=...)`` says otherwise."""
 
     def to_public(self) -> dict[str, Any]:
         """What workers publish to Redis so the dashboard can offer and check the task."""
         return {"name": self.name, "params": [[p.name, p.kind] for p in self.params],
                 "varargs": self.varargs, "description": self.description[:200],
-                "queue": self.queue}
+                "queue": self.queue, "priority": self.priority}
 
     @classmethod
     def from_public(cls, data: dict[str, Any]) -> TaskSpec:
@@ -71,7 +73,8 @@ class TaskSpec:
                        for n, k in data.get("params", []))
         return cls(str(data["name"]), None, params, description=str(data.get("description", "")),
                    varargs=bool(data.get("varargs", False)),
-                   queue=check_queue(data.get("queue", DEFAULT_QUEUE)))
+                   queue=check_queue(data.get("queue", DEFAULT_QUEUE)),
+                   priority=check_priority(data.get("priority", DEFAULT_PRIORITY)))
 
     @property
     def usage(self) -> str:
@@ -89,18 +92,19 @@ class Registry:
 
     def register(self, fn: TaskFunction, name: str | None = None, *, max_attempts: int | None = None,
                  time_limit: float | None = None, queue: str = DEFAULT_QUEUE,
-                 isolation: str = "thread") -> TaskSpec:
+                 isolation: str = "thread", priority: str = DEFAULT_PRIORITY) -> TaskSpec:
         task_name = name or fn.__name__
         if not NAME_RE.fullmatch(task_name):
             raise ValueError(f"invalid task name {task_name!r}")
         check_queue(queue)
+        check_priority(priority)
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         _check_isolation(fn, isolation)
         params, varargs = _params_of(fn)
         spec = TaskSpec(task_name, fn, params, max_attempts, time_limit,
                         inspect.getdoc(fn) or "", varargs, inspect.iscoroutinefunction(fn), queue,
-                        isolation)
+                        isolation, priority)
         self._specs[task_name] = spec
         return spec
 
@@ -110,13 +114,14 @@ class Registry:
 
     def task(self, name: str | None = None, *, max_attempts: int | None = None,
              time_limit: float | None = None,
-             queue: str = DEFAULT_QUEUE,
-             isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
+             queue: str = DEFAULT_QUEUE, isolation: str = "thread",
+             priority: str = DEFAULT_PRIORITY) -> Callable[[TaskFunction], TaskFunction]:
         check_queue(queue)  # at the decorator, not at the first submit
+        check_priority(priority)
 
         def decorator(fn: TaskFunction) -> TaskFunction:
             self.register(fn, name, max_attempts=max_attempts, time_limit=time_limit, queue=queue,
-                          isolation=isolation)
+                          isolation=isolation, priority=priority)
             return fn
         return decorator
 
@@ -315,9 +320,12 @@ default_registry = Registry()
 
 def task(name: str | None = None, *, max_attempts: int | None = None,
          time_limit: float | None = None, queue: str = DEFAULT_QUEUE,
-         isolation: str = "thread") -> Callable[[TaskFunction], TaskFunction]:
+         isolation: str = "thread",
+         priority: str = DEFAULT_PRIORITY) -> Callable[[TaskFunction], TaskFunction]:
     """Register a function on the default registry under ``name`` (its own name by default);
     ``queue`` names the queue its tasks go to (``yadtq-worker --queues`` picks queues);
-    ``isolation="process"`` runs it in a child process of the worker (CPU-bound work)."""
+    ``isolation="process"`` runs it in a child process of the worker (CPU-bound work);
+    ``priority`` is the level its tasks go at (``high``, ``normal``, ``low``) unless a submit
+    names another."""
     return default_registry.task(name, max_attempts=max_attempts, time_limit=time_limit,
-                                 queue=queue, isolation=isolation)
+                                 queue=queue, isolation=isolation, priority=priority)

@@ -96,7 +96,7 @@ def test_a_stored_record_with_a_bad_level_reads_with_a_problem() -> None:
 
 
 # ------------------------------------------------------------------ every path keeps the level
-@pytest.mark.parametrize("level", BAD_LEVELS)
+@pytest.mark.parametrize("level", [lv for lv in BAD_LEVELS if lv is not None])  # None: the task's
 def test_submit_with_a_bad_level_records_and_sends_nothing(client: Client,  # noqa: F811
                                                            fake_broker: FakeBroker,
                                                            level: Any) -> None:
@@ -325,3 +325,28 @@ def test_the_cli_shows_the_level(client: Client) -> None:  # noqa: F811
     out = io.StringIO()
     print_task(task, out)
     assert "priority:  high" in out.getvalue()
+
+
+def test_a_task_declares_its_own_level_and_a_submit_may_name_another(
+        fake_settings: Settings, fake_store: RedisStore, fake_broker: FakeBroker) -> None:
+    from yadtq.registry import Registry, TaskSpec
+
+    own_reg = Registry()
+
+    @own_reg.task("PING", priority="high")
+    def ping() -> str:
+        return "pong"
+
+    with pytest.raises(ValueError, match="invalid priority"):
+        own_reg.task("BAD", priority="urgent")
+    c = Client(fake_settings, store=fake_store, producer_factory=fake_broker.producer,
+               kafka_ping=fake_broker.ping, registry=own_reg)
+    own, overridden = c.submit("PING"), c.submit("PING", priority="normal")
+    assert (c.get(own).priority, c.get(overridden).priority) == ("high", "normal")
+    assert topic_ids(fake_broker, f"{fake_settings.topic}.default.high") == [own]
+    spec = own_reg.get("PING")
+    assert spec is not None and TaskSpec.from_public(spec.to_public()).priority == "high"
+    with pytest.raises(ValueError, match="invalid priority"):
+        TaskSpec.from_public({**spec.to_public(), "priority": "urgent"})
+    assert TaskSpec.from_public({k: v for k, v in spec.to_public().items()
+                                 if k != "priority"}).priority == "normal"  # an older worker's
