@@ -259,8 +259,7 @@ def _submit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in", dest="delay", metavar="DURATION", help="run it in 30 (s), 30s, 5m, 2h, 1d")
     p.add_argument("--at", dest="eta", metavar="TIME", help="run it at 2026-12-01T09:00 (local time)")
     p.add_argument("--queue", metavar="NAME", help="its queue (default: the task's own, else default)")
-    p.add_argument("--priority", default=None,
-                   help="high, normal or low (default: the task's own, else normal)")
+    p.add_argument("--priority", help="high, normal or low (default: the task's own, else normal)")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
