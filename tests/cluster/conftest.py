@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
 from yadtq import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +45,6 @@ def _unavailable(msg: str) -> None:
         pytest.fail(msg)
     pytest.skip(msg)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -143,7 +139,7 @@ def cluster_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     data = tmp_path_factory.mktemp("cluster-redis")
     secret = data / "password"
     secret.write_text(REDIS_SECRET + "\n")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "yes", "--appendfsync", "everysec",
                              "--requirepass", REDIS_SECRET, "--dir", str(data)],

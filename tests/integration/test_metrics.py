@@ -14,16 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.helpers import send_raw, wait_ids_final
 from tests.polling import wait_until
+from tests.ports import free_port
 from yadtq import Client, Settings
 from yadtq.models import TaskState
 
 pytestmark = pytest.mark.integration
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

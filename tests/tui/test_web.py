@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.ports import free_port
 from yadtq import Client, Settings
 
 pytestmark = [pytest.mark.tui]
@@ -43,11 +44,6 @@ SCREENSHOT = (ROOT / "docs" / "dashboard-browser.png" if os.environ.get("YADTQ_U
 TOKEN = "t0k3n-" + "q7Zx9-RwM2kP4vLs"  # 22 characters; searched for in what the server emits
 COLS, ROWS = 120, 40
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:
