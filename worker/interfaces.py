@@ -19,6 +19,10 @@ from yadtq.settings import Settings
 
 
 class Consumer(Protocol):
+    keeps_paused_fetches: bool
+    """Whether what was fetched for a partition before it was paused is returned by a poll after
+    it is resumed (kafka-python) or dropped and fetched again (librdkafka)."""
+
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]: ...
     def assignment(self) -> set[int]: ...
     def joined(self) -> bool: ...

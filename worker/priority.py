@@ -40,7 +40,7 @@ from yadtq.keys import PRIORITIES, topic_rank
 LEVELS = len(PRIORITIES)
 PEEK_SECONDS = 0.1
 """While the runner has enough waiting, the loop polls the levels above the highest one waiting
-in it this often (``Worker._take``), so a high task overtakes a worker full of normal ones, and
+in it this often (``worker.polling``), so a high task overtakes a worker full of normal ones, and
 gives a held-back level its turn by the same rule."""
 TURN_EVERY = 8
 """In the runner's queue (``worker.state.WorkQueue``), a lower level waiting is taken once per

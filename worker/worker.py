@@ -49,7 +49,7 @@ from worker.interfaces import (
 )
 from worker.metrics import Metrics
 from worker.outbox import Outbox
-from worker.priority import PEEK_SECONDS, TURN_POLL_MS, PriorityGate
+from worker.polling import POLL_WHILE_FULL_SECONDS, Poller
 from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
@@ -75,8 +75,6 @@ stuck in a join for good (alive, no partitions) while the others shared the work
 RUNNER_FAILURES_BEFORE_RESTART = 3
 STAGE_SECONDS = 0.1
 """How often the committable offsets are taken (they are committed ``commit_after`` later)."""
-POLL_WHILE_FULL_SECONDS = 0.5
-"""While the runner has enough waiting, the loop still polls (paused) this often: group membership."""
 RECOMMIT_SECONDS = 5.0
 """How often the committed offsets are sent again: an asynchronous commit can fail unseen (say
 during a rebalance), and an idle partition would otherwise keep its old offset for good (the
@@ -105,7 +103,6 @@ class Worker:
         self.outbox = Outbox(settings, producer_factory or kafka_producer, self.id,
                              self.metrics.dead_lettered.inc)
         self.inflight = InFlight()
-        self.gate = PriorityGate(settings.priority_max_batches, settings.priority_max_wait)
         self.runner = Runner(settings, registry, self.store, self.outbox, self.id, self.stopping,
                              self.metrics, self.inflight)
         self.metrics.running(lambda: len(self.runner.status.running))
@@ -123,15 +120,10 @@ class Worker:
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
         """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
-        self._pending: list[Record] = []
-        """Records polled while the runner had enough waiting: handed over next."""
-        self._paused: set[int] = set()
-        self._last_peek = 0.0
-        self._last_poll = 0.0
+        self.poller = Poller(settings, self.runner.work, self.inflight, self.runner.idle,
+                             self.stopping)
         self.commits = Committer(settings.commit_after,
                                  lambda: self.stopping.is_set() or bool(self.exit_code))
-        self._lock = threading.Lock()
-        """Guards ``_pending``: rebalance callbacks run on Kafka's thread."""
 
     def _threads(self) -> list[Heartbeat | CancelWatch | Reconciler | Sweeper | Scheduler]:
         """The parts with a thread of their own, besides the runner."""
@@ -200,7 +192,7 @@ class Worker:
             if now - last_stage > STAGE_SECONDS:
                 self._stage(consumer)
                 last_stage = now
-            records = self._take(consumer)
+            records = self.poller.take(consumer)
             if records:
                 handled += self._dispatch(records)
                 last_work = time.monotonic()
@@ -236,66 +228,6 @@ class Worker:
         self.commits.stage(consumer, self.inflight.committable())
         self.commits.commit_aged(consumer)
 
-    def _take(self, consumer: Consumer) -> list[Record]:
-        """Records for the runner, when it has fewer waiting than it has threads. Otherwise poll
-        with every partition paused, now and then, to stay in the group. Partitions with too many
-        uncommitted offsets (a long task holds them back) stay paused until they drain, and so do
-        lower priority levels while a higher one has a backlog (``worker.priority``); while full,
-        the levels above the highest one waiting are polled every ``PEEK_SECONDS``."""
-        want = self.runner.work.queued < self.settings.concurrency
-        try:
-            if want:
-                with self._lock:
-                    stashed, self._pending = self._pending, []
-                if stashed:
-                    return stashed
-                self._last_poll = now = time.monotonic()
-                held = self.gate.hold(consumer, now)  # lower priority levels wait
-                self._pause(consumer, self.inflight.crowded() | held)
-                wait = 200 if self.runner.idle() and not self.gate.turn else TURN_POLL_MS
-                records = consumer.poll(timeout_ms=wait, max_records=self.settings.max_poll_records)
-                self.gate.saw(r.partition for r in records)
-                return records
-            now, top = time.monotonic(), self.runner.work.top_level()
-            since = now - self._last_poll
-            if top is not None and now - self._last_peek >= PEEK_SECONDS:  # above what waits
-                self._last_peek = now  # (and a held-back level's turn)
-                held = self.gate.hold(consumer, now, above=top)
-                paused = held | self.inflight.crowded()
-                if consumer.assignment() - paused:
-                    self._last_poll = time.monotonic()
-                    self._pause(consumer, paused)
-                    # kafka-python: poll(0) sends the fetch, what it brings back is kept while
-                    # paused (next peek); librdkafka drops it on pause, so wait for it there
-                    wait = 0 if self.settings.kafka_client == "kafka-python" else TURN_POLL_MS
-                    records = consumer.poll(timeout_ms=wait,
-                                            max_records=self.settings.max_poll_records)
-                    self.gate.saw(r.partition for r in records)
-                    return records
-            if since < POLL_WHILE_FULL_SECONDS:
-                time.sleep(0.01)
-                return []
-            self._pause(consumer, consumer.assignment())
-            extra = consumer.poll(timeout_ms=0)
-            self._last_poll = time.monotonic()
-            if extra:
-                with self._lock:
-                    self._pending.extend(extra)
-        except YadtqError as exc:
-            log.warning("poll failed: %s", exc)
-            self.stopping.wait(0.5)
-        return []
-
-    def _pause(self, consumer: Consumer, partitions: set[int]) -> None:
-        """Have exactly ``partitions`` paused (of those assigned)."""
-        assigned = consumer.assignment()
-        target = partitions & assigned
-        if target - self._paused:
-            consumer.pause(target - self._paused)
-        if (self._paused & assigned) - target:
-            consumer.resume((self._paused & assigned) - target)
-        self._paused = target
-
     def _dispatch(self, records: list[Record]) -> int:
         self.runner.submit(self.inflight.add(records))
         return len(records)
@@ -310,13 +242,11 @@ class Worker:
                 self.runner.work.clear()  # not started: redelivered after we leave the group
             if self.runner.idle() or not self._healthy(consumer):
                 break
-            if time.monotonic() - self._last_poll > POLL_WHILE_FULL_SECONDS:
-                try:
-                    self._pause(consumer, consumer.assignment())
-                    consumer.poll(timeout_ms=0)  # these records are redelivered: not committed
+            if time.monotonic() - self.poller.last_poll > POLL_WHILE_FULL_SECONDS:
+                try:  # what it returns is redelivered: not committed
+                    self.poller.keep_alive(consumer)
                 except YadtqError as exc:
                     log.warning("poll while finishing failed: %s", exc)
-                self._last_poll = time.monotonic()
             self._stage(consumer)
             time.sleep(0.02)
         self._stage(consumer)
@@ -355,10 +285,8 @@ class Worker:
             log.warning("closing the stuck consumer: %s", exc)
         self._assigned = frozenset()
         self.inflight.revoke()
-        self._paused = set()
+        self.poller.reset()
         self.commits.forget()
-        with self._lock:
-            self._pending = []
         fresh = self._connect()
         self._consumer = fresh
         return fresh
@@ -376,15 +304,13 @@ class Worker:
                     break
             time.sleep(0.02)
         self._assigned = self._assigned - partitions
-        self._paused = self._paused - partitions
+        self.poller.revoked(partitions)
         self.commits.forget(partitions)
-        with self._lock:
-            self._pending = [r for r in self._pending if r.partition not in partitions]
         log.info("partitions revoked: %s", sorted(partitions))
 
     def _on_assigned(self, partitions: set[int]) -> None:
         self._assigned = self._assigned | partitions
-        self._paused = self._paused - partitions  # a new assignment starts unpaused
+        self.poller.assigned(partitions)
         log.info("partitions assigned: %s", sorted(partitions))
 
     # ------------------------------------------------------------------ shutdown

@@ -253,6 +253,8 @@ class TaskConsumer:
     partitions that change owner; the others keep running through the rebalance) and balanced per
     topic (``PerTopicAssignor``: every worker gets its share of each priority level)."""
 
+    keeps_paused_fetches = True
+
     def __init__(self, settings: Settings, client_id: str,
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:

@@ -235,6 +235,8 @@ class ConfluentConsumer:
     0)``; ``consume(n, timeout)`` alone would wait for n messages or the whole timeout). The
     rebalance callbacks run inside ``poll`` (librdkafka calls them from the polling thread)."""
 
+    keeps_paused_fetches = False
+
     def __init__(self, settings: Settings, client_id: str,
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:

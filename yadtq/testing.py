@@ -125,6 +125,8 @@ class FakeProducer:
 
 
 class FakeConsumer:
+    keeps_paused_fetches = True
+
     def __init__(self, broker: FakeBroker, settings: Settings, client_id: str,
                  on_revoked: Callable[[set[int]], None],
                  on_assigned: Callable[[set[int]], None]) -> None:
