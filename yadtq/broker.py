@@ -7,7 +7,6 @@ rules: ``yadtq.topics``; in-memory fakes of the same surfaces: ``yadtq.testing``
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.structs import MemberState
 
 from yadtq import assign, topics
-from yadtq.broker_types import Record, dead_letter_body, log_failed_commit, slot, unslot
+from yadtq.broker_types import QueueTopics, Record, Renewing, SlotTopics, dead_letter_body, log_failed_commit
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, client_config, consumer_config, producer_config
 from yadtq.settings import Settings
@@ -70,7 +69,6 @@ def kafka_errors(bootstrap: str, what: str) -> Iterator[None]:
 
 
 _errors = kafka_errors
-
 _SEND_FAILURES: tuple[type[Exception], ...] = (YadtqError, *KAFKA_FAILURES)
 """A send also fails when the envelope does not encode (``DecodeError``)."""
 
@@ -79,53 +77,35 @@ class TaskProducer:
     """Sends task envelopes to the tasks topic and waits for the broker's acknowledgement.
 
     After a delivery times out (a broker failure longer than the delivery timeout) the next send
-    goes through a new kafka-python producer: its idempotent producer was seen to stay stuck after
-    an expired batch (every later send timed out for as long as it was used, 90 s in a test), and
-    a new one starts with a fresh producer id. The old one is closed in the background."""
+    goes through a new kafka-python producer (``Renewing``): its idempotent producer was seen to
+    stay stuck after an expired batch (every later send timed out, 90 s in a test); a new one
+    starts with a fresh producer id."""
 
     def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
         self.settings = settings
-        self._linger_ms = linger_ms
-        self._lock = threading.Lock()
-        self._stale = False
-        self._ready = {settings.topic}  # topics known to exist (a queue's: made at its first send)
-        self._p = self._new()
+        self._topics = QueueTopics(settings)
 
-    def _new(self) -> Any:
-        with _errors(self.settings.kafka_bootstrap, "a producer"):
-            return KafkaProducer(**producer_config(self.settings, self._linger_ms))
+        def new() -> Any:
+            with _errors(settings.kafka_bootstrap, "a producer"):
+                return KafkaProducer(**producer_config(settings, linger_ms))
 
-    def _producer(self) -> Any:
-        """The producer to send with: a new one once a delivery has timed out."""
-        with self._lock:
-            if not self._stale:
-                return self._p
-            old = self._p
-            self._p = self._new()  # raises ServiceUnavailable: stays stale, tried again next time
-            self._stale = False
-        log.warning("a Kafka delivery timed out: sending through a new producer from now on")
-        threading.Thread(target=self._close, args=(old, DELIVERY_TIMEOUT_SECONDS),
-                         name="yadtq-producer-close", daemon=True).start()
-        return self._p
+        self._clients = Renewing(new, lambda old: self._close(old, DELIVERY_TIMEOUT_SECONDS),
+                                 "a Kafka delivery timed out: sending through a new producer now")
+        self._producer = self._clients.get
 
     def _send_one(self, producer: Any, env: Envelope) -> Any:
-        """Hand ``env`` to kafka-python, to its queue's topic (made first if this producer has
-        not used it yet): its future, or the exception that refused it (a bad queue name is refused
-        by ``encode`` before any topic is made)."""
+        """Hand ``env`` to kafka-python, to its queue's topic: its future, or the exception that
+        refused it."""
         try:
             value = env.encode()
-            topic = self.settings.queue_topic(env.queue, env.priority)
-            if topic not in self._ready:
-                ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
-                self._ready.add(topic)
-            return producer.send(topic, key=env.id.encode(), value=value)
+            return producer.send(self._topics.of(env), key=env.id.encode(), value=value)
         except _SEND_FAILURES as exc:  # reported per task
             return exc
 
     def _failed(self, exc: BaseException) -> None:
         """Note a failed delivery: after a timeout the producer is replaced before the next send."""
         if isinstance(exc, KafkaTimeoutError):
-            self._stale = True
+            self._clients.stale()
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
@@ -181,7 +161,7 @@ class TaskProducer:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every message sent so far is acknowledged or has failed."""
-        self._flush(self._p, timeout)
+        self._flush(self._clients.current, timeout)
 
     def send_raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         with _errors(self.settings.kafka_bootstrap, "a message"):
@@ -208,7 +188,7 @@ class TaskProducer:
             log.warning("closing the producer: %s", exc)
 
     def close(self) -> None:
-        self._close(self._p, 2)
+        self._close(self._clients.current, 2)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -221,8 +201,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def on_partitions_revoked(self, revoked: Any) -> None:
         self.on_revoked(self.slots(revoked))
 
-    def on_partitions_lost(self, lost: Any) -> None:
-        self.on_revoked(self.slots(lost))
+    on_partitions_lost = on_partitions_revoked  # lost (the session expired): gone all the same
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.on_assigned(self.slots(assigned))
@@ -259,28 +238,26 @@ class TaskConsumer:
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        self._topics = settings.worker_topics()
-        self._index = {t: i for i, t in enumerate(self._topics)}
+        self._topics = SlotTopics(settings)
         with _errors(settings.kafka_bootstrap, "a consumer"):
             self._c = KafkaConsumer(**consumer_config(settings, client_id),
                                     partition_assignment_strategy=(PerTopicAssignor,
                                                                    CooperativeStickyAssignor))
-            self._c.subscribe(self._topics,
+            self._c.subscribe(self._topics.names,
                               listener=_Listener(on_revoked, on_assigned, self._slots))
 
     def _tp(self, number: int) -> Any:
-        index, partition = unslot(number)
-        return TopicPartition(self._topics[index], partition)
+        return TopicPartition(*self._topics.of(number))
 
     def _slots(self, tps: Any) -> set[int]:
-        return {slot(self._index[tp.topic], tp.partition) for tp in tps if tp.topic in self._index}
+        return self._topics.slots((tp.topic, tp.partition) for tp in tps)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         with _errors(self.settings.kafka_bootstrap, "poll"):
             batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
         out: list[Record] = []
         for tp, messages in batches.items():
-            number = slot(self._index[tp.topic], tp.partition)
+            number = self._topics.slot(tp.topic, tp.partition)
             out.extend(Record(number, m.offset, m.value, tp.topic) for m in messages)
         return out
 
@@ -355,12 +332,7 @@ class KafkaAdmin:
 
     def partitions(self, topic: str | None = None) -> int:
         """How many partitions the tasks topic (or ``topic``) has."""
-        name = topic or self.settings.topic
-        described = self.describe_topics([name])
-        parts = described[0].get("partitions") if described else None
-        if not parts:
-            raise ServiceUnavailable(f"Kafka: topic {name} has no partitions yet")
-        return len(parts)
+        return topics.partition_count(self, topic or self.settings.topic)
 
     def end_offsets(self, partitions: int, topic: str | None = None) -> dict[int, int]:
         """partition -> offset of the next message written to it."""
@@ -378,8 +350,7 @@ class KafkaAdmin:
         return {tp.partition: int(o.offset) for tp, o in found.get(self.settings.group, {}).items()
                 if tp.topic == name and o.offset >= 0}
 
-    def partition_of(self, task_id: str, partitions: int) -> int:
-        return partition_of(task_id, partitions)
+    partition_of = staticmethod(partition_of)
 
     def live_brokers(self) -> int:
         """Brokers in the cluster's metadata that are not fenced."""

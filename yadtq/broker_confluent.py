@@ -27,7 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from yadtq.broker_types import Record, dead_letter_body, slot, unslot
+from yadtq.broker_types import QueueTopics, Record, SlotTopics, dead_letter_body
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS
 from yadtq.settings import Settings
@@ -128,7 +128,7 @@ class ConfluentProducer:
 
     def __init__(self, settings: Settings, linger_ms: int = 0) -> None:
         self.settings = settings
-        self._ready = {settings.topic}  # topics known to exist (a queue's: made at its first send)
+        self._topics = QueueTopics(settings)
         with _errors(settings.kafka_bootstrap, "a producer"):
             self._p = Producer({
                 **confluent_config(settings), "acks": "all", "linger.ms": linger_ms,
@@ -158,16 +158,9 @@ class ConfluentProducer:
             self._p.produce(topic, value=value, key=key, on_delivery=on_delivery)
 
     def _to_queue(self, env: Envelope, on_delivery: Callable[[Any, Any], None]) -> None:
-        """Produce ``env`` to its queue's topic, made first if this producer has not used it yet
-        (a bad queue name is refused by ``encode`` before any topic is made)."""
+        """Produce ``env`` to its queue's topic (``QueueTopics``)."""
         value = env.encode()
-        topic = self.settings.queue_topic(env.queue, env.priority)
-        if topic not in self._ready:
-            from yadtq.broker import ensure_topics  # the admin client is kafka-python's
-
-            ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
-            self._ready.add(topic)
-        self._produce(topic, value, env.id.encode(), on_delivery)
+        self._produce(self._topics.of(env), value, env.id.encode(), on_delivery)
 
     def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
         """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
@@ -241,8 +234,7 @@ class ConfluentConsumer:
                  on_revoked: Callable[[set[int]], None] = lambda _p: None,
                  on_assigned: Callable[[set[int]], None] = lambda _p: None) -> None:
         self.settings = settings
-        self._topics = settings.worker_topics()
-        self._index = {t: i for i, t in enumerate(self._topics)}
+        self._topics = SlotTopics(settings)
         self._on_revoked, self._on_assigned = on_revoked, on_assigned
         self._joined = False
         with self._errors("a consumer"):
@@ -255,7 +247,7 @@ class ConfluentConsumer:
                 "allow.auto.create.topics": False,
                 "partition.assignment.strategy": "roundrobin",  # per topic: see __init__
                 "on_commit": self._committed})
-            self._c.subscribe(self._topics, on_assign=self._assigned,
+            self._c.subscribe(self._topics.names, on_assign=self._assigned,
                               on_revoke=self._revoked, on_lost=self._lost)
 
     def _errors(self, what: str) -> Any:
@@ -272,7 +264,7 @@ class ConfluentConsumer:
         self._on_assigned(self._slots(partitions))
 
     def _slots(self, tps: Any) -> set[int]:
-        return {slot(self._index[tp.topic], tp.partition) for tp in tps if tp.topic in self._index}
+        return self._topics.slots((tp.topic, tp.partition) for tp in tps)
 
     def _revoked(self, _c: Any, partitions: list[Any]) -> None:
         self._on_revoked(self._slots(partitions))
@@ -289,10 +281,10 @@ class ConfluentConsumer:
                         "%s", err)
 
     def _tp(self, number: int, offset: int | None = None) -> Any:
-        index, partition = unslot(number)
+        topic, partition = self._topics.of(number)
         if offset is None:
-            return TopicPartition(self._topics[index], partition)
-        return TopicPartition(self._topics[index], partition, offset)
+            return TopicPartition(topic, partition)
+        return TopicPartition(topic, partition, offset)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
         limit = max_records or self.settings.max_poll_records
@@ -307,7 +299,7 @@ class ConfluentConsumer:
             err = m.error()
             if err is None:
                 topic = m.topic() or ""
-                out.append(Record(slot(self._index.get(topic, 0), m.partition() or 0),
+                out.append(Record(self._topics.slot(topic, m.partition() or 0),
                                   m.offset() or 0, m.value(), topic))
             elif err.code() != KafkaError._PARTITION_EOF:
                 failed.append(err)

@@ -10,9 +10,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.keys import topic_queue
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from yadtq.settings import Settings
     from yadtq.wire import Envelope
 
+log = logging.getLogger("yadtq.broker")
 
 SLOT_STRIDE = 100_000
 """A worker consumes the topics of its queues as one set of numbered partitions ("slots"):
@@ -39,6 +40,73 @@ def slot(index: int, partition: int) -> int:
 def unslot(number: int) -> tuple[int, int]:
     """``slot`` inverted: (topic index, partition)."""
     return divmod(number, SLOT_STRIDE)
+
+
+class SlotTopics:
+    """A consumer's topics (``Settings.worker_topics``) and the slots of their partitions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.names = settings.worker_topics()
+        self._index = {t: i for i, t in enumerate(self.names)}
+
+    def slot(self, topic: str, partition: int) -> int:
+        return slot(self._index[topic], partition)
+
+    def slots(self, pairs: Iterable[tuple[str, int]]) -> set[int]:
+        """The slots of (topic, partition) pairs; other topics' pairs are left out."""
+        return {slot(self._index[t], p) for t, p in pairs if t in self._index}
+
+    def of(self, number: int) -> tuple[str, int]:
+        """The (topic, partition) of a slot."""
+        index, partition = unslot(number)
+        return self.names[index], partition
+
+
+class QueueTopics:
+    """A producer's topic for an envelope (its queue's, at its level), made by ``ensure_topics``
+    the first time this producer uses it (a bad queue name is refused by ``encode`` before)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ready = {settings.topic}  # topics known to exist
+
+    def of(self, env: Envelope) -> str:
+        topic = self.settings.queue_topic(env.queue, env.priority)
+        if topic not in self._ready:
+            from yadtq.broker import ensure_topics  # the admin client is kafka-python's
+
+            ensure_topics(self.settings.with_(topic=topic), timeout=10.0)
+            self._ready.add(topic)
+        return topic
+
+
+C = TypeVar("C")
+
+
+class Renewing(Generic[C]):
+    """A client that ``get`` replaces with a new one once it was marked ``stale`` (the old one is
+    closed in a background thread). If making the new one raises, it stays stale: tried again at
+    the next ``get``."""
+
+    def __init__(self, new: Callable[[], C], close: Callable[[C], None], why: str) -> None:
+        self._new, self._close, self._why = new, close, why
+        self._lock = threading.Lock()
+        self._stale = False
+        self.current = new()
+
+    def stale(self) -> None:
+        self._stale = True
+
+    def get(self) -> C:
+        with self._lock:
+            if not self._stale:
+                return self.current
+            old, self.current = self.current, self._new()
+            self._stale = False
+        log.warning("%s", self._why)
+        threading.Thread(target=self._close, args=(old,), name="yadtq-client-close",
+                         daemon=True).start()
+        return self.current
 
 
 @dataclass(frozen=True)
@@ -126,7 +194,7 @@ def kafka_ping(settings: Settings, timeout: float = 3.0) -> None:
 def log_failed_commit(offsets: Any, response: Any) -> None:
     """The callback of an asynchronous commit: a failure is logged (the tasks are done)."""
     if isinstance(response, Exception):
-        logging.getLogger("yadtq.broker").warning(
+        log.warning(
             "asynchronous commit failed (the tasks are done; a redelivery skips them): %s", response)
 
 

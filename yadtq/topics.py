@@ -103,6 +103,15 @@ def _check(admin: TopicAdmin, described: list[dict[str, Any]], created: set[str]
             log.warning("%s", problem)
 
 
+def partition_count(admin: TopicAdmin, name: str) -> int:
+    """How many partitions topic ``name`` has (``ServiceUnavailable`` while it has none yet)."""
+    described = admin.describe_topics([name])
+    parts = described[0].get("partitions") if described else None
+    if not parts:
+        raise ServiceUnavailable(f"Kafka: topic {name} has no partitions yet")
+    return len(parts)
+
+
 def _ready(described: list[dict[str, Any]]) -> bool:
     """Every topic is known with its partitions (leaders are not needed: a broker may be down)."""
     return all(d.get("error_code", 0) == 0 and d.get("partitions") for d in described)
