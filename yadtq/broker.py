@@ -102,18 +102,23 @@ class TaskProducer:
         except _SEND_FAILURES as exc:  # reported per task
             return exc
 
-    def _failed(self, exc: BaseException) -> None:
-        """Note a failed delivery: after a timeout the producer is replaced before the next send."""
+    def _unacked(self, exc: BaseException) -> Exception:
+        """A failed delivery's error; after a timeout the producer is replaced before the next send."""
         if isinstance(exc, KafkaTimeoutError):
             self._clients.stale()
+        return ServiceUnavailable(f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}")
 
-    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
-        """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
+    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0,
+             meanwhile: Callable[[], None] | None = None) -> list[Exception | None]:
+        """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or
+        None. ``meanwhile``: see ``yadtq.broker_types.Producer``."""
         try:
             producer = self._producer()
         except YadtqError as exc:
             return [exc] * len(envelopes)
         futures = [self._send_one(producer, env) for env in envelopes]
+        if meanwhile is not None:
+            meanwhile()
         if len(envelopes) > 1:
             self._flush(producer, timeout)
         errors: list[Exception | None] = []
@@ -126,9 +131,7 @@ class TaskProducer:
                 fut.get(timeout=max(0.01, deadline - time.monotonic()))
                 errors.append(None)
             except KAFKA_FAILURES as exc:  # every failure is reported per task
-                self._failed(exc)
-                errors.append(ServiceUnavailable(
-                    f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
+                errors.append(self._unacked(exc))
         return errors
 
     def send_async(self, envelopes: Sequence[Envelope],
@@ -145,13 +148,7 @@ class TaskProducer:
             if isinstance(fut, Exception):
                 on_error(env, self._refused(fut))
                 continue
-            fut.add_errback(lambda exc, e=env: self._async_failed(e, exc, on_error))
-
-    def _async_failed(self, env: Envelope, exc: BaseException,
-                      on_error: Callable[[Envelope, Exception], None]) -> None:
-        self._failed(exc)
-        on_error(env, ServiceUnavailable(
-            f"Kafka did not acknowledge the task: {type(exc).__name__}: {exc}"))
+            fut.add_errback(lambda exc, e=env: on_error(e, self._unacked(exc)))
 
     @staticmethod
     def _refused(exc: Exception) -> Exception:

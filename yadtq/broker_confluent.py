@@ -162,8 +162,10 @@ class ConfluentProducer:
         value = env.encode()
         self._produce(self._topics.of(env), value, env.id.encode(), on_delivery)
 
-    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0) -> list[Exception | None]:
-        """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or None."""
+    def send(self, envelopes: Sequence[Envelope], timeout: float = 10.0,
+             meanwhile: Callable[[], None] | None = None) -> list[Exception | None]:
+        """Send each envelope (keyed by task id) and wait for its ack; per envelope the error or
+        None. ``meanwhile``: see ``yadtq.broker_types.Producer``."""
         pending = _Pending(len(envelopes))
         for i, env in enumerate(envelopes):
             def delivered(err: Any, _msg: Any, i: int = i) -> None:
@@ -173,6 +175,8 @@ class ConfluentProducer:
             except YadtqError as exc:  # reported per task (an envelope that does not encode too)
                 pending.report(i, exc if not isinstance(exc, BrokerError)
                                else ServiceUnavailable(f"Kafka refused the task: {exc}"))
+        if meanwhile is not None:
+            meanwhile()
         pending.done.wait(timeout)
         return pending.outcome()
 

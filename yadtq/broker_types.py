@@ -121,9 +121,14 @@ class Record:
 
 
 class Producer(Protocol):
-    """Sends to Kafka (``yadtq.broker.TaskProducer`` or ``yadtq.testing.FakeProducer``)."""
+    """Sends to Kafka (``yadtq.broker.TaskProducer`` or ``yadtq.testing.FakeProducer``).
 
-    def send(self, envelopes: Sequence[Envelope], timeout: float = ...) -> list[Exception | None]: ...
+    ``send`` waits for the acknowledgements; ``meanwhile`` (which must not raise) runs once the
+    envelopes are handed to the client, before that wait: the caller's Redis write overlaps the
+    Kafka round trip."""
+
+    def send(self, envelopes: Sequence[Envelope], timeout: float = ...,
+             meanwhile: Callable[[], None] | None = None) -> list[Exception | None]: ...
     def send_async(self, envelopes: Sequence[Envelope],
                    on_error: Callable[[Envelope, Exception], None]) -> None: ...
     def flush(self, timeout: float = ...) -> None: ...

@@ -28,6 +28,7 @@ from yadtq.batcher import drain_at_exit as _drain_at_exit
 from yadtq.broker_types import LagReader, Producer, ProducerFactory, kafka_producer
 from yadtq.cancel import CancelResult, Cancels
 from yadtq.due import DueSet
+from yadtq.enqueue import send_recorded
 from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound, YadtqError
 from yadtq.keys import check_priority
 from yadtq.models import Health, RepairStats, Task, TaskState, View, WorkerInfo
@@ -178,8 +179,7 @@ class Client:
         if not wait:
             self._background().add(envelopes)
             return [e.id for e in envelopes]
-        self.store.create(envelopes)
-        errors = self._send(envelopes)
+        errors = send_recorded(self.store, self._send, envelopes)
         failed = [(e, err) for e, err in zip(envelopes, errors, strict=True) if err is not None]
         for env, err in failed:
             self._not_enqueued(env.id, err)
@@ -233,9 +233,10 @@ class Client:
             raise ServiceUnavailable(f"{len(errors)} tasks not enqueued (marked failed where recorded): "
                                      f"{errors[0][1]}")
 
-    def _send(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
+    def _send(self, envelopes: Sequence[Envelope],
+              meanwhile: Callable[[], None] | None = None) -> list[Exception | None]:
         try:
-            return self._get_producer().send(envelopes)
+            return self._get_producer().send(envelopes, meanwhile=meanwhile)
         except ServiceUnavailable as exc:
             return [exc] * len(envelopes)
         except Exception as exc:  # noqa: BLE001 - an injected producer (factory) may raise anything
