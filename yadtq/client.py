@@ -38,6 +38,7 @@ from yadtq.schedule_store import ScheduleStore
 from yadtq.schedules import ScheduleInfo
 from yadtq.settings import Settings, redact_url
 from yadtq.store import RedisStore
+from yadtq.waiting import Finished
 from yadtq.wire import Envelope
 
 ASYNC_LINGER_MS = 0
@@ -68,6 +69,7 @@ class Client:
         self._errors_lock = threading.Lock()
         self._producer_lock = threading.Lock()
         self._cancels: Cancels | None = None
+        self._finished: Finished | None = None
         self.due = DueSet(self.store)
         """Tasks scheduled for later (``delay=``/``eta=``)."""
 
@@ -257,6 +259,14 @@ class Client:
             raise TaskNotFound(f"no task with id {task_id}")
         return task
 
+    def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Block until the task is completed, failed or cancelled, and return it (woken by the
+        worker's announcement, ``yadtq.waiting``). ``TimeoutError`` after ``timeout`` seconds."""
+        with self._producer_lock:
+            if self._finished is None:
+                self._finished = Finished(self.store)
+        return self._finished.wait(_task_id(task_id), timeout)
+
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:
         """Newest first, one page (``history=False``: without each task's history, cheaper)."""
@@ -374,6 +384,8 @@ class Client:
             self._producer = self._async_producer = None
             if self._lag is not None:
                 self._lag.close()
+            if self._finished is not None:
+                self._finished.close()
 
 
 def _task_id(text: str) -> str:

@@ -32,6 +32,8 @@ Layout::
     <p>:schedules            hash   schedule name -> JSON definition, published by workers
     <p>:schedules:last       hash   schedule name -> start (epoch s) of the latest period fired: a
                                     period at or before it never runs again (kept for good)
+    <p>:finished             pub/sub channel: a JSON array of the ids a worker just finished
+                                    (``Client.wait``)
 """
 
 from __future__ import annotations
@@ -191,6 +193,11 @@ class Keys:
     def schedules_last(self) -> str:
         """Per schedule, the latest period fired (epoch s): the scheduler's high-water mark."""
         return f"{self.prefix}:schedules:last"
+
+    @property
+    def finished(self) -> str:
+        """The channel ``FINISH`` announces final states on (a channel, not a key)."""
+        return f"{self.prefix}:finished"
 
     @property
     def due(self) -> str:

@@ -201,23 +201,23 @@ return out
 """
 
 # KEYS[K] = rate key of this second, KEYS[K + 1] = due set, KEYS[K + 2 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, attempt, new state, result JSON, error, note,
-# delay. The new state is completed, failed, cancelled, queued (handed back unstarted: Kafka
-# delivers it again) or scheduled (a retry after a backoff): then ``due_at`` = Redis's TIME + delay
-# and the id goes into the due set in this same script, so the scheduler sends it when due. When a
-# cancel was requested meanwhile (``cancel_requested``), any of them is written as cancelled: never
-# retried, never failed (a completed attempt's result is kept).
-# Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the
-# stored record is malformed (not a hash, no created_at, a history that is not a JSON array).
+# ARGV[1] = worker, ARGV[2] = now, ARGV[3] = the channel that hears the ids written final (a JSON array);
+# per task 7 values: id, attempt, new state, result JSON, error, note, delay. The new state is completed,
+# failed, cancelled, queued (handed back unstarted: Kafka delivers it again) or scheduled (a retry after a
+# backoff): then ``due_at`` = Redis's TIME + delay and the id goes into the due set in this same script,
+# so the scheduler sends it when due. When a cancel was requested meanwhile (``cancel_requested``), any of
+# them is written as cancelled: never retried, never failed (a completed attempt's result is kept).
+# Returns per task 1 if written, 0 if fenced (the task is no longer this attempt's) or if the stored
+# record is malformed (not a hash, no created_at, a history that is not a JSON array).
 FINISH = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local out = {}
-local finished = 0
+local finished, done = 0, {}
 local clock = redis.call('TIME')
 local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 2) * 7 + 3
+  local j = (i - K - 2) * 7 + 4
   local id, attempt, new = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'created_at',
     'cancel_requested')
@@ -239,6 +239,7 @@ for i = K + 2, #KEYS do
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'finished_at', now)
       finished = finished + 1
+      done[finished] = id
     elseif new == 'scheduled' then
       local due = tnow + (tonumber(ARGV[j + 6]) or 0)
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
@@ -258,6 +259,7 @@ flush()
 if finished > 0 then
   redis.call('INCRBY', KEYS[K], finished)
   redis.call('EXPIRE', KEYS[K], 120)
+  redis.call('PUBLISH', ARGV[3], cjson.encode(done))
 end
 return out
 """
@@ -320,81 +322,4 @@ redis.call('ZREM', KEYS[K], id)
 move(id, state, 'cancelled', score, now)
 flush()
 return {1, state}
-"""
-
-# One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a
-# page size of 0 and no rate keys it is the worker listing (``RedisStore.workers``).
-# KEYS[1] = task index (all or one state), KEYS[2] = counts, KEYS[3] = workers, KEYS[4] = workers' last
-# beats, KEYS[5] = repairs, KEYS[6..] = per-second rate keys. ARGV[1] = page size, ARGV[2] = task key
-# prefix, ARGV[3] = worker key prefix, ARGV[4] = forget workers last seen at or before this time,
-# ARGV[5..] = the task fields to read. The task and worker keys are built here from their prefixes:
-# ids come from the index, so they cannot be declared in advance (a single Redis, not a cluster).
-# Reads of stored records never fail the script: a key of the wrong type reads as an error text
-# (a task) or as empty (a worker, the counters).
-# Returns {tasks (flat: id, field values or an error text), counts (flat), rates, workers (flat: id,
-# last seen, beat (flat), last beat JSON), repairs (flat)}.
-VIEW = """
-local function hash(key)
-  local got = redis.pcall('HGETALL', key)
-  if got.err then return {} end
-  return got
-end
-local limit = tonumber(ARGV[1])
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-local tasks = {}
-if limit > 0 then
-  for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, limit - 1)) do
-    local row = redis.pcall('HMGET', ARGV[2] .. id, unpack(fields))
-    if row.err then row = row.err end
-    tasks[#tasks + 1] = id
-    tasks[#tasks + 1] = row
-  end
-end
-local rates = {}
-if #KEYS > 5 then
-  local rate_keys = {}
-  for i = 6, #KEYS do rate_keys[#rate_keys + 1] = KEYS[i] end
-  rates = redis.call('MGET', unpack(rate_keys))
-end
-local cutoff = tonumber(ARGV[4])
-local known = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
-local workers, old = {}, {}
-for i = 1, #known, 2 do
-  local id, seen = known[i], known[i + 1]
-  if tonumber(seen) <= cutoff then
-    old[#old + 1] = id
-  else
-    local last = redis.pcall('HGET', KEYS[4], id)
-    if type(last) == 'table' then last = false end
-    workers[#workers + 1] = id
-    workers[#workers + 1] = seen
-    workers[#workers + 1] = hash(ARGV[3] .. id)
-    workers[#workers + 1] = last
-  end
-end
-if #old > 0 then
-  redis.call('ZREM', KEYS[3], unpack(old))
-  redis.pcall('HDEL', KEYS[4], unpack(old))
-end
-return {tasks, hash(KEYS[2]), rates, workers, hash(KEYS[5])}
-"""
-
-# A lock held by one owner, with a TTL. KEYS[1] = lock key. ARGV[1] = owner, ARGV[2] = TTL in ms.
-# Returns 1 if the owner holds the lock now (taken, or renewed because it held it), 0 if another does.
-ACQUIRE_LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if holder then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS[1] = lock key, ARGV[1] = owner. Deletes the lock only if that owner holds it; 1 if deleted.
-RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 """

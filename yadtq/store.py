@@ -18,7 +18,7 @@ import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from yadtq import lua, records
+from yadtq import lua, lua_view, records
 from yadtq.errors import ServiceUnavailable, StoreError
 from yadtq.keys import Keys
 from yadtq.models import STATES, Beat, Outcome, RepairStats, Task, TaskState, View, WorkerInfo
@@ -90,9 +90,9 @@ class RedisStore:
         self._start = self.r.register_script(lua.START)
         self._finish = self.r.register_script(lua.FINISH)
         self._transition = self.r.register_script(lua.TRANSITION)
-        self._view = self.r.register_script(lua.VIEW)
-        self._acquire = self.r.register_script(lua.ACQUIRE_LOCK)
-        self._release = self.r.register_script(lua.RELEASE_LOCK)
+        self._view = self.r.register_script(lua_view.VIEW)
+        self._acquire = self.r.register_script(lua_view.ACQUIRE_LOCK)
+        self._release = self.r.register_script(lua_view.RELEASE_LOCK)
         self._state_keys = [self.keys.state_index(s) for s in STATES]
 
     def describe(self) -> str:
@@ -169,7 +169,7 @@ class RedisStore:
         if not outcomes:
             return []
         now = self.clock()
-        args: list[Any] = [_safe(worker_id), now]
+        args: list[Any] = [_safe(worker_id), now, self.keys.finished]
         for o in outcomes:
             args += [o.task_id, o.attempt, o.state.value,
                      "" if o.result is None and o.state is not TaskState.COMPLETED

@@ -78,3 +78,24 @@ def test_without_redis_or_kafka_the_submit_is_refused(real_settings: Settings) -
             cut_off.submit("ADD", [1, 1])
     finally:
         cut_off.close()
+
+
+def test_wait_returns_what_a_real_worker_wrote(real_client: Client, workers: WorkerProcs) -> None:
+    """``Client.wait`` on the real stack: woken by the worker's announcement (the recheck is set
+    far beyond the timeout, so only the announcement can end these waits in time)."""
+    from yadtq import waiting
+
+    workers.start(1)
+    saved, waiting.RECHECK_SECONDS = waiting.RECHECK_SECONDS, 300.0
+    try:
+        added = real_client.submit("ADD", [2, 3])
+        assert (real_client.wait(added, timeout=60).result) == 5
+        boom = real_client.submit("BOOM", ["kaboom [b]not markup[/b]"])
+        failed = real_client.wait(boom, timeout=60)
+        assert failed.state is TaskState.FAILED and "kaboom [b]not markup[/b]" in (failed.error or "")
+        nap = real_client.submit("NAP", [2.0])
+        with pytest.raises(TimeoutError, match="still (queued|in-progress)"):
+            real_client.wait(nap, timeout=0.5)
+        assert real_client.wait(nap, timeout=60).result == 2.0
+    finally:
+        waiting.RECHECK_SECONDS = saved
