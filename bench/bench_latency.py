@@ -12,8 +12,9 @@
     started  the worker's START script (in-progress) returned
     run      the task function began
     outcome  the worker's FINISH script (outcome in Redis) returned
-    seen     this process saw it completed (a watcher thread reads the outstanding tasks' state
-             every millisecond, as a client waiting on a result would)
+    seen     this process saw it completed: woken by the workers' announcement of finished ids,
+             it reads those tasks' state, as ``Client.wait`` does (``--poll``: a watcher thread
+             reads the outstanding tasks' state every millisecond instead)
 
 Each hop's p50/p99 and the end to end (call -> seen) are reported. Phases: offered 200/s and
 1,000/s with confirmed ``submit()`` (wait=True), 1,000/s and 5,000/s with one-by-one
@@ -53,17 +54,46 @@ HOPS = (("submit call", "call", "return"), ("to Kafka append", "call", "append")
 
 # ---------------------------------------------------------------------- the client side
 class Watcher:
-    """Reads the state of the 256 oldest outstanding tasks every ``interval`` s; notes when each is
-    completed (reading every outstanding one would load this process more the longer the backlog)."""
+    """Notes when each outstanding task is seen completed. ``announce`` (the default, what
+    ``Client.wait`` does): woken by the workers' announcement of finished ids, it reads those
+    tasks' states, and reads the 256 oldest outstanding ones once a second besides. Otherwise it
+    reads those 256 every millisecond (reading every outstanding one would load this process more
+    the longer the backlog)."""
 
-    def __init__(self, client: Any, interval: float = 0.001) -> None:
-        self.r, self.keys, self.interval = client.store.r, client.store.keys, interval
+    def __init__(self, client: Any, announce: bool = True) -> None:
+        self.r, self.keys = client.store.r, client.store.keys
+        self.interval = 1.0 if announce else 0.001
         self._pending: dict[str, None] = {}
         self.seen: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-watcher", daemon=True)
         self._thread.start()
+        self._listener: threading.Thread | None = None
+        if announce:
+            ready = threading.Event()
+            self._listener = threading.Thread(target=self._listen, args=(ready,),
+                                              name="bench-announced", daemon=True)
+            self._listener.start()
+            ready.wait(5)
+
+    def _listen(self, ready: threading.Event) -> None:
+        pubsub = self.r.pubsub()
+        pubsub.subscribe(self.keys.finished)
+        try:
+            while not self._stop.is_set():
+                message = pubsub.get_message(timeout=0.5)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    ready.set()
+                elif message["type"] == "message":
+                    with self._lock:
+                        ids = [i for i in json.loads(message["data"]) if i in self._pending]
+                    if ids:
+                        self._read(ids)
+        finally:
+            pubsub.close()
 
     def add(self, task_id: str) -> None:
         with self._lock:
@@ -73,18 +103,20 @@ class Watcher:
         while not self._stop.wait(self.interval):
             with self._lock:
                 ids = list(itertools.islice(self._pending, 256))  # the oldest first
-            if not ids:
-                continue
-            pipe = self.r.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hget(self.keys.task(tid), "state")
-            states = pipe.execute()
-            now = time.time()
-            with self._lock:
-                for tid, state in zip(ids, states, strict=True):
-                    if state in ("completed", "failed", "cancelled"):
-                        self.seen[tid] = now
-                        self._pending.pop(tid, None)
+            if ids:
+                self._read(ids)
+
+    def _read(self, ids: list[str]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hget(self.keys.task(tid), "state")
+        states = pipe.execute()
+        now = time.time()
+        with self._lock:
+            for tid, state in zip(ids, states, strict=True):
+                if state in ("completed", "failed", "cancelled") and tid in self._pending:
+                    self.seen[tid] = now
+                    self._pending.pop(tid, None)
 
     def wait_all(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -98,6 +130,8 @@ class Watcher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
+        if self._listener is not None:
+            self._listener.join(timeout=2)
 
 
 def offered(client: Any, watcher: Watcher, phase: str, rate: float, seconds: float,
@@ -206,7 +240,8 @@ def log_append_time(settings: Any) -> None:
         admin.close()
 
 
-def run_once(seconds: float, burst_n: int, spec: dict[str, Any]) -> dict[str, Any]:
+def run_once(seconds: float, burst_n: int, spec: dict[str, Any],
+             announce: bool = True) -> dict[str, Any]:
     from bench.common import Workers, fresh_settings
     from bench.peers.yadtq_peer import YadtqPeer
     from yadtq import Client
@@ -226,7 +261,7 @@ def run_once(seconds: float, burst_n: int, spec: dict[str, Any]) -> dict[str, An
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    watcher = Watcher(client)
+    watcher = Watcher(client, announce)
     phases: dict[str, Any] = {}
     try:
         workers.wait_ready(client)
@@ -291,6 +326,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per offered-load phase")
     parser.add_argument("--burst", type=int, default=2000, help="confirmed submits in the burst")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--poll", action="store_true",
+                        help="see outcomes by reading every millisecond, not by announcement")
     parser.add_argument("--out", default="latency", help="bench/results/<OUT>.json")
     parser.add_argument("--label", default="", help="what this run measures (kept in the file)")
     parser.add_argument("--try", dest="spec", default=None, metavar="JSON",
@@ -304,7 +341,7 @@ def main() -> int:
             load = os.getloadavg()
             print(f"run {i + 1}/{args.repeat}, {variant} (load average {load[0]:.2f} {load[1]:.2f} "
                   f"{load[2]:.2f}); p50/p99 ms per hop")
-            result = run_once(args.seconds, args.burst, spec)
+            result = run_once(args.seconds, args.burst, spec, announce=not args.poll)
             print_run(result)
             runs.append({"variant": variant, "load_average": [round(x, 2) for x in load],
                          "phases": result})
@@ -317,6 +354,7 @@ def main() -> int:
             e2e = m["hops_ms"]["end to end"]
             print(f"  {phase:<26}{m['per_s']:>8}  {e2e['p50']}/{e2e['p99']}")
     data = {"machine": machine(), "label": args.label, "tried": variants.get("tried"),
+            "seen_by": "polling every ms" if args.poll else "announcement (Client.wait's way)",
             "seconds": args.seconds, "hops": {name: f"{a} -> {b}" for name, a, b in HOPS},
             "median_over_runs": medians, "runs": runs}
     path = write_result(args.out, data)

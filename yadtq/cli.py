@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -379,21 +378,18 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
 
 # ---------------------------------------------------------------- submit --wait
 def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
-    deadline = time.monotonic() + seconds
-    while True:
-        task = client.get(task_id)
-        if task.problem is not None:
-            raise CliError(f"task {task_id} is invalid: {task.problem}", EXIT_TASK_FAILED)
-        if task.state is TaskState.COMPLETED:
-            print(format_value(task.result), file=out)
-            return EXIT_OK
-        if task.state is TaskState.FAILED:
-            raise CliError(f"task {task_id} failed: {task.error}", EXIT_TASK_FAILED)
-        if task.state is TaskState.CANCELLED:
-            raise CliError(f"task {task_id} was cancelled", EXIT_TASK_FAILED)
-        if time.monotonic() > deadline:
-            raise CliError(f"task {task_id} still {task.state} after {seconds:g} s", EXIT_TIMED_OUT)
-        time.sleep(0.05)
+    try:
+        task = client.wait(task_id, timeout=seconds)  # woken when its worker announces it
+    except TimeoutError as exc:
+        raise CliError(str(exc), EXIT_TIMED_OUT) from None
+    if task.problem is not None:
+        raise CliError(f"task {task_id} is invalid: {task.problem}", EXIT_TASK_FAILED)
+    if task.state is TaskState.FAILED:
+        raise CliError(f"task {task_id} failed: {task.error}", EXIT_TASK_FAILED)
+    if task.state is TaskState.CANCELLED:
+        raise CliError(f"task {task_id} was cancelled", EXIT_TASK_FAILED)
+    print(format_value(task.result), file=out)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

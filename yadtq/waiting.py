@@ -40,8 +40,9 @@ class Finished:
         self._thread: threading.Thread | None = None
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
-        """The task once it is final. ``TaskNotFound`` for an unknown id, ``TimeoutError`` when
-        ``timeout`` seconds pass first, ``ServiceUnavailable`` when Redis cannot be read."""
+        """The task once it is final (or found malformed: its ``problem`` says how). ``TaskNotFound``
+        for an unknown id, ``TimeoutError`` when ``timeout`` seconds pass first,
+        ``ServiceUnavailable`` when Redis cannot be read."""
         deadline = None if timeout is None else time.monotonic() + timeout
         woken = threading.Event()
         with self._lock:
@@ -57,7 +58,7 @@ class Finished:
                 task = self.store.get(task_id)
                 if task is None:
                     raise TaskNotFound(f"no task with id {task_id}")
-                if task.state.is_final:
+                if task.state.is_final or task.problem is not None:  # malformed: said at once
                     return task
                 left = RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
                 if left <= 0:
