@@ -79,6 +79,7 @@ bench: services
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_schedule.py
 	$(PY) bench/bench_latency.py
+	$(PY) bench/bench_submit.py
 
 chaos: services
 	PYTHONPATH=. $(PY) -m tests.integration.chaos
