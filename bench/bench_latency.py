@@ -359,6 +359,7 @@ def main() -> int:
             print(f"  {phase:<26}{m['per_s']:>8}  {e2e['p50']}/{e2e['p99']}")
     data = {"machine": machine(), "label": args.label, "tried": variants.get("tried"),
             "seen_by": "polling every ms" if args.poll else "announcement (Client.wait's way)",
+            "kafka_client": os.environ.get("YADTQ_KAFKA_CLIENT", "kafka-python"),
             "seconds": args.seconds, "hops": {name: f"{a} -> {b}" for name, a, b in HOPS},
             "median_over_runs": medians, "runs": runs}
     path = write_result(args.out, data)

@@ -30,6 +30,53 @@ def latadd(a: int, b: int, seq: str) -> int:
     return a + b
 
 
+def _hook_confluent() -> None:
+    """The same for ``ConfluentConsumer.poll`` (when confluent-kafka is installed): its librdkafka
+    consumer is wrapped for the call, so the messages it returned are seen with their timestamps."""
+    try:
+        from yadtq.broker_confluent import ConfluentConsumer
+    except ImportError:
+        return
+    original = ConfluentConsumer.poll
+
+    class Spy:
+        def __init__(self, real: Any) -> None:
+            self.real, self.messages = real, []  # type: ignore[var-annotated]
+
+        def poll(self, timeout: float) -> Any:
+            m = self.real.poll(timeout)
+            if m is not None:
+                self.messages.append(m)
+            return m
+
+        def consume(self, n: int, timeout: float) -> Any:
+            got = self.real.consume(n, timeout)
+            self.messages.extend(got)
+            return got
+
+    def poll(self: Any, timeout_ms: int, max_records: int | None = None) -> Any:
+        real = self._c
+        self._c = spy = Spy(real)
+        try:
+            out = original(self, timeout_ms, max_records)
+        finally:
+            self._c = real
+        now = time.time()
+        for m in spy.messages:
+            if m.error() is not None:
+                continue
+            try:
+                tid = json.loads(m.value())["id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            kind, stamp = m.timestamp()
+            _seen.setdefault(tid, {}).update(poll=now, append=stamp / 1000,  # types as kafka-python's
+                                             append_type={2: 1, 1: 0}.get(kind, -1))
+        return out
+
+    ConfluentConsumer.poll = poll  # type: ignore[method-assign]
+
+
 def _install_hooks(out_dir: str) -> None:
     """Worker side: note when poll, START and FINISH return per task; dump at exit."""
     from yadtq import broker
@@ -69,6 +116,7 @@ def _install_hooks(out_dir: str) -> None:
         return res
 
     broker.TaskConsumer.poll = poll  # type: ignore[method-assign]
+    _hook_confluent()
     RedisStore.start = timed_start  # type: ignore[method-assign]
     RedisStore.finish = timed_finish  # type: ignore[method-assign]
 

@@ -93,8 +93,9 @@ class Poller:
         """One poll with exactly ``paused`` paused; the gate sees what it returned."""
         self.last_poll = time.monotonic()
         self.pause(consumer, paused)
-        records = consumer.poll(timeout_ms=wait_ms, max_records=self.settings.max_poll_records)
-        self.gate.saw(r.partition for r in records)
+        most = self.settings.max_poll_records
+        records = consumer.poll(timeout_ms=wait_ms, max_records=most)
+        self.gate.saw((r.partition for r in records), full=len(records) >= most)
         return records
 
     def keep_alive(self, consumer: Consumer) -> list[Record]:

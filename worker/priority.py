@@ -5,7 +5,8 @@ A worker consumes each of its queues at three levels (``yadtq.keys.PRIORITIES``)
 each; its consumer numbers their partitions as slots whose topic index says the level
 (``Settings.worker_topics``, ``yadtq.keys.topic_rank``). The rule, per poll:
 
-- a level *has a backlog* when the last poll that included it returned messages of it, or when
+- a level *has a backlog* when the last poll that included it was full (``max_poll_records``)
+  and returned messages of it (a poll that was not full took all there was), or when
   the last lag check (``CHECK_SECONDS``, one offsets request, made only while some level has a
   backlog) found messages waiting after the worker's position on one of its partitions. The
   check is what finds a higher level's new messages while a lower level keeps every poll full
@@ -65,7 +66,7 @@ class PriorityGate:
     def __init__(self, max_batches: int, max_wait: float) -> None:
         self.max_batches, self.max_wait = max_batches, max_wait
         self.backlog = [False] * LEVELS
-        """Per level: the last poll that included it returned messages of it."""
+        """Per level: the last poll that included it was full and returned messages of it."""
         self._held_polls = [0] * LEVELS
         self._held_since: list[float | None] = [None] * LEVELS
         self._polled: set[int] = set(range(LEVELS))
@@ -125,8 +126,12 @@ class PriorityGate:
         polled = self.levels(now, present)
         return {s for s, lv in ranks.items() if lv not in polled}
 
-    def saw(self, slots: Iterable[int]) -> None:
-        """What the poll after ``hold`` returned (the slots of its records)."""
-        seen = {level_of(s) for s in slots}
+    def saw(self, slots: Iterable[int], full: bool = True) -> None:
+        """What the poll after ``hold`` returned (the slots of its records); ``full``: it returned
+        as many as it asked for. One that was not full took everything fetched for the levels it
+        polled, so none of them has a backlog behind it: a trickle of messages holds nothing back
+        (pausing and resuming partitions at every poll cost the confluent client a new fetch each
+        time: append -> poll p50 15 ms at 200/s, 59 ms at 1,000/s)."""
+        seen = {level_of(s) for s in slots} if full else set()
         for lv in self._polled:
             self.backlog[lv] = lv in seen

@@ -350,3 +350,17 @@ def test_a_task_declares_its_own_level_and_a_submit_may_name_another(
         TaskSpec.from_public({**spec.to_public(), "priority": "urgent"})
     assert TaskSpec.from_public({k: v for k, v in spec.to_public().items()
                                  if k != "priority"}).priority == "normal"  # an older worker's
+
+
+def test_a_poll_that_was_not_full_holds_nothing_back() -> None:
+    """A trickle (each poll takes all there is) pauses no level: the confluent client pays a new
+    fetch for every pause and resume."""
+    gate = PriorityGate(max_batches=3, max_wait=60.0)
+    hi, no, lo = slot(1, 0), slot(0, 0), slot(2, 0)
+    assigned = _Slots({hi, no, lo})  # lags unknown (the confluent client)
+    for _ in range(5):
+        assert gate.hold(assigned, 0.0) == set()
+        gate.saw([hi, no], full=False)
+    assert gate.hold(assigned, 0.0) == set()
+    gate.saw([hi], full=True)  # a full poll: high has more behind it
+    assert gate.hold(assigned, 0.0) == {no, lo}
