@@ -151,3 +151,20 @@ class YadtqAioPeer(YadtqPeer):
     io_config = ("as yadtq --io (--concurrency 64), task PBASLEEP: `async def`, await asyncio.sleep(0.01) "
                  "on the worker's event loop (up to 1,000 coroutines per worker)")
     io_task = "PBASLEEP"
+
+
+class YadtqConfluentPeer(YadtqPeer):
+    name = "yadtq-confluent"
+    config = ("as yadtq, with YADTQ_KAFKA_CLIENT=confluent: librdkafka for the client's and the "
+              "workers' producers and the workers' consumer (pip install 'yadtq[confluent]')")
+    io_config = "as yadtq in the I/O phase, with the confluent client"
+    packages = ("yadtq", "confluent-kafka", "redis")
+
+    def __init__(self, run: str, io: bool = False) -> None:
+        from yadtq import Client
+
+        super().__init__(run, io)
+        self.client.close()
+        self.settings = self.settings.with_(kafka_client="confluent")
+        self.client = Client(self.settings)
+        self.r = self.client.store.r
