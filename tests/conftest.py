@@ -188,3 +188,15 @@ def fake_store(fake_settings: Settings, fake_redis: fakeredis.FakeRedis) -> Redi
 def fake_client(fake_settings: Settings, fake_store: RedisStore, fake_broker: FakeBroker) -> Client:
     return Client(fake_settings, store=fake_store, producer_factory=fake_broker.producer,
                   kafka_ping=fake_broker.ping)
+
+
+@pytest.fixture
+def redis_down_client(fake_settings: Settings, fake_broker: FakeBroker) -> Iterator[Client]:
+    """A client whose Redis cannot be reached (Kafka, the fake broker, can)."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    store = RedisStore(fake_settings, fakeredis.FakeRedis(server=server, decode_responses=True))
+    client = Client(fake_settings, store=store, producer_factory=fake_broker.producer,
+                    kafka_ping=fake_broker.ping)
+    yield client
+    client.close()

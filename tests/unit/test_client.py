@@ -223,12 +223,9 @@ def test_health_reflects_the_fake_broker(fake_client: Client, fake_broker: FakeB
     assert h.kafka_error == "Kafka unreachable (fake broker is down)"
 
 
-def test_health_reports_redis_down(fake_settings: Settings, fake_broker: FakeBroker) -> None:
-    server = fakeredis.FakeServer()
-    server.connected = False
-    store = RedisStore(fake_settings, fakeredis.FakeRedis(server=server, decode_responses=True))
-    client = Client(fake_settings, store=store, producer_factory=fake_broker.producer,
-                    kafka_ping=fake_broker.ping)
+def test_health_reports_redis_down(redis_down_client: Client, fake_settings: Settings,
+                                   fake_broker: FakeBroker) -> None:
+    client = redis_down_client
     h = client.health()
     assert (h.redis_ok, h.kafka_ok) == (False, True)
     assert h.redis_error is not None and h.redis_error.startswith("Redis unreachable")

@@ -7,16 +7,12 @@ import threading
 import time
 from typing import Any
 
-import fakeredis
 import pytest
 
 from yadtq import waiting
 from yadtq.client import Client
 from yadtq.errors import ServiceUnavailable, TaskNotFound
 from yadtq.models import Outcome, TaskState
-from yadtq.settings import Settings
-from yadtq.store import RedisStore
-from yadtq.testing import FakeBroker
 from yadtq.wire import Envelope
 
 C, F = TaskState.COMPLETED, TaskState.FAILED
@@ -99,17 +95,9 @@ def test_junk_on_the_channel_does_not_stop_the_listener(fake_client: Client,
     assert fake_client.wait(task_id, timeout=60).result == 5
 
 
-def test_redis_down_is_a_clear_error(fake_settings: Settings, fake_broker: FakeBroker) -> None:
-    server = fakeredis.FakeServer()
-    server.connected = False
-    store = RedisStore(fake_settings, fakeredis.FakeRedis(server=server, decode_responses=True))
-    client = Client(fake_settings, store=store, producer_factory=fake_broker.producer,
-                    kafka_ping=fake_broker.ping)
-    try:
-        with pytest.raises(ServiceUnavailable, match="Redis unreachable"):
-            client.wait("a" * 32, timeout=5)
-    finally:
-        client.close()
+def test_redis_down_is_a_clear_error(redis_down_client: Client) -> None:
+    with pytest.raises(ServiceUnavailable, match="Redis unreachable"):
+        redis_down_client.wait("a" * 32, timeout=5)
 
 
 def test_a_retry_is_not_final_so_the_wait_goes_on(fake_client: Client, no_recheck: None) -> None:
