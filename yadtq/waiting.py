@@ -48,8 +48,8 @@ class Finished:
         with self._lock:
             self._waits.setdefault(task_id, set()).add(woken)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._listen, name="yadtq-finished",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._listen, args=(self._closed,),
+                                                name="yadtq-finished", daemon=True)
                 self._thread.start()
         try:
             self._subscribed.wait(min(1.0, timeout if timeout is not None else 1.0))
@@ -72,22 +72,22 @@ class Finished:
                 if not events:
                     self._waits.pop(task_id, None)
 
-    def _listen(self) -> None:
-        while not self._closed.is_set():
+    def _listen(self, closed: threading.Event) -> None:
+        while not closed.is_set():
             try:
-                self.store.call(self._follow)
+                self.store.call(lambda: self._follow(closed))
             except (ServiceUnavailable, StoreError) as exc:
-                if not self._closed.is_set():
+                if not closed.is_set():
                     log.warning("the finished-task channel: %s; reading waited tasks every %.0f s "
                                 "until it is back", exc, RECHECK_SECONDS)
             self._subscribed.clear()
-            self._closed.wait(RECONNECT_SECONDS)
+            closed.wait(RECONNECT_SECONDS)
 
-    def _follow(self) -> None:
+    def _follow(self, closed: threading.Event) -> None:
         pubsub: Any = self.store.r.pubsub()
         try:
             pubsub.subscribe(self.store.keys.finished)
-            while not self._closed.is_set():
+            while not closed.is_set():
                 message = pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
@@ -111,6 +111,10 @@ class Finished:
             event.set()
 
     def close(self) -> None:
-        self._closed.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        """End the subscription; a later ``wait`` subscribes again."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            closed, self._closed = self._closed, threading.Event()
+        closed.set()
+        if thread is not None:
+            thread.join(timeout=2)

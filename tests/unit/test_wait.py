@@ -115,3 +115,13 @@ def test_a_retry_is_not_final_so_the_wait_goes_on(fake_client: Client, no_rechec
     later(0.3, fail_then_complete)
     task = fake_client.wait(task_id, timeout=60)
     assert (task.state, task.result, task.attempt) == (C, 7, 2)
+
+
+def test_a_wait_after_close_subscribes_again(fake_client: Client, no_recheck: None) -> None:
+    first = fake_client.submit("ADD", [1, 1])
+    later(0.2, finish, fake_client, first)
+    assert fake_client.wait(first, timeout=60).state is C
+    fake_client.close()
+    second = fake_client.submit("ADD", [2, 2])
+    later(0.3, finish, fake_client, second)
+    assert fake_client.wait(second, timeout=60).state is C  # woken: the recheck is 120 s
