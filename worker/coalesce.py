@@ -11,6 +11,11 @@ leaves its items to be written all the same, and no interrupt can stop the write
 
 Errors stay with their owner: if a joint call raises, each caller's items are sent again on their
 own, so a task whose record Redis refuses (or a transient outage) is reported to its caller only.
+
+``post`` is ``call`` without the wait: the answer goes to a function of the caller's (at once, in
+the caller's thread, when the write went there; else on the writer thread after its write). A
+runner thread posts its outcomes and takes its next task while they are written: with 10 ms I/O
+tasks the wait for the write had been as long as the task itself.
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ I = TypeVar("I")  # noqa: E741 - an item
 R = TypeVar("R")  # its answer
 
 
-class _Slot(Generic[I, R]):
-    __slots__ = ("done", "error", "items", "result")
+Then = Callable[[list[R] | None, BaseException | None], None]
+"""What ``post`` calls with the answers, or with the error of the caller's items."""
 
-    def __init__(self, items: Sequence[I]) -> None:
+
+class _Slot(Generic[I, R]):
+    __slots__ = ("done", "error", "items", "result", "then")
+
+    def __init__(self, items: Sequence[I], then: Then[R] | None = None) -> None:
         self.items = items
+        self.then = then
         self.done = threading.Lock()  # held until the answer is in: cheaper than an Event
         self.done.acquire()
         self.result: list[R] = []
@@ -68,6 +78,39 @@ class Coalescer(Generic[I, R]):
                     with self._cv:
                         self._cv.notify()
         slot: _Slot[I, R] = _Slot(items)
+        self._enqueue(slot)
+        slot.done.acquire()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def post(self, items: Sequence[I], then: Then[R]) -> None:
+        """Write ``items`` without waiting: ``then(answers, None)`` once written, or ``then(None,
+        error)``; here and now when no write is under way, else on the writer thread. ``then``
+        must not ``call`` this coalescer (on the writer thread that would wait for itself)."""
+        if self._closed:
+            raise RuntimeError(f"{self.name}: the worker is stopping")
+        if not items:
+            then([], None)
+            return
+        if not self._turn.acquire(blocking=False):  # a write is under way: join the next one
+            self._enqueue(_Slot(items, then))
+            return
+        result: list[R] | None = None
+        error: BaseException | None = None
+        try:
+            self.calls += 1
+            result = self.fn(items)
+        except Exception as exc:  # noqa: BLE001 - the caller's to handle, in ``then``
+            error = exc
+        finally:
+            self._turn.release()
+            if self._queue:
+                with self._cv:
+                    self._cv.notify()
+        then(result, error)
+
+    def _enqueue(self, slot: _Slot[I, R]) -> None:
         with self._cv:
             if self._closed:
                 raise RuntimeError(f"{self.name}: the worker is stopping")
@@ -77,10 +120,6 @@ class Coalescer(Generic[I, R]):
                 self._thread.start()
             self._queue.append(slot)
             self._cv.notify()
-        slot.done.acquire()
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
 
     def close(self) -> None:
         """End the writer once the queue is empty (calls after this raise)."""
@@ -115,6 +154,12 @@ class Coalescer(Generic[I, R]):
                 finally:
                     for s in batch:
                         s.done.release()
+            for s in batch:  # after the turn: another write can go while these run
+                if s.then is not None:
+                    try:
+                        s.then(s.result if s.error is None else None, s.error)
+                    except Exception:  # the writer must outlive any failure
+                        log.exception("%s: handling a written answer failed", self.name)
 
     def _send(self, batch: list[_Slot[I, R]]) -> None:
         if len(batch) > 1:

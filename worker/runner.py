@@ -30,13 +30,13 @@ from worker.execute import (
     TimeLimitExceeded,
     interrupt_thread,
     run_task,
-    valid_text,
 )
 from worker.inflight import InFlight, Track
 from worker.messages import CANCELLED as CANCELLED  # re-exported: START's answer
 from worker.messages import REFUSED, Job, not_started, validate
 from worker.metrics import Metrics
 from worker.outbox import Outbox
+from worker.outcomes import OutcomeWriter
 from worker.procpool import ProcPool, default_size
 from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
 from yadtq.broker_types import Record
@@ -87,7 +87,7 @@ class Runner:
         self.aio = AsyncLoop()
         self.procs = ProcPool(registry, default_size(settings.concurrency))
         self.starts: Coalescer[Envelope, int] = Coalescer(lambda e: store.start(worker_id, e), "starts")
-        self.finishes: Coalescer[Outcome, bool] = Coalescer(lambda o: store.finish(worker_id, o), "ends")
+        self.outcomes = OutcomeWriter(store, worker_id, self.redis, self.status, self.metrics, outbox)
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
 
@@ -113,7 +113,8 @@ class Runner:
     def idle(self) -> bool:
         """Nothing waits and nothing is in a runner thread's hands."""
         with self.status.lock:
-            return self.work.queued == 0 and self.status.active == 0 and not self.status.running
+            return (self.work.queued == 0 and self.status.active == 0 and not self.status.running
+                    and self.status.writing == 0)
 
     def _loop(self) -> None:
         while True:
@@ -139,16 +140,20 @@ class Runner:
                 chunk = self._take_chunk(unit)
                 if chunk and not self.stopping.is_set():  # else redelivered after we leave
                     self._run_chunk(chunk)
-                self.failures = 0
-            except BaseException:  # must not kill the thread: the chunk is queued again
-                log.exception("runner failed on %d message(s); queueing them again", len(chunk))
-                self.failures += 1
-                self.work.put([it for it in chunk if self.inflight.is_pending(it[0], it[1].offset)])
+            except BaseException as exc:  # noqa: BLE001 - must not kill the thread: queued again
+                self._failed(chunk, exc)
             finally:
                 with self.status.lock:
                     self.status.running.pop(threading.get_ident(), None)
                     self.status.active -= 1
                     self.status.progress()
+
+    def _failed(self, chunk: list[Item], exc: BaseException) -> None:
+        """Something nobody foresaw failed on ``chunk``: queue its unfinished messages again (the
+        consume loop restarts the process after ``RUNNER_FAILURES_BEFORE_RESTART`` in a row)."""
+        log.error("runner failed on %d message(s); queueing them again", len(chunk), exc_info=exc)
+        self.failures += 1
+        self.work.put([it for it in chunk if self.inflight.is_pending(it[0], it[1].offset)])
 
     # ------------------------------------------------------------------ a unit
     def _take_chunk(self, unit: list[Item]) -> list[Item]:
@@ -213,10 +218,14 @@ class Runner:
                 if idx >= stop_at and attempt > 0:
                     outcomes.append((rec, Outcome(env.id, attempt, TaskState.QUEUED,
                                                   note="handed back (worker stopping or partition moved)")))
-        if not self._finish(outcomes):
-            return
-        for track, rec, _ in chunk[:len(chunk) if stop_at is None else stop_at]:
-            self.inflight.finish(track, rec.offset)
+        done = chunk[:len(chunk) if stop_at is None else stop_at]
+
+        def finished() -> None:
+            self.failures = 0
+            for track, rec, _ in done:
+                self.inflight.finish(track, rec.offset)
+
+        self.outcomes.write(outcomes, finished, lambda exc: self._failed(chunk, exc))
 
     def _start(self, envs: list[Envelope]) -> tuple[list[int], dict[str, str]] | None:
         """Mark the tasks in-progress: per task its attempt (or a START code), and the reasons of
@@ -241,38 +250,6 @@ class Runner:
 
     def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
         not_started(rec, env, code, reason, self.outbox)
-
-    def _finish(self, outcomes: list[tuple[Record, Outcome]]) -> bool:
-        """Write the outcomes (False if the worker is stopping meanwhile). One Redis refuses for good
-        is written again as a plain failure; if that is refused too, its message is dead-lettered."""
-        if not outcomes:
-            return True
-        try:
-            written = self.redis.call(
-                lambda: self.finishes.call([o for _, o in outcomes]), "write results")
-        except StoreError as exc:
-            if len(outcomes) > 1:
-                return all(self._finish([one]) for one in outcomes)
-            return self._finish_refused(outcomes[0], str(exc))
-        if written is None:
-            return False
-        for (_, outcome), ok in zip(outcomes, written, strict=True):
-            if not ok:
-                with self.status.lock:
-                    self.status.fenced += 1
-                self.metrics.fenced.inc()
-                log.warning("task %s attempt %d: outcome discarded, a newer attempt owns the task",
-                            outcome.task_id, outcome.attempt)
-        return True
-
-    def _finish_refused(self, item: tuple[Record, Outcome], reason: str) -> bool:
-        rec, outcome = item
-        if outcome.state is TaskState.FAILED and outcome.result is None and outcome.note == "not stored":
-            self.outbox.dead_letter(rec, f"Redis refused the outcome of task {outcome.task_id}: {reason}")
-            return True
-        plain = Outcome(outcome.task_id, outcome.attempt, TaskState.FAILED, note="not stored",
-                        error=f"the outcome could not be stored ({valid_text(reason)[:500]})")
-        return self._finish([(rec, plain)])
 
     # ------------------------------------------------------------------ one task
     def _refusal(self, env: Envelope, spec: TaskSpec, attempt: int) -> Outcome | None:
@@ -363,8 +340,9 @@ class Runner:
 
     def _write_async(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
                      attempt: int, result: Result) -> None:
-        if self._finish([(rec, self._outcome(env, spec, attempt, result))]):
-            self.inflight.finish(track, rec.offset)
+        self.outcomes.write([(rec, self._outcome(env, spec, attempt, result))],
+                            lambda: self.inflight.finish(track, rec.offset),
+                            lambda exc: self._failed([(track, rec, False)], exc))
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)

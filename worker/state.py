@@ -162,6 +162,8 @@ class RunnerStatus:
         """The tasks running now, by key (a sync task's thread ident)."""
         self.active = 0
         """Runner threads busy with messages (starting, running or writing them)."""
+        self.writing = 0
+        """Outcome writes posted and not yet done (their messages are not finished before)."""
         self.progress_at = time.time()
         """Last time the runner started or finished something (or was idle)."""
         self.done = 0

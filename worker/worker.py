@@ -336,7 +336,7 @@ class Worker:
         self.stopping.set()
         for part in self._threads():
             part.join(timeout=2)
-        for closing in (self.runner.procs, self.runner.starts, self.runner.finishes):
+        for closing in (self.runner.procs, self.runner.starts, self.runner.outcomes):
             closing.close()
         try:
             self.store.remove_worker(self.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -205,3 +205,67 @@ def test_many_writes_under_contention_lose_nothing(n: int) -> None:
         t.join(30)
     assert len(results) == 50 * n and len(sent) == 100 * n
     assert all(r == [a * 2, (a + 500) * 2] for a, r in results)
+
+
+def test_post_alone_writes_and_answers_in_the_callers_thread() -> None:
+    c: Coalescer[int, int] = Coalescer(lambda items: [i * 2 for i in items], "t")
+    got: list[tuple[object, object, str]] = []
+    c.post([1, 2], lambda answers, error: got.append((answers, error, threading.current_thread().name)))
+    assert got == [([2, 4], None, threading.current_thread().name)]  # done before post returned
+    c.post([], lambda answers, error: got.append((answers, error, "")))
+    assert got[-1] == ([], None, "")
+    c.close()
+
+
+def test_post_behind_a_write_under_way_returns_at_once_and_answers_on_the_writer() -> None:
+    """The runner's case: a thread hands its outcomes over and takes its next task while a slow
+    write is under way; the answers (or the error of its own items) come later, on the writer."""
+    release = threading.Event()
+
+    def fn(items: Sequence[int]) -> list[int]:
+        if 0 in items:
+            release.wait(5)  # the write under way
+        if 13 in items:
+            raise StoreError("refused: 13")
+        return [i + 100 for i in items]
+
+    c: Coalescer[int, int] = Coalescer(fn, "t")
+    first = threading.Thread(target=c.call, args=([0],))
+    first.start()
+    assert eventually(lambda: c._turn.locked(), 5)
+    got: dict[str, tuple[object, object, str]] = {}
+    before = time.monotonic()
+    def to(name: str) -> Callable[[list[int] | None, BaseException | None], None]:
+        return lambda answers, error: got.__setitem__(
+            name, (answers, error, threading.current_thread().name))
+
+    for name, items in (("a", [1, 2]), ("b", [13]), ("c", [3])):
+        c.post(items, to(name))
+    assert time.monotonic() - before < 1.0 and got == {}  # nobody waited for the slow write
+    release.set()
+    first.join(5)
+    assert eventually(lambda: len(got) == 3, 5)
+    assert got["a"] == ([101, 102], None, "yadtq-t") and got["c"] == ([103], None, "yadtq-t")
+    answers, error, thread = got["b"]
+    assert answers is None and isinstance(error, StoreError) and thread == "yadtq-t"
+    c.close()
+
+
+def test_a_failing_answer_handler_does_not_stop_the_writer() -> None:
+    release = threading.Event()
+    c: Coalescer[int, int] = Coalescer(lambda items: (release.wait(5), list(items))[1], "t")
+    holder = threading.Thread(target=c.call, args=([0],))
+    holder.start()
+    assert eventually(lambda: c._turn.locked(), 5)
+    got: list[object] = []
+
+    def broken(answers: object, error: object) -> None:
+        raise RuntimeError("a handler bug")
+
+    c.post([1], broken)
+    c.post([2], lambda answers, error: got.append(answers))
+    release.set()
+    assert eventually(lambda: got == [[2]], 5)
+    assert c.call([3]) == [3]  # the writer is still there
+    holder.join(5)
+    c.close()
