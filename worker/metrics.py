@@ -12,9 +12,11 @@ on its own thread. Names follow Prometheus conventions:
 - ``yadtq_repairs_total{kind}``: tasks this worker's reconciler rounds repaired
   (``resent_queued``, ``requeued_in_progress``)
 - ``yadtq_tasks_in_flight``: tasks running in this worker now
-- ``yadtq_consumer_lag{partition}``: the group's lag on each partition of the tasks topic (end
-  offset minus committed offset), read from Kafka at scrape time: the same for every worker of the
-  group, so aggregate it with ``max``, not ``sum``
+- ``yadtq_consumer_lag{queue,priority,partition}``: the group's lag (end offset minus committed
+  offset) on each Kafka partition of every topic this worker consumes: each of its queues
+  (``--queues``) at each priority level. Read from Kafka at scrape time; a topic not made yet (a
+  queue or level never used) has no sample, and none at all when Kafka cannot say. The same for
+  every worker of the group, so aggregate it with ``max``, not ``sum``
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from prometheus_client.registry import Collector
 from worker.interfaces import OffsetsFactory
 from yadtq.broker_types import LagReader
 from yadtq.errors import YadtqError
+from yadtq.keys import PRIORITIES
 from yadtq.settings import Settings
 
 log = logging.getLogger("yadtq.worker")
@@ -99,25 +102,29 @@ class Metrics:
 
 
 class LagCollector(Collector):
-    """The group's lag per partition, read at each scrape."""
+    """The group's lag per queue, priority level and partition of the worker's topics, read at
+    each scrape (``LagReader.by_topic``: the reader behind the client's and dashboard's lag)."""
+
+    LABELS = ("queue", "priority", "partition")
+    HELP = ("Messages of this worker's queues not yet committed by the group, per queue, priority "
+            "and Kafka partition (the same on every worker: aggregate with max, not sum)")
 
     def __init__(self, settings: Settings, factory: OffsetsFactory) -> None:
-        self._topic = settings.topic
+        self._routes = {settings.queue_topic(q, level): (q, level)
+                        for q in settings.queue_list() for level in PRIORITIES}
         self._reader = LagReader(settings, factory)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily("yadtq_consumer_lag", "", labels=["partition"])
+        yield GaugeMetricFamily("yadtq_consumer_lag", self.HELP, labels=self.LABELS)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            lag = self._reader.read()
+            lags = self._reader.by_topic(self._routes)
         except YadtqError as exc:
             log.warning("metrics: consumer lag not read: %s", exc)
             return  # no sample rather than a wrong one
-        family = GaugeMetricFamily(
-            "yadtq_consumer_lag",
-            f"Messages of {self._topic} not yet committed by the group, per partition",
-            labels=["partition"])
-        for partition, behind in lag.items():
-            family.add_metric([str(partition)], behind)
+        family = GaugeMetricFamily("yadtq_consumer_lag", self.HELP, labels=self.LABELS)
+        for topic, (queue, level) in self._routes.items():
+            for partition, behind in lags.get(topic, {}).items():
+                family.add_metric([queue, level, str(partition)], behind)
         yield family

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
-from yadtq.keys import topic_queue
+from yadtq.keys import topic_queue, topic_route
 
 if TYPE_CHECKING:
     from yadtq.settings import Settings
@@ -81,6 +81,7 @@ class QueueTopics:
 
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 class Renewing(Generic[C]):
@@ -215,10 +216,11 @@ def dead_letter_body(record: Record, reason: str, worker_id: str) -> bytes:
 
 
 class LagReader:
-    """The consumer group's lag on the tasks topic, per partition: end offset minus committed
-    offset (a partition never committed counts whole). One offsets reader (``factory(settings)``,
-    e.g. ``yadtq.broker.KafkaAdmin``) is kept between reads and dropped after a failure.
-    Thread-safe; used by the client's health check and the worker's metrics."""
+    """The consumer group's lag per topic and partition: end offset minus committed offset (a
+    partition never committed counts whole). One offsets reader (``factory(settings)``, e.g.
+    ``yadtq.broker.KafkaAdmin``) is kept between reads and dropped after a failure. Thread-safe;
+    used by the client's health check and dashboard (``by_queue``) and the worker's metrics
+    (``by_topic``)."""
 
     def __init__(self, settings: Settings, factory: Callable[[Settings], Any]) -> None:
         self._settings, self._factory = settings, factory
@@ -226,37 +228,40 @@ class LagReader:
         self._lock = threading.Lock()
 
     def read(self) -> dict[int, int]:
-        """partition -> lag; raises ``YadtqError`` when Kafka cannot say."""
-        with self._lock:
-            try:
-                if self._offsets is None:
-                    self._offsets = self._factory(self._settings)
-                ends = self._offsets.end_offsets(self._offsets.partitions())
-                committed = self._offsets.committed()
-            except YadtqError:
-                self._close()
-                raise
-        return {p: max(0, int(end) - int(committed.get(p, 0))) for p, end in sorted(ends.items())}
+        """partition -> lag of the tasks topic; raises ``YadtqError`` when Kafka cannot say."""
+        return self._with_offsets(lambda offsets: _topic_lag(offsets, None))
+
+    def by_topic(self, topics: Iterable[str] | None = None) -> dict[str, dict[int, int]]:
+        """topic -> partition -> lag for each of ``topics`` (default: every queue's topic at every
+        level, ``yadtq.keys.topic_route``) that exists: a topic missing from Kafka's metadata (a
+        queue or level never used) is left out, not made. All or nothing: raises ``YadtqError``
+        when Kafka cannot say for one of them."""
+        base, dead = self._settings.topic, self._settings.dead_letter_topic
+
+        def lags(offsets: Any) -> dict[str, dict[int, int]]:
+            existing = offsets.list_topics()
+            wanted = (sorted(t for t in existing if t != dead and topic_route(base, t))
+                      if topics is None else [t for t in topics if t in existing])
+            return {t: _topic_lag(offsets, t) for t in wanted}
+
+        return self._with_offsets(lags)
 
     def by_queue(self) -> dict[str, int]:
-        """queue -> its topic's lag over all its partitions, for every queue whose topic exists
-        (``yadtq.keys.topic_queue``); raises ``YadtqError`` when Kafka cannot say."""
-        base = self._settings.topic
+        """queue -> its topics' lag over all their partitions and levels, for every queue whose
+        topic exists (``by_topic``); raises ``YadtqError`` when Kafka cannot say."""
+        out: dict[str, int] = {}
+        for topic, lags in self.by_topic().items():
+            queue = topic_queue(self._settings.topic, topic)
+            if queue is not None:
+                out[queue] = out.get(queue, 0) + sum(lags.values())
+        return out
+
+    def _with_offsets(self, read: Callable[[Any], T]) -> T:
         with self._lock:
             try:
                 if self._offsets is None:
                     self._offsets = self._factory(self._settings)
-                offsets = self._offsets
-                out: dict[str, int] = {}
-                for topic in sorted(offsets.list_topics()):
-                    queue = topic_queue(base, topic)
-                    if queue is None or topic == self._settings.dead_letter_topic:
-                        continue
-                    ends = offsets.end_offsets(offsets.partitions(topic), topic)
-                    committed = offsets.committed(topic)
-                    out[queue] = sum(max(0, int(e) - int(committed.get(p, 0)))
-                                     for p, e in ends.items())
-                return out
+                return read(self._offsets)
             except YadtqError:
                 self._close()
                 raise
@@ -269,3 +274,10 @@ class LagReader:
         if self._offsets is not None:
             self._offsets.close()
             self._offsets = None
+
+
+def _topic_lag(offsets: Any, topic: str | None) -> dict[int, int]:
+    """partition -> lag of ``topic`` (None: the tasks topic), read with ``offsets``."""
+    ends = offsets.end_offsets(offsets.partitions(topic), topic)
+    committed = offsets.committed(topic)
+    return {p: max(0, int(end) - int(committed.get(p, 0))) for p, end in sorted(ends.items())}
