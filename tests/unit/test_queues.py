@@ -392,3 +392,16 @@ def test_the_cli_shows_the_queue(client: Client) -> None:
     out = io.StringIO()
     print_task(task, out)
     assert "queue:     emails" in out.getvalue()
+
+
+def test_lag_per_queue_adds_its_priority_levels(fake_settings: Settings, fake_store: RedisStore,
+                                                fake_broker: FakeBroker, reg: Registry) -> None:
+    """Each level is a topic of its own: a queue's lag is all of them (it had been the last
+    level's alone: 3 normal, 2 high and 1 low task waiting showed as a lag of 1)."""
+    client = Client(fake_settings, store=fake_store, producer_factory=fake_broker.producer,
+                    offsets_factory=fake_broker.offsets, registry=reg)
+    client.submit_many([("ADD", [i, 1]) for i in range(3)])
+    for i in range(2):
+        client.submit("ADD", [i, 2], priority="high")
+    client.submit("ADD", [9, 9], priority="low")
+    assert client.queue_lag() == {"default": 6}
