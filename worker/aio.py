@@ -1,9 +1,10 @@
 """``async def`` tasks: one event loop on one thread of the worker, any number of coroutines on it
 (up to ``ASYNC_LIMIT``), none holding a runner thread while it awaits.
 
-A runner thread marks the task in-progress, hands the coroutine to the loop and goes on at once;
-when the coroutine ends, its outcome is handed back to the runner's queue (in front) and a runner
-thread writes it, as for a sync task. Time limits and cancels come from the same watchdog as for
+A runner thread marks the task in-progress (consecutive async tasks of a partition share that
+round trip), hands the coroutines to the loop and goes on at once; when a coroutine ends, its
+outcome goes to the outcome writer's thread (``worker/outcomes.py``): the loop never waits for
+Redis. Time limits and cancels come from the same watchdog as for
 sync tasks, through the task's ``stop``: here it cancels the asyncio task (``CancelledError``
 inside it, at its next ``await``). A coroutine that ignores the cancellation (or blocks the loop)
 is escalated like a sync task that ignores its interrupt: failed, and the process replaced. A

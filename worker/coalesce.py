@@ -84,16 +84,17 @@ class Coalescer(Generic[I, R]):
             raise slot.error
         return slot.result
 
-    def post(self, items: Sequence[I], then: Then[R]) -> None:
+    def post(self, items: Sequence[I], then: Then[R], here: bool = True) -> None:
         """Write ``items`` without waiting: ``then(answers, None)`` once written, or ``then(None,
-        error)``; here and now when no write is under way, else on the writer thread. ``then``
-        must not ``call`` this coalescer (on the writer thread that would wait for itself)."""
+        error)``; here and now when no write is under way (and ``here``), else on the writer
+        thread. ``then`` must not ``call`` this coalescer (on the writer thread that would wait
+        for itself)."""
         if self._closed:
             raise RuntimeError(f"{self.name}: the worker is stopping")
         if not items:
             then([], None)
             return
-        if not self._turn.acquire(blocking=False):  # a write is under way: join the next one
+        if not here or not self._turn.acquire(blocking=False):  # join the next write
             self._enqueue(_Slot(items, then))
             return
         result: list[R] | None = None

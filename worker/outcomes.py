@@ -44,11 +44,12 @@ class OutcomeWriter:
         self.finishes.close()
 
     def write(self, outcomes: list[tuple[Record, Outcome]], then: Callable[[], object],
-              failed: Callable[[Exception], object]) -> None:
+              failed: Callable[[Exception], object], here: bool = True) -> None:
         """Write the outcomes, then ``then()`` (their messages are finished). The caller does not
         wait when another write is under way; nothing is finished if the worker stops first. A
         failure nobody foresaw (a bug: neither an outage nor a refusal) goes to ``failed``, on
-        whichever thread saw it, so the messages are never left unfinished and forgotten."""
+        whichever thread saw it, so the messages are never left unfinished and forgotten.
+        ``here=False``: never on the caller's thread (the event loop's must not wait for Redis)."""
         if not outcomes:
             then()
             return
@@ -69,7 +70,7 @@ class OutcomeWriter:
                     self.status.writing -= 1
 
         try:
-            self.finishes.post([o for _, o in outcomes], written)
+            self.finishes.post([o for _, o in outcomes], written, here=here)
         except BaseException:
             with self.status.lock:
                 self.status.writing -= 1

@@ -5,8 +5,9 @@ in Redis (a new attempt, compare-and-set), run the registered function, and writ
 (compare-and-set on the attempt). A failed attempt that may be retried is written ``scheduled``,
 due after an exponential backoff: the scheduler sends it again then; the runner moves on at once.
 Consecutive tasks of one partition whose names are known to run fast share one start and one
-finish round trip (chunks of up to 256); any other task runs in a chunk of its own, so a task is
-marked in-progress only when it really starts. The threads take chunks from one queue: a long task
+finish round trip (chunks of up to 256), and so do ``async def`` tasks (handed to the event loop
+at once, each writes its outcome when it ends); any other task runs in a chunk of its own, so a
+task is marked in-progress only when it really starts. The threads take chunks from one queue: a long task
 holds its thread only, never the messages behind it.
 
 Whatever one message or one task does is confined to it: a message Redis refuses for good is
@@ -126,15 +127,6 @@ class Runner:
                 return
             with self.status.lock:
                 self.status.active += 1
-            if callable(unit):  # an async task's outcome to write
-                try:
-                    unit()
-                except BaseException:
-                    log.exception("writing an async task's outcome failed")
-                finally:
-                    with self.status.lock:
-                        self.status.active -= 1
-                continue
             chunk: list[Item] = []
             try:
                 chunk = self._take_chunk(unit)
@@ -182,7 +174,7 @@ class Runner:
         if job is None or job[1].fn is None:
             return True  # dead-lettered or failed at once: no time to wait behind
         if job[1].is_async:
-            return False  # alone: it leaves its thread at once
+            return True  # launched on the event loop: it leaves the thread at once
         seconds = self._seconds.get(job[1].name)
         return seconds is not None and seconds < FAST_TASK_SECONDS
 
@@ -200,6 +192,7 @@ class Runner:
             return
         attempts, refusals = started
         outcomes: list[tuple[Record, Outcome]] = []
+        launched: set[int] = set()  # chunk indexes of async tasks: finished by their own write
         stop_at: int | None = None  # chunk index of the first record not finished
         for (idx, track, rec, (env, spec)), attempt in zip(jobs, attempts, strict=True):  # type: ignore[misc]
             if attempt <= 0 or attempt == REFUSED:
@@ -210,7 +203,8 @@ class Runner:
                 break
             if spec.is_async and self._refusal(env, spec, attempt) is None:
                 self._launch(rec, track, env, spec, attempt)  # finished when its outcome is written
-                return
+                launched.add(idx)
+                continue
             outcomes.append((rec, self._execute(rec, track, env, spec, attempt)))
         if stop_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
@@ -218,7 +212,8 @@ class Runner:
                 if idx >= stop_at and attempt > 0:
                     outcomes.append((rec, Outcome(env.id, attempt, TaskState.QUEUED,
                                                   note="handed back (worker stopping or partition moved)")))
-        done = chunk[:len(chunk) if stop_at is None else stop_at]
+        done = [it for idx, it in enumerate(chunk[:len(chunk) if stop_at is None else stop_at])
+                if idx not in launched]
 
         def finished() -> None:
             self.failures = 0
@@ -322,27 +317,23 @@ class Runner:
 
     def _launch(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
                 attempt: int) -> None:
-        """Hand an ``async def`` task to the event loop; a runner thread writes its outcome."""
+        """Hand an ``async def`` task to the event loop; the outcome writer's thread writes its
+        outcome (the loop never waits for Redis, and no runner thread is woken for it)."""
         limit = spec.time_limit or self.settings.default_time_limit
         key = ("async", env.id, attempt)
 
-        def done(result: Result) -> None:  # on the loop's thread
+        def done(result: Result) -> None:  # on the loop's thread: must not wait for Redis
             with self.status.lock:
                 self.status.running.pop(key, None)
-            self.work.put(lambda: self._write_async(rec, track, env, spec, attempt, result),
-                          front=True)
+            self.outcomes.write([(rec, self._outcome(env, spec, attempt, result))],
+                                lambda: self.inflight.finish(track, rec.offset),
+                                lambda exc: self._failed([(track, rec, False)], exc), here=False)
 
         with self.status.lock:  # before it can end: ``done`` removes it
             running = Running(env.id, env.name, attempt, rec, track, key, lambda kind: None,
                               time.monotonic() + limit, limit)
             self.status.running[key] = running
         running.stop = self.aio.launch(spec, env.args, limit, done)
-
-    def _write_async(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
-                     attempt: int, result: Result) -> None:
-        self.outcomes.write([(rec, self._outcome(env, spec, attempt, result))],
-                            lambda: self.inflight.finish(track, rec.offset),
-                            lambda exc: self._failed([(track, rec, False)], exc))
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)

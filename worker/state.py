@@ -41,13 +41,11 @@ class WorkQueue:
     """Messages waiting for a free runner thread, in runs of consecutive messages ("units"), one
     line per priority level: a thread takes from the highest level first (``worker.priority``),
     so a high task polled while normal ones wait in the worker starts before them, but a lower
-    line waiting is served once per ``TURN_EVERY`` units taken above it (never starved). Calls
-    (an async task's outcome to write) go before every level."""
+    line waiting is served once per ``TURN_EVERY`` units taken above it (never starved)."""
 
     def __init__(self) -> None:
-        self._lines: list[deque[list[Item] | Callable[[], None]]] = \
-            [deque() for _ in range(LEVELS + 1)]  # line 0: calls; then high, normal, low
-        self._passed = [0] * (LEVELS + 1)  # units taken above each line while it waited
+        self._lines: list[deque[list[Item]]] = [deque() for _ in range(LEVELS)]  # high, normal, low
+        self._passed = [0] * LEVELS  # units taken above each line while it waited
         self._lock = threading.Lock()  # guards the lines
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         """One token per unit put: a thread waits for a token (a C queue: far cheaper than a
@@ -57,18 +55,18 @@ class WorkQueue:
         self.queued = 0
         """Messages waiting (read without the lock: an estimate for flow control)."""
 
-    def put(self, unit: list[Item] | Callable[[], None], front: bool = False) -> None:
-        """Queue a call (kept through ``clear``) or messages of one level (a unit ``split`` made,
-        or part of one); ``front``: before what waits at the same level."""
+    def put(self, unit: list[Item], front: bool = False) -> None:
+        """Queue messages of one level (a unit ``split`` made, or part of one); ``front``: before
+        what waits at the same level."""
         if not unit:
             return
-        line = level_of(unit[0][1].partition) + 1 if isinstance(unit, list) else 0
+        line = level_of(unit[0][1].partition)
         with self._lock:
             if front:
                 self._lines[line].appendleft(unit)
             else:
                 self._lines[line].append(unit)
-            self.queued += len(unit) if isinstance(unit, list) else 1
+            self.queued += len(unit)
         self._tokens.put(None)
 
     def split(self, unit: list[Item]) -> None:
@@ -80,7 +78,7 @@ class WorkQueue:
         for part in parts.values():
             self.put(part)
 
-    def get(self) -> list[Item] | Callable[[], None] | None:
+    def get(self) -> list[Item] | None:
         """The next unit, highest level first (waits for one); None once closed."""
         while True:
             self._tokens.get()
@@ -92,7 +90,7 @@ class WorkQueue:
             if unit is not None or self._closed:
                 return unit
 
-    def _take(self) -> list[Item] | Callable[[], None] | None:
+    def _take(self) -> list[Item] | None:
         """The highest unit there is, None if none (its unit was cleared) or closed."""
         with self._lock:
             if self._closed:
@@ -101,27 +99,26 @@ class WorkQueue:
             if not any(self._lines):
                 return None
             first = next(i for i, line in enumerate(self._lines) if line)
-            waiting = [i for i in range(first + 1, LEVELS + 1) if self._lines[i]]
+            waiting = [i for i in range(first + 1, LEVELS) if self._lines[i]]
             for i in waiting:
                 self._passed[i] += 1
             due = [i for i in waiting if self._passed[i] > TURN_EVERY]
             taken = due[0] if due else first
             self._passed[taken] = 0
             unit = self._lines[taken].popleft()
-            self.queued -= len(unit) if isinstance(unit, list) else 1
+            self.queued -= len(unit)
             return unit
 
     def top_level(self) -> int | None:
         """The highest priority level with messages waiting (0 high), None if none wait."""
         with self._lock:
-            return next((i - 1 for i, line in enumerate(self._lines) if i and line), None)
+            return next((i for i, line in enumerate(self._lines) if line), None)
 
     def clear(self) -> int:
         """Drop what waits (not started: redelivered after this worker leaves); how many."""
         with self._lock:
-            calls = self._lines[0]
-            dropped, self.queued = self.queued - len(calls), len(calls)
-            self._lines = [calls] + [deque() for _ in range(LEVELS)]
+            dropped, self.queued = self.queued, 0
+            self._lines = [deque() for _ in range(LEVELS)]
             return dropped
 
     def close(self) -> None:

@@ -293,6 +293,42 @@ def test_async_tasks_run_many_at_once_on_one_loop_without_a_thread_each(
     assert h.committed() == {0: 55} and w.done == 55
 
 
+def test_consecutive_async_tasks_share_their_start_and_none_waits_for_its_outcome_write(
+        fake_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 async tasks on one partition with one runner thread: a few START round trips (a chunk
+    each, not one per task), every coroutine in flight at once, each outcome written by the
+    writer's thread (none by a runner thread), every task exactly once, committed to the end."""
+    h = async_harness(fake_store, concurrency=1)
+    ids = [h.submit("AGATE", f"s{i}") for i in range(100)]
+    w = h.worker()
+    starts: list[int] = []
+    writers: set[str] = set()
+    real_start, real_finish = w.store.start, w.store.finish
+
+    def start(worker_id: str, envs: Any) -> Any:
+        starts.append(len(envs))
+        return real_start(worker_id, envs)
+
+    def finish(worker_id: str, outcomes: Any) -> Any:
+        writers.add(threading.current_thread().name)
+        return real_finish(worker_id, outcomes)
+
+    monkeypatch.setattr(w.store, "start", start)
+    monkeypatch.setattr(w.store, "finish", finish)
+    t = run_in_thread(w, idle_exit=5)
+    try:
+        assert eventually(lambda: h.aio["now"] == 100, 10)  # type: ignore[attr-defined]
+    finally:
+        for i in range(100):
+            open_gate(h, f"s{i}")
+    t.join(10)
+    assert sum(starts) == 100 and len(starts) <= 5, starts
+    assert writers == {"yadtq-ends"}
+    assert [h.get(i).result for i in ids] == [f"s{i}" for i in range(100)]
+    assert [h.get(i).attempt for i in ids] == [1] * 100
+    assert h.committed() == {0: 100} and w.done == 100
+
+
 def test_async_time_limit_failure_and_cancel(fake_store: RedisStore) -> None:
     h = async_harness(fake_store, concurrency=1)
     ok, slow, bad = h.submit("ANAP", 0.01), h.submit("ANAP", 5), h.submit("ABAD")
