@@ -27,7 +27,7 @@ from worker.outbox import Outbox
 from yadtq import lua_periodic
 from yadtq.errors import YadtqError
 from yadtq.keys import DEFAULT_QUEUE
-from yadtq.schedule_store import ScheduleStore
+from yadtq.schedule_store import PUBLISH_EVERY, ScheduleStore
 from yadtq.schedules import Schedule
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
@@ -41,9 +41,6 @@ LOCK_TTL = 3.0
 MAX_SLEEP = 1.0
 """Longest pause between two rounds (the lock is renewed every round; standbys retry as often)."""
 MIN_SLEEP = 0.02
-PUBLISH_EVERY = 60.0
-"""Seconds between two publications of the schedules (for ``yadtq schedules``; a deleted hash
-comes back)."""
 
 
 class Locks(Protocol):
@@ -86,8 +83,11 @@ class PeriodicScheduler:
             pause = MAX_SLEEP
             if time.monotonic() - published_at > PUBLISH_EVERY:
                 try:
-                    self.store.publish(self.schedules)
+                    removed = self.store.publish(self.schedules)
                     published_at = time.monotonic()
+                    if removed:
+                        log.info("removed schedules no worker published for a day: %s",
+                                 ", ".join(removed))
                 except YadtqError as exc:  # listing them is not needed to fire them
                     log.warning("could not publish the schedules: %s", exc)
             try:

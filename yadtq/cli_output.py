@@ -147,14 +147,25 @@ def print_repairs(r: RepairStats, out: TextIO) -> None:
 def schedule_json(s: ScheduleInfo) -> dict[str, Any]:
     """``s`` as ``yadtq schedules --json`` prints it: ``state`` is ``ok`` or ``invalid`` (then
     ``problem`` says why); times are epoch seconds; ``last_state`` is null when the last period's
-    task is gone (or the period was the one in which the schedule was first seen)."""
+    task is gone (or the period was the one in which the schedule was first seen);
+    ``published_at`` is when a worker last published it (null from an older worker), ``stale``
+    true when that is more than 3 publish intervals ago (then ``next_run`` is null)."""
     d = s.schedule
     return {"name": s.name, "state": INVALID if s.problem is not None else "ok",
             "problem": s.problem, "task": d.task if d else None,
             "args": list(d.args) if d else None, "cron": d.cron if d else None,
             "every": d.every if d else None, "tz": d.tz if d else None,
             "expression": d.expression if d else None, "next_run": s.next_run,
-            "last_period": s.last_period, "last_task": s.last_task, "last_state": s.last_state}
+            "last_period": s.last_period, "last_task": s.last_task, "last_state": s.last_state,
+            "published_at": s.published_at, "stale": s.stale}
+
+
+def next_run_text(s: ScheduleInfo) -> str:
+    """The NEXT RUN of ``yadtq schedules``: the time (UTC), ``-`` when there is none, and for a
+    stale schedule why it has none."""
+    if s.stale and s.published_at is not None:
+        return f"none: not declared by a running worker since {_timestamp(s.published_at)}"
+    return _timestamp(s.next_run) if s.next_run is not None else "-"
 
 
 def print_schedules(schedules: list[ScheduleInfo], out: TextIO) -> None:
@@ -171,7 +182,7 @@ def print_schedules(schedules: list[ScheduleInfo], out: TextIO) -> None:
         if d is not None and s.problem is not None:
             last_state = f"{INVALID}: {s.problem}"
         rows.append((safe_text(s.name, 40), safe_text(task, 40), safe_text(when, 80),
-                     _timestamp(s.next_run) if s.next_run is not None else "-",
+                     next_run_text(s),
                      _timestamp(s.last_period) if s.last_period is not None else "never",
                      s.last_task or "", safe_text(last_state, 60)))
     _print_table(rows, out)

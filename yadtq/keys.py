@@ -29,7 +29,9 @@ Layout::
                                     not yet acknowledged; re-sent when the lease expires
     <p>:repairs              hash   reconciler counters: runs, resent_queued, requeued_in_progress,
                                     last_run_at, last_leader, last_repaired
-    <p>:schedules            hash   schedule name -> JSON definition, published by workers
+    <p>:schedules            hash   schedule name -> JSON definition with ``published_at`` (epoch s,
+                                    Redis's clock), published by workers; stale after 3 missed
+                                    publications, removed after a day without one
     <p>:schedules:last       hash   schedule name -> start (epoch s) of the latest period fired: a
                                     period at or before it never runs again (kept for good)
     <p>:finished             pub/sub channel: a JSON array of the ids a worker just finished
@@ -186,7 +188,8 @@ class Keys:
 
     @property
     def schedules(self) -> str:
-        """Periodic schedules published by the workers (``Schedule.to_public``), by name."""
+        """Periodic schedules published by the workers (``Schedule.to_public`` and the
+        ``published_at`` of the latest publication), by name."""
         return f"{self.prefix}:schedules"
 
     @property

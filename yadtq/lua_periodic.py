@@ -1,7 +1,8 @@
-"""The Lua script that fires one period of a periodic schedule (``yadtq.schedule_store``).
+"""The Lua scripts of periodic schedules (``yadtq.schedule_store``): ``FIRE`` fires one period,
+``PUBLISH`` publishes a worker's schedules and forgets the ones nobody published for a day.
 
-Its own module because ``yadtq.lua`` is near the size limit; it reuses that module's prelude, so
-the task record it writes is exactly the one ``CREATE`` writes.
+Their own module because ``yadtq.lua`` is near the size limit; ``FIRE`` reuses that module's
+prelude, so the task record it writes is exactly the one ``CREATE`` writes.
 """
 
 from yadtq.lua import _PRELUDE
@@ -55,4 +56,30 @@ if redis.call('EXISTS', key) == 1 then return {4, now_text} end
 record(key, index, ARGV[3], ARGV[4], ARGV[5], now_text, now, now, ARGV[6], ARGV[7], ARGV[8])
 flush()
 return {1, now_text}
+"""
+
+# KEYS[1] = the schedules hash. ARGV[1] = the cutoff (epoch s, Redis's clock): an entry whose
+# ``published_at`` is a number before it is removed; ARGV[2..] = name, JSON pairs to publish.
+# Returns the names removed. Written first, then swept, in one script: a schedule this call (or
+# any publish before it) declares is never removed, and a publish that runs after it re-adds what
+# it removed. An entry without a finite numeric ``published_at`` (an older worker's, text edited
+# by hand, not JSON) is never removed. The markers (``schedules:last``) are kept for good.
+PUBLISH = """
+local key, cutoff = KEYS[1], tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+end
+local removed = {}
+local entries = redis.call('HGETALL', key)
+for i = 1, #entries, 2 do
+  local ok, data = pcall(cjson.decode, entries[i + 1])
+  if ok and type(data) == 'table' then
+    local at = data['published_at']
+    if type(at) == 'number' and at == at and at > -math.huge and at < cutoff then
+      redis.call('HDEL', key, entries[i])
+      removed[#removed + 1] = entries[i]
+    end
+  end
+end
+return removed
 """

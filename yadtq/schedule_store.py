@@ -6,13 +6,21 @@ module that imports redis): every call raises ``ServiceUnavailable`` or ``StoreE
 Whatever the schedules hash holds (an entry from an older or broken worker, text edited by
 hand, a key of the wrong type), ``infos`` returns one ``ScheduleInfo`` per entry, malformed
 ones with ``problem`` set, and never raises for it.
+
+Each published entry carries the time of its publication (``published_at``, Redis's clock) in
+its JSON, so the time always belongs to the definition it stands next to: an older worker
+publishing the same schedule writes it without a time, and it is shown as before (not stale). A
+schedule no worker published for more than ``STALE_AFTER`` is stale (no next run: no running
+worker declares it); one not published for ``FORGET_AFTER`` is removed by the next publish of
+any worker (``yadtq.lua_periodic.PUBLISH``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from yadtq import lua_periodic, records
@@ -23,6 +31,14 @@ from yadtq.store import RedisStore
 
 INVALID = "invalid"
 """The last-run state shown for a task whose stored record is malformed."""
+PUBLISH_EVERY = 60.0
+"""Seconds between two publications of a worker's schedules (``worker.periodic``; a deleted
+hash comes back)."""
+STALE_AFTER = 3 * PUBLISH_EVERY
+"""A schedule not published for longer is stale: no running worker declares it, it has no next
+run (three publications missed: one slow or failed publish is not enough)."""
+FORGET_AFTER = 24 * 3600.0
+"""A schedule not published for longer is removed from the hash by the next publish."""
 
 
 @dataclass(frozen=True)
@@ -45,17 +61,26 @@ class ScheduleStore:
         self.store = store
         self.keys = store.keys
         self._fire = store.r.register_script(lua_periodic.FIRE)
+        self._publish = store.r.register_script(lua_periodic.PUBLISH)
 
     def now(self) -> float:
         """Redis's clock (``TIME``), the one clock every scheduler uses."""
         sec, usec = self.store._call(self.store.r.time)
         return int(sec) + int(usec) / 1e6
 
-    def publish(self, schedules: Sequence[Schedule]) -> None:
-        """Publish (or refresh) these schedules' definitions for the CLI and the dashboard."""
-        if schedules:
-            mapping = {s.name: records.dump(s.to_public()) for s in schedules}
-            self.store._call(lambda: self.store.r.hset(self.keys.schedules, mapping=mapping))
+    def publish(self, schedules: Sequence[Schedule], now: float | None = None) -> list[str]:
+        """Publish (or refresh) these schedules' definitions for the CLI and the dashboard, each
+        with the time ``now`` (default: Redis's clock), and remove the entries nobody published
+        for ``FORGET_AFTER`` (one script: see ``yadtq.lua_periodic.PUBLISH``). Returns the names
+        removed, sorted."""
+        if not schedules:
+            return []
+        now = self.now() if now is None else now
+        args: list[str | float] = [now - FORGET_AFTER]
+        for s in schedules:
+            args += [s.name, records.dump({**s.to_public(), "published_at": now})]
+        removed = self.store._call(lambda: self._publish(keys=[self.keys.schedules], args=args))
+        return sorted(str(name) for name in removed or [])
 
     def fire(self, schedule: Schedule, period: int) -> Fired:
         """Create the task of ``schedule``'s ``period`` unless that period (or a later one) was
@@ -117,8 +142,7 @@ def _states(store: RedisStore, ids: list[str]) -> dict[str, str | None]:
 def _with_state(info: ScheduleInfo, states: dict[str, str | None]) -> ScheduleInfo:
     if info.last_task is None:
         return info
-    return ScheduleInfo(info.name, info.schedule, info.problem, info.next_run, info.last_period,
-                        info.last_task, states.get(info.last_task))
+    return replace(info, last_state=states.get(info.last_task))
 
 
 def _period(value: Any) -> int | None:
@@ -129,7 +153,30 @@ def _period(value: Any) -> int | None:
     return int(p) if math.isfinite(p) and p >= 0 and p == int(p) else None
 
 
+def _published_at(raw: str) -> float | None:
+    """The ``published_at`` of an entry: None unless it is a finite number (an older worker's
+    entry has none)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    at = data.get("published_at") if isinstance(data, dict) else None
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        return None
+    return float(at)
+
+
 def _info(name: str, raw: str, marker: Any, now: float) -> ScheduleInfo:
+    """The entry's definition, next and last run; stale (no next run) when not published for
+    more than ``STALE_AFTER``."""
+    info = _definition(name, raw, marker, now)
+    at = _published_at(raw)
+    if at is None or now - at <= STALE_AFTER:
+        return replace(info, published_at=at)
+    return replace(info, published_at=at, stale=True, next_run=None)
+
+
+def _definition(name: str, raw: str, marker: Any, now: float) -> ScheduleInfo:
     try:
         schedule = Schedule.from_public(raw)
     except ScheduleError as exc:

@@ -190,6 +190,12 @@ class ScheduleInfo:
     """The id of the task created for ``last_period``."""
     last_state: str | None = None
     """That task's state, ``invalid`` for a malformed record, None if it is gone (reset, expired)."""
+    published_at: float | None = None
+    """When a worker last published it (epoch s, Redis's clock); None for an entry published
+    by a worker older than this field."""
+    stale: bool = False
+    """Not published for more than ``yadtq.schedule_store.STALE_AFTER``: no running worker
+    declares it, so it has no ``next_run`` (it is removed after a day)."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from tests.tui.helpers import (
 )
 from yadtq import Client
 from yadtq.models import TaskState
-from yadtq.schedule_store import ScheduleStore
+from yadtq.schedule_store import STALE_AFTER, ScheduleStore
 from yadtq.schedules import Schedule, ScheduleInfo
 from yadtq.wire import Envelope
 from yadtq_tui.screens import DetailScreen, HelpScreen, SchedulesScreen
@@ -57,7 +57,7 @@ def populate(client: Client, clock: FrozenClock) -> str:
     """Two good schedules (one ran: its last task completed), two malformed entries; returns the
     last task's id."""
     store = ScheduleStore(client.store)
-    store.publish([HOURLY, EVERY_5M])
+    store.publish([HOURLY, EVERY_5M], now=clock.now)
     r, keys = client.store.r, client.store.keys
     r.hset(keys.schedules, mapping={
         "old-one": json.dumps({"v": 0, "name": "old-one"}),
@@ -123,8 +123,9 @@ async def test_the_rows_update_in_place_and_survive_an_outage(
                        static_text(app, "#schedules-status"), what="the outage shown")
         assert len(_rows(screen)) == 4  # the last data stays
         switch.down = False
-        ScheduleStore(client.store).publish([Schedule("new-one", "ADD", (1, 1), every=60)])
         clock.now += 60
+        ScheduleStore(client.store).publish([Schedule("new-one", "ADD", (1, 1), every=60)],
+                                            now=clock.now)
         await wait_for(pilot, lambda: len(_rows(screen)) == 5, what="the new schedule")
         assert "Could not" not in static_text(app, "#schedules-status")
         assert [r[0] for r in _rows(screen)][3] == "new-one"
@@ -191,3 +192,25 @@ def test_schedules_snapshot(snap_compare: Any, fake_client: Client, clock: Froze
         await pilot.pause()
 
     assert snap_compare(frozen_app(client, clock), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_a_stale_schedule_shows_no_next_run(fake_client: Client, clock: FrozenClock) -> None:
+    """Not published for more than STALE_AFTER: the next-run cell says it will not run (and
+    since when, in the dashboard's zone); published again, it is live again."""
+    client = _client(fake_client, clock)
+    store = ScheduleStore(client.store)
+    gone = Schedule("gone-report", "ADD", (1, 1), every=60)
+    store.publish([gone], now=clock.now - STALE_AFTER - 60)  # 13:16:00 UTC
+    store.publish([EVERY_5M], now=clock.now)
+    app = frozen_app(client, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open(pilot)
+        rows = {r[0]: r for r in _rows(screen)}
+        assert rows["gone-report"][3] == "none: not declared by a running worker since 2024-11-28 13:16"
+        assert rows["add-every-5m"][3] == "13:25:00 (in 5m00s)"
+        assert "2 schedules · 1 stale" in static_text(app, "#schedules-status")
+        store.publish([gone], now=clock.now)
+        clock.now += 1
+        await wait_for(pilot, lambda: _rows(screen)[1][3] == "13:21:00 (in 59s)",
+                       what="live again")
+        assert "stale" not in static_text(app, "#schedules-status")

@@ -1,5 +1,6 @@
 """The schedules screen: every periodic schedule the workers published, with its next run and
-its last run (task and state); refreshed while open. A malformed entry is a row marked invalid,
+its last run (task and state); refreshed while open. A stale one (no running worker declares it)
+has no next run but the time it was last declared; a malformed entry is a row marked invalid,
 its reason in full under the table; Enter on a row with a last task opens that task's detail view."""
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def schedule_row(info: ScheduleInfo, now: float, tz: tzinfo | None) -> tuple[Tex
                 Text("-"), Text(""), Text("invalid", style=STATE_STYLES["invalid"]))
     next_run = Text("-") if info.next_run is None else Text(
         f"{format_time(info.next_run, tz)[11:19]} (in {format_duration(info.next_run - now)})")
+    if info.stale and info.published_at is not None:
+        next_run = Text("none: not declared by a running worker since "
+                        f"{format_time(info.published_at, tz)[:16]}", style="yellow")
     last = Text("never") if info.last_period is None else Text(
         f"{format_time(info.last_period, tz)[5:16]} {(info.last_task or '')[:8]}")
     state = info.last_state or ("-" if info.last_task else "")
@@ -105,8 +109,10 @@ class SchedulesScreen(ModalScreen[None]):
         status.remove_class("-error")
         infos = result.schedules
         invalid = sum(1 for i in infos if i.problem is not None)
+        stale = sum(1 for i in infos if i.stale)
         text = (f"{len(infos)} schedule{'s' if len(infos) != 1 else ''}"
                 + (f" · {invalid} invalid" if invalid else "")
+                + (f" · {stale} stale" if stale else "")
                 + " · times in " + ("UTC" if self.context.tz is None else str(self.context.tz))
                 if infos else "No schedules: workers publish the ones their task modules declare "
                               "with periodic().")
