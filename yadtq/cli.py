@@ -28,6 +28,10 @@ from yadtq.cli_purge import DESCRIPTION as PURGE_DESCRIPTION
 from yadtq.cli_purge import SUMMARY as PURGE_SUMMARY
 from yadtq.cli_purge import SYNOPSIS as PURGE_SYNOPSIS
 from yadtq.cli_purge import cmd_purge, purge_arguments
+from yadtq.cli_wait import DESCRIPTION as WAIT_DESCRIPTION
+from yadtq.cli_wait import SUMMARY as WAIT_SUMMARY
+from yadtq.cli_wait import SYNOPSIS as WAIT_SYNOPSIS
+from yadtq.cli_wait import cmd_wait, wait_arguments, wait_result
 from yadtq.client import Client
 from yadtq.errors import (
     InvalidTask,
@@ -40,7 +44,7 @@ from yadtq.errors import (
 from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
-from yadtq.text import format_value, safe_text
+from yadtq.text import safe_text
 from yadtq.when import split_submit_words
 
 EXIT_OK = 0
@@ -59,8 +63,8 @@ EXIT_MEANINGS = {
     EXIT_INVALID: "invalid input",
     EXIT_NOT_FOUND: "no such task",
     EXIT_DECLINED: "reset declined",
-    EXIT_TASK_FAILED: "task failed or was cancelled (--wait)",
-    EXIT_TIMED_OUT: "timed out (--wait)",
+    EXIT_TASK_FAILED: "task failed or was cancelled (wait, submit --wait)",
+    EXIT_TIMED_OUT: "timed out (wait, submit --wait)",
     EXIT_REFUSED: "Redis refused the request",
     EXIT_FINISHED: "task already finished (cancel)",
 }
@@ -150,7 +154,7 @@ def cmd_submit(ctx: Context) -> int:
     if wait is None:
         print(task_id, file=ctx.out)
         return EXIT_OK
-    return _wait(ctx.client, task_id, wait, ctx.out)
+    return wait_result(ctx.client, task_id, wait, ctx.out)
 
 
 def cmd_tasks(ctx: Context) -> int:
@@ -291,6 +295,7 @@ COMMANDS = (
             "Show-Tasks, newest first", cmd_tasks, _tasks_arguments),
     Command("view", "view ID [--json]",
             "View: arguments, result, error, attempts, every state change", cmd_view, _view_arguments),
+    Command("wait", WAIT_SYNOPSIS, WAIT_SUMMARY, cmd_wait, wait_arguments, WAIT_DESCRIPTION),
     Command("retry", "retry ID", "re-run a failed task as a new attempt of the same task",
             cmd_retry, _id_arguments),
     Command("cancel", "cancel ID", "cancel a queued, scheduled or running task: it ends cancelled",
@@ -374,22 +379,6 @@ def main(argv: Sequence[str] | None = None, *, client: Client | None = None,
         return code
     finally:
         ctx.close()
-
-
-# ---------------------------------------------------------------- submit --wait
-def _wait(client: Client, task_id: str, seconds: float, out: TextIO) -> int:
-    try:
-        task = client.wait(task_id, timeout=seconds)  # woken when its worker announces it
-    except TimeoutError as exc:
-        raise CliError(str(exc), EXIT_TIMED_OUT) from None
-    if task.problem is not None:
-        raise CliError(f"task {task_id} is invalid: {task.problem}", EXIT_TASK_FAILED)
-    if task.state is TaskState.FAILED:
-        raise CliError(f"task {task_id} failed: {task.error}", EXIT_TASK_FAILED)
-    if task.state is TaskState.CANCELLED:
-        raise CliError(f"task {task_id} was cancelled", EXIT_TASK_FAILED)
-    print(format_value(task.result), file=out)
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -553,3 +554,29 @@ def test_submit_wait_on_a_cancelled_task_exits_5(client: Client,
     monkeypatch.setattr(client, "submit_text", submit_and_cancel)
     code, out, err = run(client, "submit", "ADD", "1", "2", "--wait", "5")
     assert (code, out) == (cli.EXIT_TASK_FAILED, "") and "was cancelled" in err
+
+
+def test_wait_prints_the_result_of_a_task_finished_meanwhile(client: Client) -> None:
+    task_id = client.submit("ADD", [2, 3])
+    threading.Timer(0.3, lambda: finish(client, task_id, TaskState.COMPLETED, result=5)).start()
+    code, out, err = run(client, "wait", task_id, "--timeout", "5")
+    assert (code, out, err) == (0, "5\n", "")
+    code, out, _ = run(client, "wait", task_id, "--json")  # already final: at once
+    assert code == 0 and json.loads(out)["result"] == 5 and json.loads(out)["state"] == "completed"
+
+
+def test_wait_exit_codes_failed_cancelled_timed_out_unknown_and_bad_input(client: Client) -> None:
+    failed, cancelled, pending = (client.submit("ADD", [1, i]) for i in range(3))
+    finish(client, failed, TaskState.FAILED, error="boom [b]x[/b]")
+    client.cancel(cancelled)
+    code, out, err = run(client, "wait", failed)
+    assert (code, out) == (cli.EXIT_TASK_FAILED, "") and "failed: boom [b]x[/b]" in err
+    code, out, err = run(client, "wait", failed, "--json")  # the task as JSON, and still exit 5
+    assert code == cli.EXIT_TASK_FAILED and json.loads(out)["error"] == "boom [b]x[/b]"
+    assert run(client, "wait", cancelled)[0] == cli.EXIT_TASK_FAILED
+    code, out, err = run(client, "wait", pending, "--timeout", "0.2")
+    assert (code, out) == (cli.EXIT_TIMED_OUT, "") and err.strip()
+    assert run(client, "wait", "0" * 32, "--timeout", "1")[0] == cli.EXIT_NOT_FOUND
+    code, _, err = run(client, "wait", "not-an-id")  # as view: no such task
+    assert code == cli.EXIT_NOT_FOUND and "is not a task id" in err
+    assert run(client, "wait", pending, "--timeout", "-1")[0] == cli.EXIT_INVALID
