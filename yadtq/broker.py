@@ -27,7 +27,7 @@ from kafka.partitioner.default import murmur2
 from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
 from kafka.structs import MemberState
 
-from yadtq import assign, topics
+from yadtq import assign, kafka_conn, topics
 from yadtq.broker_types import QueueTopics, Record, Renewing, SlotTopics, dead_letter_body, log_failed_commit
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
 from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, client_config, consumer_config, producer_config
@@ -250,6 +250,7 @@ class TaskConsumer:
         return self._topics.slots((tp.topic, tp.partition) for tp in tps)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
+        kafka_conn.finish_pending_join(self._c)  # a kafka-python 3.0.12 work-around
         with _errors(self.settings.kafka_bootstrap, "poll"):
             batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
         out: list[Record] = []

@@ -52,3 +52,26 @@ def consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
             "max_poll_interval_ms": settings.max_poll_interval_ms, "fetch_max_wait_ms": 100,
             "request_timeout_ms": max(30000, settings.session_timeout_ms + 5000),
             "allow_auto_create_topics": False}
+
+
+def finish_pending_join(consumer: Any) -> bool:
+    """Work around kafka-python 3.0.12 losing a group assignment (``TaskConsumer.poll`` calls this
+    before each poll; True if it had to).
+
+    The consumer's ``join_group_async`` loops ``while need_rejoin()``. The group leader sets its
+    assignment snapshot while its SyncGroup request is still in flight, which makes
+    ``need_rejoin()`` False; if that ``poll`` times out first (ours are 20-200 ms), the next one
+    never awaits the join it left in flight, so the assignment is never applied and heartbeats
+    stay off: the member holds no partitions and is dropped after ``session_timeout_ms`` while
+    the whole group waits for it. It happened in about a third of the starts of two workers on
+    new topics (``bench_concurrency.py --phase cpu``). Marking a rejoin needed while a join is
+    left (``_join_task`` is reset once its answer is applied) makes the next poll await it if it
+    is in flight, or join again if it ended unread, as kafka-python 2.x did (it checked the
+    pending join future too). Private attributes, read defensively: without them nothing is
+    done."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_join_task", None)
+    if coordinator is None or task is None or getattr(coordinator, "rejoin_needed", True):
+        return False
+    coordinator.rejoin_needed = True
+    return True

@@ -1,0 +1,32 @@
+"""``yadtq.kafka_conn.finish_pending_join``: the kafka-python work-around touches only a join left
+in flight (or finished unread) while nothing else asks for a rejoin, and nothing without the
+private attributes it reads (the real-stack test: tests/integration/test_group_join.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from yadtq.kafka_conn import finish_pending_join
+
+
+def consumer(join_task: object, rejoin_needed: bool) -> SimpleNamespace:
+    return SimpleNamespace(_coordinator=SimpleNamespace(_join_task=join_task,
+                                                        rejoin_needed=rejoin_needed))
+
+
+def test_a_join_left_in_flight_is_awaited_at_the_next_poll() -> None:
+    c = consumer(join_task=SimpleNamespace(is_done=False), rejoin_needed=False)
+    assert finish_pending_join(c) is True and c._coordinator.rejoin_needed is True
+    assert finish_pending_join(c) is False  # already asked: nothing more
+
+
+def test_a_join_finished_unread_is_made_again_rather_than_lost() -> None:
+    c = consumer(join_task=SimpleNamespace(is_done=True), rejoin_needed=False)
+    assert finish_pending_join(c) is True and c._coordinator.rejoin_needed is True
+
+
+def test_nothing_is_touched_without_a_join_or_the_attributes() -> None:
+    idle = consumer(join_task=None, rejoin_needed=False)
+    assert finish_pending_join(idle) is False and idle._coordinator.rejoin_needed is False
+    assert finish_pending_join(SimpleNamespace()) is False  # another client, another version
+    assert finish_pending_join(SimpleNamespace(_coordinator=SimpleNamespace())) is False
