@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from yadtq.broker_types import QueueTopics, Record, SlotTopics, dead_letter_body
 from yadtq.errors import BrokerError, ServiceUnavailable, YadtqError
-from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS
+from yadtq.kafka_conn import DELIVERY_TIMEOUT_SECONDS, heartbeat_interval_ms
 from yadtq.settings import Settings
 from yadtq.wire import Envelope
 
@@ -246,7 +246,7 @@ class ConfluentConsumer:
                 **confluent_config(settings, client_id), "group.id": settings.group,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest",
                 "session.timeout.ms": settings.session_timeout_ms,
-                "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 3),
+                "heartbeat.interval.ms": heartbeat_interval_ms(settings),
                 "max.poll.interval.ms": settings.max_poll_interval_ms, "fetch.wait.max.ms": 100,
                 "allow.auto.create.topics": False,
                 "partition.assignment.strategy": "roundrobin",  # per topic: see __init__

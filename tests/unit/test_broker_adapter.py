@@ -30,3 +30,15 @@ def test_nothing_is_touched_without_a_join_or_the_attributes() -> None:
     assert finish_pending_join(idle) is False and idle._coordinator.rejoin_needed is False
     assert finish_pending_join(SimpleNamespace()) is False  # another client, another version
     assert finish_pending_join(SimpleNamespace(_coordinator=SimpleNamespace())) is False
+
+
+def test_the_group_heartbeat_is_at_most_half_a_second() -> None:
+    """Members learn of a rebalance from a heartbeat's answer: at a third of the 6 s session a
+    worker joining busy ones waited ~2 s per round (three rounds); now at most 500 ms."""
+    from yadtq.kafka_conn import consumer_config, heartbeat_interval_ms
+    from yadtq.settings import Settings
+
+    assert heartbeat_interval_ms(Settings()) == 500
+    assert consumer_config(Settings(), "c")["heartbeat_interval_ms"] == 500
+    assert heartbeat_interval_ms(Settings(session_timeout_ms=900)) == 300  # a third, if shorter
+    assert heartbeat_interval_ms(Settings(session_timeout_ms=120)) == 100  # never below 100 ms
