@@ -250,7 +250,8 @@ class TaskConsumer:
         return self._topics.slots((tp.topic, tp.partition) for tp in tps)
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> list[Record]:
-        kafka_conn.finish_pending_join(self._c)  # a kafka-python 3.0.12 work-around
+        kafka_conn.finish_pending_join(self._c)  # kafka-python 3.0.12 work-arounds
+        kafka_conn.release_parked(self._c)
         with _errors(self.settings.kafka_bootstrap, "poll"):
             batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
         out: list[Record] = []

@@ -1,12 +1,14 @@
-"""``yadtq.kafka_conn.finish_pending_join``: the kafka-python work-around touches only a join left
-in flight (or finished unread) while nothing else asks for a rejoin, and nothing without the
-private attributes it reads (the real-stack test: tests/integration/test_group_join.py)."""
+"""The kafka-python work-arounds of ``yadtq.kafka_conn``: ``finish_pending_join`` touches only a
+join left in flight (or finished unread) while nothing else asks for a rejoin; ``release_parked``
+empties only a drained in-line batch while records are parked; neither touches anything without
+the private attributes it reads (real-stack tests: tests/integration/test_group_join.py,
+test_paused_fetch.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from yadtq.kafka_conn import finish_pending_join
+from yadtq.kafka_conn import finish_pending_join, release_parked
 
 
 def consumer(join_task: object, rejoin_needed: bool) -> SimpleNamespace:
@@ -42,3 +44,36 @@ def test_the_group_heartbeat_is_at_most_half_a_second() -> None:
     assert consumer_config(Settings(), "c")["heartbeat_interval_ms"] == 500
     assert heartbeat_interval_ms(Settings(session_timeout_ms=900)) == 300  # a third, if shorter
     assert heartbeat_interval_ms(Settings(session_timeout_ms=120)) == 100  # never below 100 ms
+
+
+class Batch:
+    """A fetched batch: truthy while it has records to give (kafka-python's PartitionRecords)."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def __bool__(self) -> bool:
+        return self.left > 0
+
+
+def fetcher(current: object, parked: dict[str, object]) -> SimpleNamespace:
+    return SimpleNamespace(_fetcher=SimpleNamespace(_next_partition_records=current,
+                                                    _paused_partition_records=parked))
+
+
+def test_a_drained_batch_no_longer_keeps_parked_records_from_coming_back() -> None:
+    c = fetcher(current=Batch(0), parked={"tp-2": Batch(270)})
+    assert release_parked(c) is True and c._fetcher._next_partition_records is None
+    assert release_parked(c) is False  # the slot is free: kafka-python restores the parked batch
+
+
+def test_a_batch_with_records_left_or_nothing_parked_is_left_alone() -> None:
+    busy = Batch(5)
+    c = fetcher(current=busy, parked={"tp-2": Batch(270)})
+    assert release_parked(c) is False and c._fetcher._next_partition_records is busy
+    drained = Batch(0)
+    c = fetcher(current=drained, parked={})
+    assert release_parked(c) is False and c._fetcher._next_partition_records is drained
+    assert release_parked(fetcher(current=None, parked={"tp-2": Batch(1)})) is False
+    assert release_parked(SimpleNamespace()) is False  # another client, another version
+    assert release_parked(SimpleNamespace(_fetcher=SimpleNamespace())) is False
