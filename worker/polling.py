@@ -107,6 +107,11 @@ class Poller:
         finally:
             self.last_poll = time.monotonic()
 
+    @property
+    def paused(self) -> set[int]:
+        """The partitions this poller has paused."""
+        return set(self._paused)
+
     def pause(self, consumer: Consumer, partitions: set[int]) -> None:
         """Have exactly ``partitions`` paused (of those assigned)."""
         assigned = consumer.assignment()

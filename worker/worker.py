@@ -54,6 +54,7 @@ from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
 from worker.scheduler import Scheduler
+from worker.stall import StallCheck
 from worker.state import Running
 from worker.watchdog import Watchdog
 from yadtq.broker_types import Record
@@ -72,6 +73,9 @@ REJOIN_AFTER_SECONDS = 30.0
 """A member whose group join has not finished after this long leaves and joins again. Our
 workers keep polling, so a real rebalance takes seconds; kafka-python 3.0 members were seen
 stuck in a join for good (alive, no partitions) while the others shared the work."""
+STALL_CHECK_SECONDS = 5.0
+"""While idle, how often the worker checks that its consumer still delivers what waits
+(``worker.stall``): a stalled partition is found 5-10 s after the last work."""
 RUNNER_FAILURES_BEFORE_RESTART = 3
 STAGE_SECONDS = 0.1
 """How often the committable offsets are taken (they are committed ``commit_after`` later)."""
@@ -120,6 +124,7 @@ class Worker:
         self._consumer: Consumer | None = None
         self._assigned: frozenset[int] = frozenset()
         """Replaced, never mutated: the heartbeat thread reads it while rebalances change it."""
+        self.stall = StallCheck()
         self.poller = Poller(settings, self.runner.work, self.inflight, self.runner.idle,
                              self.stopping)
         self.commits = Committer(settings.commit_after,
@@ -182,7 +187,8 @@ class Worker:
             elif unjoined_since is None:
                 unjoined_since = now
             elif now - unjoined_since > REJOIN_AFTER_SECONDS:
-                fresh = self._rejoin(consumer)
+                fresh = self._rejoin(consumer, f"joining the consumer group has not finished "
+                                               f"after {REJOIN_AFTER_SECONDS:.0f} s")
                 if fresh is None:
                     break  # stopped while reconnecting
                 consumer, unjoined_since = fresh, None
@@ -194,17 +200,28 @@ class Worker:
                 last_stage = now
             records = self.poller.take(consumer)
             if records:
+                self.stall.busy()
                 handled += self._dispatch(records)
                 last_work = time.monotonic()
                 if max_tasks is not None and handled >= max_tasks:
                     break
             elif not self.runner.idle():
+                self.stall.busy()
                 last_work = time.monotonic()
             elif idle_exit is not None and time.monotonic() - last_work > idle_exit:
                 break
             else:
                 with self.runner.status.lock:
                     self.runner.status.progress()  # idle is progress: nothing is stuck
+                stalled = self.stall.check(consumer, self.poller.paused, STALL_CHECK_SECONDS)
+                if stalled:
+                    fresh = self._rejoin(consumer, (
+                        "the Kafka consumer delivered nothing for over "
+                        f"{STALL_CHECK_SECONDS:g} s while messages waited (partition: waiting "
+                        f"{stalled}) and the worker was idle"), logging.ERROR)
+                    if fresh is None:
+                        break
+                    consumer, unjoined_since = fresh, None
         self._drain(consumer)
         return handled
 
@@ -275,10 +292,11 @@ class Worker:
                 return None
             delay = min(5.0, delay * 2)
 
-    def _rejoin(self, consumer: Consumer) -> Consumer | None:
-        """Leave the group with a new consumer (see ``REJOIN_AFTER_SECONDS``); None if stopped."""
-        log.warning("worker %s: joining the consumer group has not finished after %.0f s; "
-                    "leaving and joining again", self.id, REJOIN_AFTER_SECONDS)
+    def _rejoin(self, consumer: Consumer, why: str, level: int = logging.WARNING) -> Consumer | None:
+        """Leave the group with a new consumer (``REJOIN_AFTER_SECONDS``, ``worker.stall``); None
+        if stopped."""
+        log.log(level, "worker %s: %s; leaving the group and joining with a new consumer", self.id,
+                why)
         try:
             consumer.close()
         except YadtqError as exc:

@@ -146,6 +146,9 @@ class FakeConsumer:
         self.stuck = False
         """Tests: a member whose group join never finishes (polls return nothing, ``joined()`` is
         False), as kafka-python 3.0 members sometimes are."""
+        self.withheld: set[int] = set()
+        """Tests: partitions whose messages this member never delivers though they count in its
+        lags (a client that stopped fetching them, as kafka-python 3.0.12 did)."""
         with broker.lock:
             group = broker.groups.setdefault(settings.group, _Group())
             group.members.append(self)
@@ -187,7 +190,7 @@ class FakeConsumer:
         limit = max_records or self.settings.max_poll_records
         out: list[Record] = []
         with self.broker.lock:
-            for p in sorted(self._assigned - self._paused):
+            for p in sorted(self._assigned - self._paused - self.withheld):
                 index, partition = unslot(p)
                 msgs = self.broker._topic(self.topics[index])[partition]
                 pos = self._position.get(p, 0)

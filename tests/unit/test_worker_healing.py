@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import worker.runner as runner_module
+import worker.worker as worker_module
 from tests.unit.test_worker import C, F, Harness, wait_until
 from worker.worker import EXIT_RESTART, Worker
 from yadtq.client import Client
@@ -227,3 +228,76 @@ def test_a_lost_asynchronous_commit_is_sent_again(h: Harness, monkeypatch: pytes
     assert wait_until(lambda: h.committed() == {0: 3}, 1.5)  # well before the idle exit's commit
     w.request_stop()
     t.join(5)
+
+
+def test_a_consumer_that_stops_delivering_a_partition_is_renewed(
+        fake_settings: Settings, fake_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kafka client that no longer delivers a partition though its messages wait (kafka-python
+    3.0.12 stranded a paused partition's fetched records so: tests/integration/
+    test_paused_fetch.py): the idle worker sees the lag stay with nothing delivered, logs it and
+    joins with a new consumer, which reads the partition again from its committed offset."""
+    monkeypatch.setattr(worker_module, "STALL_CHECK_SECONDS", 0.2)
+    h = Harness(fake_settings, fake_store, FakeBroker(partitions=2))
+    made: list[Any] = []
+
+    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
+        consumer = h.broker.consumer(settings, wid, revoked, assigned)
+        if not made:
+            consumer.withheld = {1}  # the first one never delivers partition 1
+        made.append(consumer)
+        return consumer
+
+    ids = [h.submit("ADD", i, 1) for i in range(8)]
+    w = h.worker(consumer_factory=factory)
+    assert w.run(idle_exit=2.0) == 8
+    assert len(made) == 2 and made[0].closed  # the stalled one left the group
+    assert [h.get(t).state for t in ids] == [C] * 8
+    assert h.committed() == h.all_offsets()
+
+
+def test_a_paused_or_caught_up_partition_is_not_a_stall(
+        fake_settings: Settings, fake_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing waiting, or waiting only where the worker paused it itself: no renewal."""
+    monkeypatch.setattr(worker_module, "STALL_CHECK_SECONDS", 0.1)
+    h = Harness(fake_settings, fake_store, FakeBroker(partitions=2))
+    made: list[Any] = []
+
+    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
+        made.append(h.broker.consumer(settings, wid, revoked, assigned))
+        return made[-1]
+
+    ids = [h.submit("ADD", i, 1) for i in range(4)]
+    w = h.worker(consumer_factory=factory)
+    assert w.run(idle_exit=1.0) == 4
+    assert len(made) == 1 and [h.get(t).state for t in ids] == [C] * 4
+
+
+class _Lags:
+    def __init__(self, lags: dict[int, int] | None) -> None:
+        self.lags_now = lags
+        self.asked: list[set[int]] = []
+
+    def assignment(self) -> set[int]:
+        return {0, 1, 2}
+
+    def lags(self, partitions: set[int]) -> dict[int, int] | None:
+        self.asked.append(partitions)
+        return None if self.lags_now is None else {p: n for p, n in self.lags_now.items()
+                                                   if p in partitions}
+
+
+def test_the_stall_check_needs_two_idle_checks_and_skips_paused_partitions() -> None:
+    from worker.stall import StallCheck
+
+    check, c = StallCheck(), _Lags({0: 0, 1: 7, 2: 9})
+    assert check.check(c, paused={2}, every=0.0) == {}  # a first sight is not a stall
+    assert c.asked == [{0, 1}]  # the paused one is not asked about
+    assert check.check(c, paused={2}, every=0.0) == {1: 7}
+    check.busy()  # work came: the idle stretch starts again
+    assert check.check(c, paused=set(), every=0.0) == {}
+    c.lags_now = {0: 0, 1: 0, 2: 9}  # partition 1 delivered meanwhile, 2 did not
+    assert check.check(c, paused=set(), every=0.0) == {2: 9}
+    assert check.check(c, paused=set(), every=3600.0) == {}  # not yet time: nothing asked
+    assert len(c.asked) == 4
+    blind = _Lags(None)  # a client that cannot tell (confluent): never a stall
+    assert check.check(blind, paused=set(), every=0.0) == {} == check.check(blind, set(), 0.0)
