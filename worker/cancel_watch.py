@@ -4,8 +4,9 @@ cancelled, and marks it for the watchdog (which interrupts it as it does at a ti
 Why a polled flag and not a pub/sub push: the flag (``cancel_requested`` in the task's hash, set by
 ``Client.cancel``) is durable, so a worker that was disconnected when the cancel came, or restarted,
 still finds it; a push is lost by a subscriber that is not connected at that instant and would need
-this poll as a fallback anyway. One ``HEXISTS`` per second per busy worker costs Redis nothing, and
-a second is the latency asked for. Nothing is read while the worker is idle.
+this poll as a fallback anyway. One pipelined round trip per second per busy worker (an ``HEXISTS``
+per running task) costs Redis little, and a second is the latency asked for. Nothing is read while
+the worker is idle.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ class CancelWatch:
         watchdog). A Redis that cannot answer now is asked again next time."""
         with self.status.lock:
             tasks = [r for r in self.status.running.values() if r.cancel_seen is None]
+        try:
+            requested = self.cancels.requested([r.task_id for r in tasks])
+        except (ServiceUnavailable, StoreError) as exc:
+            log.debug("could not read the cancel flags of %d running tasks: %s", len(tasks), exc)
+            return False
         found = False
         for running in tasks:
-            try:
-                requested = self.cancels.requested(running.task_id)
-            except (ServiceUnavailable, StoreError) as exc:
-                log.debug("could not read the cancel flag of task %s: %s", running.task_id, exc)
-                return found
-            if not requested:
+            if running.task_id not in requested:
                 continue
             with self.status.lock:
                 if self.status.running.get(running.key) is not running:

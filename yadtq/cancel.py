@@ -10,6 +10,7 @@ was disconnected when the cancel came still finds it. No I/O of its own: the sto
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,17 @@ class Cancels:
                               f"{f' (state {state!r})' if state else ''}: not cancelled")
         return CancelResult(task_id, TaskState(state))
 
-    def requested(self, task_id: str) -> bool:
-        """Whether a cancel was requested for ``task_id`` (one ``HEXISTS``)."""
-        key = self.store.keys.task(task_id)
-        return bool(self.store.call(lambda: self.store.r.hexists(key, "cancel_requested")))
+    def requested(self, task_ids: Sequence[str]) -> set[str]:
+        """Those of ``task_ids`` whose cancel was requested: one pipelined round trip of an
+        ``HEXISTS`` each (a worker asks for all its running tasks at once)."""
+        if not task_ids:
+            return set()
+
+        def read() -> list[Any]:
+            pipe = self.store.r.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hexists(self.store.keys.task(task_id), "cancel_requested")
+            return list(pipe.execute())
+
+        flags = self.store.call(read)
+        return {task_id for task_id, flag in zip(task_ids, flags, strict=True) if flag}

@@ -54,12 +54,12 @@ def test_a_running_task_is_flagged_and_any_outcome_of_its_attempt_ends_cancelled
     ids = fake_client.submit_many([("ADD", [1, 1]), ("ADD", [2, 2]), ("ADD", [3, 3])])
     envs = _sent(fake_broker, fake_client)
     assert fake_store.start("w1", envs) == [1, 1, 1]
-    assert not any(cancels.requested(i) for i in ids)
+    assert cancels.requested(ids) == set()
     for task_id in ids:
         result = fake_client.cancel(task_id)
         assert (result.previous, result.running) == (P, True)
         assert fake_client.cancel(task_id).running  # asked twice: the same answer, no change
-        assert cancels.requested(task_id)
+        assert task_id in cancels.requested(ids)
         assert fake_client.get(task_id).state is P  # its worker writes the end
     # whatever the attempt ends with, it is written as cancelled: never retried, never failed
     written = fake_store.finish("w1", [
@@ -158,3 +158,37 @@ def test_a_flagged_task_requeued_by_the_reconciler_is_cancelled_at_its_start(
     task = fake_client.get(task_id)
     assert (task.state, task.attempt) == (X, 1)
     assert fake_client.counts() == {S: 0, Q: 0, P: 0, C: 0, F: 0, X: 1}
+
+
+def test_the_cancel_watch_reads_every_running_task_in_one_round_trip(
+        fake_client: Client, fake_broker: FakeBroker, fake_store: RedisStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With many tasks in flight (1,000 ``async def`` ones per worker) one ``HEXISTS`` per task
+    each second, one after another, had been up to 1,000 round trips a second from one thread."""
+    import threading
+    import time
+
+    from worker.cancel_watch import CancelWatch
+    from worker.state import RunnerStatus, Running
+
+    ids = fake_client.submit_many([("ADD", [i, 1]) for i in range(300)])
+    assert fake_store.start("w1", _sent(fake_broker, fake_client)) == [1] * 300
+    status = RunnerStatus()
+    for n, task_id in enumerate(ids):
+        status.running[n] = Running(task_id, "ADD", 1, None, None, n,  # type: ignore[arg-type]
+                                    lambda kind: None, time.monotonic() + 60, 60)
+    assert fake_client.cancel(ids[123]).running
+    pipelines = []
+    real = fake_store.r.pipeline
+
+    def counted(*args: object, **kwargs: object) -> object:
+        pipelines.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fake_store.r, "pipeline", counted)
+    monkeypatch.setattr(fake_store.r, "hexists", lambda *a: pytest.fail("one HEXISTS per task"))
+    watch = CancelWatch(fake_store, status, threading.Event())
+    assert watch.check() is True and len(pipelines) == 1
+    assert [n for n, r in status.running.items() if r.cancel_seen is not None] == [123]
+    assert watch.check() is False and len(pipelines) == 2  # seen once: not marked again
+    assert Cancels(fake_store).requested([]) == set()
