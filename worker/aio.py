@@ -35,6 +35,9 @@ class AsyncLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self._inbox: list[Callable[[], None]] = []
+        """Coroutines handed over and not created yet (under ``_lock``): a burst of launches wakes
+        the loop once (``call_soon_threadsafe`` writes to its wake-up pipe at every call)."""
 
     def _started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -86,5 +89,21 @@ class AsyncLoop:
             why.append(kind)
             loop.call_soon_threadsafe(lambda: holder[0].cancel() if holder else None)
 
-        loop.call_soon_threadsafe(create)
+        with self._lock:
+            self._inbox.append(create)
+            wake = len(self._inbox) == 1
+        if wake:
+            loop.call_soon_threadsafe(self._take_inbox)
         return stop
+
+    def _take_inbox(self) -> None:
+        with self._lock:
+            todo, self._inbox = self._inbox, []
+        for create in todo:
+            create()
+
+    def after_turn(self, fn: Callable[[], None]) -> None:
+        """On the loop's thread: run ``fn`` after the callbacks ready now (the coroutines that
+        ended in this turn of the loop), so their outcomes are written together."""
+        assert self._loop is not None
+        self._loop.call_soon(fn)

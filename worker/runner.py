@@ -86,6 +86,8 @@ class Runner:
         """Chunks in a row that failed unexpectedly (the consume loop restarts the process)."""
         self._alive, self._alive_at = True, 0.0
         self.aio = AsyncLoop()
+        self._ended: list[tuple[Track, Record, Outcome]] = []
+        """Outcomes of ``async def`` tasks ended in this turn of the loop (its thread only)."""
         self.procs = ProcPool(registry, default_size(settings.concurrency))
         self.starts: Coalescer[Envelope, int] = Coalescer(lambda e: store.start(worker_id, e), "starts")
         self.outcomes = OutcomeWriter(store, worker_id, self.redis, self.status, self.metrics, outbox)
@@ -325,15 +327,28 @@ class Runner:
         def done(result: Result) -> None:  # on the loop's thread: must not wait for Redis
             with self.status.lock:
                 self.status.running.pop(key, None)
-            self.outcomes.write([(rec, self._outcome(env, spec, attempt, result))],
-                                lambda: self.inflight.finish(track, rec.offset),
-                                lambda exc: self._failed([(track, rec, False)], exc), here=False)
+            if not self._ended:
+                self.aio.after_turn(self._write_ended)
+            self._ended.append((track, rec, self._outcome(env, spec, attempt, result)))
 
         with self.status.lock:  # before it can end: ``done`` removes it
             running = Running(env.id, env.name, attempt, rec, track, key, lambda kind: None,
                               time.monotonic() + limit, limit)
             self.status.running[key] = running
         running.stop = self.aio.launch(spec, env.args, limit, done)
+
+    def _write_ended(self) -> None:
+        """On the loop's thread: hand the outcomes of the coroutines that ended in one turn of the
+        loop to the outcome writer together (one post, one wake-up of its thread)."""
+        ended, self._ended = self._ended, []
+
+        def finished() -> None:
+            for track, rec, _ in ended:
+                self.inflight.finish(track, rec.offset)
+
+        self.outcomes.write([(rec, outcome) for _, rec, outcome in ended], finished,
+                            lambda exc: self._failed([(t, rec, False) for t, rec, _ in ended], exc),
+                            here=False)
 
     def _count(self, name: str, ok: bool) -> None:
         self.metrics.finished(name, TaskState.COMPLETED if ok else TaskState.FAILED)
