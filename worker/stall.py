@@ -45,6 +45,9 @@ class StallCheck:
         except YadtqError as exc:
             log.debug("stall check: reading lags failed: %s", exc)
             lags = None
+        except Exception:  # a check must never end the consume loop
+            log.warning("stall check: reading lags failed unexpectedly", exc_info=True)
+            lags = None
         if lags is None:
             self._waiting = None
             return {}

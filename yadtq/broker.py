@@ -285,13 +285,14 @@ class TaskConsumer:
                 self._c.seek(self._tp(partition), offset)
 
     def lags(self, partitions: set[int]) -> dict[int, int] | None:
-        """Messages after this consumer's position per assigned partition (one offsets request;
-        paused ones included: what a held-back priority level has waiting)."""
+        """Messages after this consumer's position per assigned partition (one offsets request; paused
+        ones included; one whose position is not known yet, a new assignment's, left out)."""
         tps = {p: self._tp(p) for p in partitions & self.assignment()}
         with _errors(self.settings.kafka_bootstrap, "reading lags"):
             ends = self._c.end_offsets(list(tps.values()), timeout_ms=1000)
-            return {p: max(0, ends[tp] - self._c.position(tp, timeout_ms=200))
-                    for p, tp in tps.items()}
+            positions = {p: self._c.position(tp, timeout_ms=200) for p, tp in tps.items()}
+            return {p: max(0, ends[tp] - positions[p]) for p, tp in tps.items()
+                    if positions[p] is not None and tp in ends}
 
     def commit(self, offsets: dict[int, int], wait: bool = True) -> None:
         """Commit ``partition -> next offset to read``. ``wait=True`` raises on failure (e.g. a

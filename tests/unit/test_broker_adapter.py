@@ -77,3 +77,23 @@ def test_a_batch_with_records_left_or_nothing_parked_is_left_alone() -> None:
     assert release_parked(fetcher(current=None, parked={"tp-2": Batch(1)})) is False
     assert release_parked(SimpleNamespace()) is False  # another client, another version
     assert release_parked(SimpleNamespace(_fetcher=SimpleNamespace())) is False
+
+
+def test_lags_leave_out_a_position_not_known_yet() -> None:
+    """kafka-python's ``position(tp, timeout_ms)`` returns None when a new assignment's offset reset
+    has not finished in time; ``lags`` had subtracted it (TypeError in the consume loop, a worker
+    crash, seen as a task not started for 20 s in a loaded CI run)."""
+    from kafka import TopicPartition
+
+    from yadtq.broker import TaskConsumer
+    from yadtq.broker_types import SlotTopics
+    from yadtq.settings import Settings
+
+    settings = Settings(partitions=3)
+    consumer = TaskConsumer.__new__(TaskConsumer)
+    consumer.settings, consumer._topics = settings, SlotTopics(settings)
+    tps = [TopicPartition(settings.topic, p) for p in range(3)]
+    consumer._c = SimpleNamespace(
+        assignment=lambda: set(tps), end_offsets=lambda wanted, timeout_ms: {tp: 10 for tp in wanted},
+        position=lambda tp, timeout_ms: {0: 4, 1: None, 2: 10}[tp.partition])
+    assert consumer.lags({0, 1, 2}) == {0: 6, 2: 0}

@@ -301,3 +301,15 @@ def test_the_stall_check_needs_two_idle_checks_and_skips_paused_partitions() -> 
     assert len(c.asked) == 4
     blind = _Lags(None)  # a client that cannot tell (confluent): never a stall
     assert check.check(blind, paused=set(), every=0.0) == {} == check.check(blind, set(), 0.0)
+
+
+def test_a_stall_check_that_fails_unexpectedly_does_not_end_the_worker() -> None:
+    from worker.stall import StallCheck
+
+    class Broken(_Lags):
+        def lags(self, partitions: set[int]) -> dict[int, int] | None:
+            raise TypeError("unsupported operand type(s) for -: 'int' and 'NoneType'")
+
+    check = StallCheck()
+    assert check.check(Broken(None), paused=set(), every=0.0) == {}
+    assert check.check(Broken(None), paused=set(), every=0.0) == {}
