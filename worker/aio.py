@@ -35,7 +35,7 @@ class AsyncLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.thread: threading.Thread | None = None
-        self._inbox: list[Callable[[], None]] = []
+        self._inbox: list[_Job] = []
         """Coroutines handed over and not created yet (under ``_lock``): a burst of launches wakes
         the loop once (``call_soon_threadsafe`` writes to its wake-up pipe at every call)."""
 
@@ -54,56 +54,66 @@ class AsyncLoop:
         """Run ``spec``'s coroutine on the loop (waiting while ``ASYNC_LIMIT`` run); ``done`` is
         called on the loop's thread with its result. Returns its ``stop(kind)``."""
         self.slots.acquire()
-        loop = self._started()
-        why: list[type[Interrupt]] = []
-        holder: list[asyncio.Task[Result]] = []
-
-        async def run() -> Result:
-            t0 = time.perf_counter()
-            try:
-                assert spec.fn is not None
-                value = await spec.fn(*args)
-            except asyncio.CancelledError:
-                if not why:
-                    raise  # the loop is closing: not ours to report
-                if why[-1] is TimeLimitExceeded:
-                    return Result(False, error=f"time limit of {limit:g} s exceeded",
-                                  retryable=True, seconds=limit)
-                return Result(False, error="cancelled while running", cancelled=True,
-                              seconds=time.perf_counter() - t0)
-            except BaseException as exc:  # noqa: BLE001 - any error of user code is a failed attempt
-                return error_result(exc, time.perf_counter() - t0)
-            return check_result(value, time.perf_counter() - t0)
-
-        def finished(task: asyncio.Task[Result]) -> None:
-            self.slots.release()
-            if not task.cancelled() and task.exception() is None:
-                done(task.result())
-
-        def create() -> None:
-            task = loop.create_task(run())
-            holder.append(task)
-            task.add_done_callback(finished)
-
-        def stop(kind: type[Interrupt]) -> None:
-            why.append(kind)
-            loop.call_soon_threadsafe(lambda: holder[0].cancel() if holder else None)
-
+        job = _Job(self, self._started(), spec, args, limit, done)
         with self._lock:
-            self._inbox.append(create)
+            self._inbox.append(job)
             wake = len(self._inbox) == 1
         if wake:
-            loop.call_soon_threadsafe(self._take_inbox)
-        return stop
+            job.loop.call_soon_threadsafe(self._take_inbox)
+        return job.stop
 
     def _take_inbox(self) -> None:
         with self._lock:
             todo, self._inbox = self._inbox, []
-        for create in todo:
-            create()
+        for job in todo:
+            job.task = job.loop.create_task(job.run())
+            job.task.add_done_callback(job.finished)
 
     def after_turn(self, fn: Callable[[], None]) -> None:
         """On the loop's thread: run ``fn`` after the callbacks ready now (the coroutines that
         ended in this turn of the loop), so their outcomes are written together."""
         assert self._loop is not None
         self._loop.call_soon(fn)
+
+
+class _Job:
+    """One ``async def`` task on the loop (a class, not four closures per task)."""
+
+    __slots__ = ("args", "done", "limit", "loop", "owner", "spec", "task", "why")
+
+    def __init__(self, owner: AsyncLoop, loop: asyncio.AbstractEventLoop, spec: TaskSpec,
+                 args: tuple[Any, ...], limit: float, done: Callable[[Result], None]) -> None:
+        self.owner, self.loop, self.spec, self.args = owner, loop, spec, args
+        self.limit, self.done = limit, done
+        self.why: list[type[Interrupt]] = []
+        self.task: asyncio.Task[Result] | None = None
+
+    async def run(self) -> Result:
+        t0 = time.perf_counter()
+        try:
+            assert self.spec.fn is not None
+            value = await self.spec.fn(*self.args)
+        except asyncio.CancelledError:
+            if not self.why:
+                raise  # the loop is closing: not ours to report
+            if self.why[-1] is TimeLimitExceeded:
+                return Result(False, error=f"time limit of {self.limit:g} s exceeded",
+                              retryable=True, seconds=self.limit)
+            return Result(False, error="cancelled while running", cancelled=True,
+                          seconds=time.perf_counter() - t0)
+        except BaseException as exc:  # noqa: BLE001 - any error of user code is a failed attempt
+            return error_result(exc, time.perf_counter() - t0)
+        return check_result(value, time.perf_counter() - t0)
+
+    def finished(self, task: asyncio.Task[Result]) -> None:
+        self.owner.slots.release()
+        if not task.cancelled() and task.exception() is None:
+            self.done(task.result())
+
+    def stop(self, kind: type[Interrupt]) -> None:
+        self.why.append(kind)
+        self.loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
