@@ -307,6 +307,7 @@ class Worker:
         self.commits.forget()
         fresh = self._connect()
         self._consumer = fresh
+        self.stall.busy()  # a new consumer: what the old one had waiting says nothing of it
         return fresh
 
     def _on_revoked(self, partitions: set[int]) -> None:
