@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -92,6 +93,19 @@ class Harness:
                       consumer_factory=consumer_factory or self.broker.consumer,
                       producer_factory=self.broker.producer, offsets_factory=self.broker.offsets,
                       worker_id=worker_id)
+
+    def consumers(self, spoil_first: Callable[[Any], object]) -> tuple[Callable[..., Any], list[Any]]:
+        """A consumer factory whose first consumer ``spoil_first`` breaks, and the consumers made."""
+        made: list[Any] = []
+
+        def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
+            consumer = self.broker.consumer(settings, wid, revoked, assigned)
+            if not made:
+                spoil_first(consumer)
+            made.append(consumer)
+            return consumer
+
+        return factory, made
 
     def run(self, worker_id: str = "w1", idle_exit: float = 0.3, **kw: Any) -> Worker:
         w = self.worker(worker_id, **kw)
@@ -281,14 +295,8 @@ def test_a_member_stuck_joining_its_group_leaves_and_joins_again(
     """kafka-python 3.0 members were seen stuck in a group join for good (alive, no partitions):
     after ``REJOIN_AFTER_SECONDS`` the worker closes that consumer and joins with a new one."""
     monkeypatch.setattr(worker_module, "REJOIN_AFTER_SECONDS", 0.3)
-    made: list[Any] = []
-
-    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
-        consumer = h.broker.consumer(settings, wid, revoked, assigned)
-        consumer.stuck = not made  # the first one never finishes joining
-        made.append(consumer)
-        return consumer
-
+    # the first one never finishes joining
+    factory, made = h.consumers(lambda consumer: setattr(consumer, "stuck", True))
     ids = [h.submit("ADD", i, 1) for i in range(5)]
     w = h.worker(consumer_factory=factory)
     assert w.run(idle_exit=1.0) == 5

@@ -238,15 +238,8 @@ def test_a_consumer_that_stops_delivering_a_partition_is_renewed(
     joins with a new consumer, which reads the partition again from its committed offset."""
     monkeypatch.setattr(worker_module, "STALL_CHECK_SECONDS", 0.2)
     h = Harness(fake_settings, fake_store, FakeBroker(partitions=2))
-    made: list[Any] = []
-
-    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
-        consumer = h.broker.consumer(settings, wid, revoked, assigned)
-        if not made:
-            consumer.withheld = {1}  # the first one never delivers partition 1
-        made.append(consumer)
-        return consumer
-
+    # the first one never delivers partition 1
+    factory, made = h.consumers(lambda consumer: setattr(consumer, "withheld", {1}))
     ids = [h.submit("ADD", i, 1) for i in range(8)]
     w = h.worker(consumer_factory=factory)
     assert w.run(idle_exit=2.0) == 8
@@ -260,12 +253,7 @@ def test_a_paused_or_caught_up_partition_is_not_a_stall(
     """Nothing waiting, or waiting only where the worker paused it itself: no renewal."""
     monkeypatch.setattr(worker_module, "STALL_CHECK_SECONDS", 0.1)
     h = Harness(fake_settings, fake_store, FakeBroker(partitions=2))
-    made: list[Any] = []
-
-    def factory(settings: Settings, wid: str, revoked: Any, assigned: Any) -> Any:
-        made.append(h.broker.consumer(settings, wid, revoked, assigned))
-        return made[-1]
-
+    factory, made = h.consumers(lambda consumer: None)
     ids = [h.submit("ADD", i, 1) for i in range(4)]
     w = h.worker(consumer_factory=factory)
     assert w.run(idle_exit=1.0) == 4
