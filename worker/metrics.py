@@ -12,6 +12,8 @@ on its own thread. Names follow Prometheus conventions:
 - ``yadtq_repairs_total{kind}``: tasks this worker's reconciler rounds repaired
   (``resent_queued``, ``requeued_in_progress``)
 - ``yadtq_tasks_in_flight``: tasks running in this worker now
+- ``yadtq_consumer_renewals_total{reason}``: Kafka consumers this worker replaced (``stalled``: it
+  stopped delivering what waited, ``worker.stall``; ``join``: its group join never finished)
 - ``yadtq_consumer_lag{queue,priority,partition}``: the group's lag (end offset minus committed
   offset) on each Kafka partition of every topic this worker consumes: each of its queues
   (``--queues``) at each priority level. Read from Kafka at scrape time; a topic not made yet (a
@@ -62,6 +64,9 @@ class Metrics:
                                ["kind"], registry=r)
         self.in_flight = Gauge("yadtq_tasks_in_flight", "Tasks running in this worker now",
                                registry=r)
+        self.renewals = Counter("yadtq_consumer_renewals",
+                                "Kafka consumers this worker replaced, by reason", ["reason"],
+                                registry=r)
         self.server: object | None = None
         # the labelled children, kept: ``labels()`` takes a lock and builds a key on every call
         self._finished: dict[tuple[str, str], Any] = {}

@@ -187,6 +187,7 @@ class Worker:
             elif unjoined_since is None:
                 unjoined_since = now
             elif now - unjoined_since > REJOIN_AFTER_SECONDS:
+                self.metrics.renewals.labels("join").inc()
                 fresh = self._rejoin(consumer, f"joining the consumer group has not finished "
                                                f"after {REJOIN_AFTER_SECONDS:.0f} s")
                 if fresh is None:
@@ -215,6 +216,7 @@ class Worker:
                     self.runner.status.progress()  # idle is progress: nothing is stuck
                 stalled = self.stall.check(consumer, self.poller.paused, STALL_CHECK_SECONDS)
                 if stalled:
+                    self.metrics.renewals.labels("stalled").inc()
                     fresh = self._rejoin(consumer, (
                         "the Kafka consumer delivered nothing for over "
                         f"{STALL_CHECK_SECONDS:g} s while messages waited (partition: waiting "

@@ -301,6 +301,7 @@ def test_a_member_stuck_joining_its_group_leaves_and_joins_again(
     w = h.worker(consumer_factory=factory)
     assert w.run(idle_exit=1.0) == 5
     assert len(made) == 2 and made[0].closed  # the stuck one left the group
+    assert w.metrics.renewals.labels("join")._value.get() == 1
     assert [h.get(t).state for t in ids] == [C] * 5
 
 

@@ -245,6 +245,8 @@ def test_a_consumer_that_stops_delivering_a_partition_is_renewed(
     assert w.run(idle_exit=2.0) == 8
     assert len(made) == 2 and made[0].closed  # the stalled one left the group
     assert [h.get(t).state for t in ids] == [C] * 8
+    assert w.metrics.renewals.labels("stalled")._value.get() == 1
+    assert w.metrics.renewals.labels("join")._value.get() == 0
     assert h.committed() == h.all_offsets()
 
 
