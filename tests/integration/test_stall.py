@@ -28,17 +28,23 @@ pytestmark = pytest.mark.integration
 
 
 class Withholding:
-    """The real consumer, except that ``partition`` never fetches: paused at the start and kept
-    paused through every resume (the worker does not know)."""
+    """The real consumer, except that ``partition`` never delivers: paused as soon as it is
+    assigned and kept paused through every resume (the worker does not know). What the poll that
+    assigned it brought of it is taken back (a seek to the first such offset), as if never fetched,
+    so its messages stay waiting after the consumer's position."""
 
     def __init__(self, real: Any, partition: int) -> None:
         self.real, self.partition, self.kept = real, partition, False
 
     def poll(self, timeout_ms: int, max_records: int | None = None) -> Any:
+        records = self.real.poll(timeout_ms, max_records)
         if not self.kept and self.partition in self.real.assignment():
             self.real.pause({self.partition})
             self.kept = True
-        return [r for r in self.real.poll(timeout_ms, max_records) if r.partition != self.partition]
+        held = [r.offset for r in records if r.partition == self.partition]
+        if held:
+            self.real.seek(self.partition, min(held))
+        return [r for r in records if r.partition != self.partition]
 
     def resume(self, partitions: set[int]) -> None:
         self.real.resume(partitions - {self.partition})
