@@ -68,26 +68,70 @@ def heartbeat_interval_ms(settings: Settings) -> int:
 
 
 def finish_pending_join(consumer: Any) -> bool:
-    """Work around kafka-python 3.0.12 losing a group assignment (``TaskConsumer.poll`` calls this
-    before each poll; True if it had to).
+    """Work around kafka-python 3.0.12 losing group joins (``TaskConsumer.poll`` calls this before
+    each poll; True if it had to).
 
-    The consumer's ``join_group_async`` loops ``while need_rejoin()``. The group leader sets its
-    assignment snapshot while its SyncGroup request is still in flight, which makes
-    ``need_rejoin()`` False; if that ``poll`` times out first (ours are 20-200 ms), the next one
-    never awaits the join it left in flight, so the assignment is never applied and heartbeats
-    stay off: the member holds no partitions and is dropped after ``session_timeout_ms`` while
-    the whole group waits for it. It happened in about a third of the starts of two workers on
-    new topics (``bench_concurrency.py --phase cpu``). Marking a rejoin needed while a join is
-    left (``_join_task`` is reset once its answer is applied) makes the next poll await it if it
-    is in flight, or join again if it ended unread, as kafka-python 2.x did (it checked the
-    pending join future too). Private attributes, read defensively: without them nothing is
-    done."""
+    Its ``join_group_async`` runs only inside ``poll`` and loops ``while need_rejoin()``; the join
+    itself (JoinGroup, then SyncGroup) is a task on the client's network thread. Two ways it lost one:
+
+    - The group leader sets its assignment snapshot while its SyncGroup request is in flight, which
+      makes ``need_rejoin()`` False; if that ``poll`` timed out first (ours are 0-200 ms), the next
+      one never awaited the join, so the assignment was never applied and heartbeats stayed off:
+      the member held nothing and was dropped after ``session_timeout_ms``. It hit about a third of
+      the starts of two workers on new topics. Marking a rejoin needed while a join is left makes
+      the next poll await it.
+    - A join whose answer came *between* polls is a finished task, and ``join_group_async`` starts a
+      new join for a finished task instead of applying its answer. A member that polls with gaps
+      (a worker full of tasks polls with a 0 ms timeout every 0.5 s) threw away every join and
+      sent another: a cooperative rebalance, which needs the old owner to apply a smaller
+      assignment and join again, never ended (a second member got nothing for ~30 s,
+      ``tests/integration/test_rebalance_clients.py``). A join that finished well is handed back as
+      ``_JoinAnswer``, which the next poll awaits and applies.
+
+    Private attributes, read defensively: without them nothing is done."""
     coordinator = getattr(consumer, "_coordinator", None)
     task = getattr(coordinator, "_join_task", None)
-    if coordinator is None or task is None or getattr(coordinator, "rejoin_needed", True):
+    if coordinator is None or task is None:
+        return False
+    finished_well = getattr(task, "is_done", False) is True and getattr(task, "exception", 1) is None
+    if finished_well and not isinstance(task, _JoinAnswer):
+        coordinator._join_task = _JoinAnswer(task.value)
+        coordinator.rejoin_needed = True
+        return True
+    if getattr(coordinator, "rejoin_needed", True):
         return False
     coordinator.rejoin_needed = True
     return True
+
+
+class _JoinAnswer:
+    """The answer of a join that finished between polls, as a task not done yet: kafka-python's
+    ``join_group_async`` then awaits it (``wait_for`` adds its callbacks, or ``await``) instead of
+    starting another join, and it settles at once with the answer (a kafka-python ``Future``'s
+    surface, as much of it as the join uses)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value, self.exception, self.is_done = value, None, False
+
+    def succeeded(self) -> bool:
+        return self.is_done
+
+    def failed(self) -> bool:
+        return False
+
+    def add_callback(self, f: Any, *args: Any, **kwargs: Any) -> _JoinAnswer:
+        self.is_done = True
+        f(*args, self.value, **kwargs)
+        return self
+
+    def add_errback(self, f: Any, *args: Any, **kwargs: Any) -> _JoinAnswer:
+        self.is_done = True
+        return self
+
+    def __await__(self) -> Any:
+        self.is_done = True
+        return self.value
+        yield  # a generator: awaitable, and done without suspending
 
 
 def release_parked(consumer: Any) -> bool:

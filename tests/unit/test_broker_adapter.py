@@ -22,9 +22,36 @@ def test_a_join_left_in_flight_is_awaited_at_the_next_poll() -> None:
     assert finish_pending_join(c) is False  # already asked: nothing more
 
 
-def test_a_join_finished_unread_is_made_again_rather_than_lost() -> None:
-    c = consumer(join_task=SimpleNamespace(is_done=True), rejoin_needed=False)
+def test_a_join_that_failed_unread_is_made_again() -> None:
+    c = consumer(join_task=SimpleNamespace(is_done=True, exception=OSError("x")), rejoin_needed=False)
     assert finish_pending_join(c) is True and c._coordinator.rejoin_needed is True
+    assert c._coordinator._join_task.exception is not None  # left as it is: kafka-python joins anew
+
+
+def test_a_join_that_finished_between_polls_is_applied_not_thrown_away() -> None:
+    """kafka-python starts a new join for a finished task; its answer is handed back as a task not
+    done yet, which settles with the answer when the next poll awaits it (by callback or await)."""
+    answer = b"assignment"
+    c = consumer(join_task=SimpleNamespace(is_done=True, exception=None, value=answer),
+                 rejoin_needed=True)
+    assert finish_pending_join(c) is True and c._coordinator.rejoin_needed is True
+    handed = c._coordinator._join_task
+    assert handed.is_done is False  # join_group_async awaits it instead of joining again
+    assert finish_pending_join(c) is False  # already handed back: nothing more
+    got: list[object] = []
+    handed.add_callback(got.append)  # what kafka-python's wait_for does
+    handed.add_errback(lambda exc: got.append(exc))
+    assert got == [answer] and handed.is_done and handed.succeeded() and not handed.failed()
+
+    c = consumer(join_task=SimpleNamespace(is_done=True, exception=None, value=answer),
+                 rejoin_needed=False)
+    finish_pending_join(c)
+
+    async def await_it() -> object:
+        return await c._coordinator._join_task  # the path without a timeout
+
+    import asyncio
+    assert asyncio.run(await_it()) == answer
 
 
 def test_nothing_is_touched_without_a_join_or_the_attributes() -> None:
