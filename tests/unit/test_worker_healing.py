@@ -293,13 +293,15 @@ def test_the_stall_check_needs_two_idle_checks_and_skips_paused_partitions() -> 
     assert check.check(blind, paused=set(), every=0.0) == {} == check.check(blind, set(), 0.0)
 
 
-def test_a_stall_check_that_fails_unexpectedly_does_not_end_the_worker() -> None:
+def test_a_stall_check_whose_lags_cannot_be_read_is_not_a_stall() -> None:
+    """Kafka unreachable while idle: nothing is renewed (the consume loop waits it out)."""
     from worker.stall import StallCheck
+    from yadtq.errors import ServiceUnavailable
 
-    class Broken(_Lags):
+    class Unreachable(_Lags):
         def lags(self, partitions: set[int]) -> dict[int, int] | None:
-            raise TypeError("unsupported operand type(s) for -: 'int' and 'NoneType'")
+            raise ServiceUnavailable("Kafka at 127.0.0.1:9092 is not reachable (reading lags)")
 
     check = StallCheck()
-    assert check.check(Broken(None), paused=set(), every=0.0) == {}
-    assert check.check(Broken(None), paused=set(), every=0.0) == {}
+    assert check.check(Unreachable(None), paused=set(), every=0.0) == {}
+    assert check.check(Unreachable(None), paused=set(), every=0.0) == {}
