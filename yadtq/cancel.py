@@ -2,8 +2,9 @@
 
 A ``queued`` (or ``scheduled``) task is set ``cancelled`` in one compare-and-set script and never
 starts: ``START`` refuses it, so its message is skipped and committed past. A running task gets a
-``cancel_requested`` field instead: the worker running it reads that field once a second
-(``requested``) and interrupts the task the way it enforces time limits; whatever the attempt then
+``cancel_requested`` field instead, and a counter of such requests moves: each busy worker reads the
+counter once a second (``counter``), and when it moved, the flags of its running tasks
+(``requested``); it interrupts a flagged task the way it enforces time limits; whatever the attempt then
 writes, ``FINISH`` turns it into ``cancelled``. The flag lives in the task's hash, so a worker that
 was disconnected when the cancel came still finds it. No I/O of its own: the store runs the calls.
 """
@@ -55,7 +56,7 @@ class Cancels:
         nothing changes then."""
         keys = self.store.keys
         script_keys = [keys.counts, *(keys.state_index(s) for s in STATES), keys.due,
-                       keys.task(task_id)]
+                       keys.task(task_id), keys.cancel_requests]
         args: list[Any] = [self.store.clock(), CANCEL_NOTE]
         code, state = self.store.call(lambda: self._cancel(keys=script_keys, args=args))
         code, state = int(code), safe_text(str(state))
@@ -68,6 +69,12 @@ class Cancels:
             raise InvalidTask(f"task {task_id} has a malformed stored record"
                               f"{f' (state {state!r})' if state else ''}: not cancelled")
         return CancelResult(task_id, TaskState(state))
+
+    def counter(self) -> int:
+        """How many times a running task was flagged (``CANCEL`` bumps it): unchanged means no
+        running task anywhere got a cancel request since it was last read."""
+        value = self.store.call(lambda: self.store.r.get(self.store.keys.cancel_requests))
+        return int(value or 0)
 
     def requested(self, task_ids: Sequence[str]) -> set[str]:
         """Those of ``task_ids`` whose cancel was requested: one pipelined round trip of an

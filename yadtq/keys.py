@@ -203,6 +203,13 @@ class Keys:
         return f"{self.prefix}:finished"
 
     @property
+    def cancel_requests(self) -> str:
+        """A counter ``CANCEL`` bumps whenever it flags a running task: a busy worker reads it
+        every second and reads its running tasks' flags only when it moved
+        (``worker/cancel_watch.py``)."""
+        return f"{self.prefix}:cancel_requests"
+
+    @property
     def due(self) -> str:
         """Scheduled task ids scored by their due time (the scheduler's queue; a cancel removes
         an id)."""

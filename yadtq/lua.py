@@ -286,10 +286,12 @@ flush()
 return 1
 """
 
-# KEYS[K] = due set (scheduled ids), KEYS[K + 1] = task key. ARGV[1] = now, ARGV[2] = note.
+# KEYS[K] = due set (scheduled ids), KEYS[K + 1] = task key, KEYS[K + 2] = the cancel-request
+# counter. ARGV[1] = now, ARGV[2] = note.
 # A queued or scheduled task becomes cancelled at once (out of the due set too): it never starts
-# (START refuses it). An in-progress one gets ``cancel_requested`` = now: its worker sees the flag
-# within a second and interrupts it, and FINISH (or a START of a redelivery) writes cancelled.
+# (START refuses it). An in-progress one gets ``cancel_requested`` = now and the counter is bumped:
+# its worker sees the counter move within a second, finds the flag and interrupts the task, and
+# FINISH (or a START of a redelivery) writes cancelled.
 # Returns {code, state before}: 1 cancelled, 2 cancel requested (asked before too: 2 again,
 # nothing changed), 0 already final (nothing changed), -1 no such task, -3 malformed record (no id,
 # attempt or created_at, an unknown state, a history that is not a JSON array; nothing changed).
@@ -312,6 +314,7 @@ if state == 'in-progress' then
   if not cur[6] then
     redis.call('HSET', key, 'cancel_requested', now, 'updated_at', now,
       'history', append(cur[3], {'in-progress', now, false, attempt, 'cancel requested'}))
+    redis.call('INCR', KEYS[K + 2])
   end
   return {2, state}
 end

@@ -203,7 +203,7 @@ class RedisStore:
                 deleted += self.r.unlink(*batch)
             rate_keys = list(self.r.scan_iter(match=self.keys.rate_pattern, count=1000))
             self.r.unlink(self.keys.index, self.keys.counts, self.keys.due, self.keys.dispatching,
-                          *self._state_keys, *rate_keys)
+                          self.keys.cancel_requests, *self._state_keys, *rate_keys)
             return int(deleted)
         return self._call(run)
 

@@ -192,3 +192,48 @@ def test_the_cancel_watch_reads_every_running_task_in_one_round_trip(
     assert [n for n, r in status.running.items() if r.cancel_seen is not None] == [123]
     assert watch.check() is False and len(pipelines) == 2  # seen once: not marked again
     assert Cancels(fake_store).requested([]) == set()
+
+
+def test_the_cancel_watch_reads_the_flags_only_when_the_request_counter_moved(
+        fake_client: Client, fake_broker: FakeBroker, fake_store: RedisStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy worker reads one counter a second; its running tasks' flags only after a cancel of a
+    running task moved it (then twice: a task whose START had returned but which was not listed
+    yet), and every ``FULL_READ_SECONDS`` anyway (a counter lost with a Redis restart)."""
+    import threading
+    import time
+
+    from worker import cancel_watch
+    from worker.cancel_watch import CancelWatch
+    from worker.state import RunnerStatus, Running
+
+    ids = fake_client.submit_many([("ADD", [i, 1]) for i in range(4)])
+    assert fake_store.start("w1", _sent(fake_broker, fake_client)) == [1] * 4
+    status = RunnerStatus()
+    for n, task_id in enumerate(ids[:3]):
+        status.running[n] = Running(task_id, "ADD", 1, None, None, n,  # type: ignore[arg-type]
+                                    lambda kind: None, time.monotonic() + 60, 60)
+    reads: list[list[str]] = []
+    watch = CancelWatch(fake_store, status, threading.Event())
+    real = watch.cancels.requested
+
+    def counted(task_ids: list[str]) -> set[str]:
+        reads.append(list(task_ids))
+        return real(task_ids)
+
+    monkeypatch.setattr(watch.cancels, "requested", counted)
+    assert watch.check() is False and len(reads) == 1  # the first look reads them all (twice)
+    assert watch.check() is False and watch.check() is False and len(reads) == 2
+    assert fake_client.cancel(ids[3]).running  # not this worker's: read, nothing found
+    assert watch.check() is False and len(reads) == 3
+    # the cancelled task's START had returned, but the worker listed it only after that read
+    status.running[3] = Running(ids[3], "ADD", 1, None, None, 3,  # type: ignore[arg-type]
+                                lambda kind: None, time.monotonic() + 60, 60)
+    assert watch.check() is True and len(reads) == 4 and status.running[3].cancel_seen
+    assert watch.check() is False and len(reads) == 4
+    assert fake_client.cancel(ids[1]).running
+    assert watch.check() is True and status.running[1].cancel_seen is not None
+    assert watch.check() is False and watch.check() is False and len(reads) == 6
+    monkeypatch.setattr(cancel_watch, "FULL_READ_SECONDS", 0.0)  # the fallback: read anyway
+    assert watch.check() is False and len(reads) == 7
+    assert fake_store.get(ids[0]).state is TaskState.IN_PROGRESS
