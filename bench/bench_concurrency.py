@@ -29,7 +29,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench.tasks_io  # noqa: F401 - registers IO_SLEEP, IO_ASLEEP for the client's validation
-from bench.common import Workers, drop_prefix, fresh_settings, machine, wait_for, write_result
+from bench.common import (
+    Workers,
+    drop_prefix,
+    fresh_settings,
+    machine,
+    proc_cpu,
+    service_pids,
+    wait_for,
+    write_result,
+)
 from yadtq import Client
 from yadtq.broker import ensure_topics
 from yadtq.models import TaskState
@@ -65,12 +74,16 @@ def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
             submit()  # queued first: faster than the client could submit them
         procs = Workers(settings, workers, extra_args=("--tasks", "bench.tasks_io",
                                                        "--concurrency", str(concurrency)))
+        pids = [p.pid for p in procs.procs] + list(service_pids().values())
         try:
             if phase != "cpu":
                 procs.wait_ready(client)  # warm: the group formed, no rebalance in the window
+            cpu0 = [proc_cpu(pid) for pid in pids]
+            if phase != "cpu":
                 submit()
             if not wait_for(lambda: client.counts()[TaskState.COMPLETED] >= n, 300):
                 raise RuntimeError(f"only {client.counts()} after 300 s")
+            cpu = [proc_cpu(pid) - c0 for pid, c0 in zip(pids, cpu0, strict=True)]
         finally:
             procs.stop()
         store = client.store
@@ -89,7 +102,11 @@ def drain(phase: str, n: int, workers: int, concurrency: int) -> dict[str, Any]:
         last = max(float(r[4]) for r in rows)
         return {"phase": phase, "task": name, "tasks": n, "workers": workers,
                 "concurrency": concurrency, "seconds": round(last - first, 3),
-                "tasks_per_s": round(n / (last - first))}
+                "tasks_per_s": round(n / (last - first)),
+                # CPU seconds per 1,000 tasks from the workers' start (cpu) or readiness (io, aio)
+                # to the last completion (workers; Kafka and Redis when started by make services)
+                "worker_cpu_s_per_1k": round(sum(cpu[:workers]) * 1000 / n, 3),
+                "services_cpu_s_per_1k": round(sum(cpu[workers:]) * 1000 / n, 3)}
     finally:
         drop_prefix(client)
 
@@ -159,7 +176,9 @@ def main() -> None:
                 r = drain(phase, args.n, args.workers, c)
                 runs.append(r)
                 print(f"{phase:<4} {r['task']:<10} C={c:<4} {r['tasks_per_s']:>7} tasks/s "
-                      f"({r['tasks']} in {r['seconds']} s, {args.workers} workers)", flush=True)
+                      f"({r['tasks']} in {r['seconds']} s, {args.workers} workers; CPU s per 1k: "
+                      f"workers {r['worker_cpu_s_per_1k']}, Kafka + Redis "
+                      f"{r['services_cpu_s_per_1k']})", flush=True)
                 time.sleep(1)
     write_result(args.out, {"machine": machine(), "runs": runs})
 

@@ -49,6 +49,7 @@ SYSTEMS = {"yadtq": "yadtq_peer.YadtqPeer", "yadtq-async": "yadtq_peer.YadtqAsyn
 DEFAULT_SYSTEMS = tuple(SYSTEMS)
 SYSTEMS["yadtq-aio"] = "yadtq_peer.YadtqAioPeer"  # an I/O-phase variant (async def task)
 SYSTEMS["yadtq-confluent"] = "yadtq_peer.YadtqConfluentPeer"  # the optional second Kafka client
+SYSTEMS["yadtq-aio-confluent"] = "yadtq_peer.YadtqAioConfluentPeer"  # I/O phase, both options
 # --io: celery-solo (no concurrency) and yadtq-async (differs only in 1-by-1 submits) left out
 IO_SYSTEMS = ("yadtq", "yadtq-aio", "celery", "rq", "rq-simple", "dramatiq", "huey", "kq")
 

@@ -114,7 +114,46 @@ def percentile(values: list[float], q: float) -> float:
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "when": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                                   time.gmtime())}
+                                                                   time.gmtime()),
+            "calibration": calibrate()}
+
+
+_ECHO = ("import os\nwhile True:\n    b = os.read(0, 1)\n    if not b: break\n"
+         "    os.write(1, b)\n")
+
+
+def calibrate(round_trips: int = 300) -> dict[str, Any]:
+    """How fast this machine is right now, so runs of other days can be compared: a fixed
+    pure-Python loop (seconds, best of 3), and a round trip to another process over pipes, back
+    to back and after 5 ms idle (p50 / p99 microseconds). On a virtual machine a core that went
+    idle can take long to wake: every hop of a task at a low rate pays that, which no code of
+    ours changes."""
+    loops = []
+    for _ in range(3):
+        t0, total = time.perf_counter(), 0
+        for i in range(2_000_000):
+            total += i
+        loops.append(time.perf_counter() - t0)
+    child = subprocess.Popen([sys.executable, "-c", _ECHO], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, bufsize=0)
+    assert child.stdin is not None and child.stdout is not None
+    out: dict[str, Any] = {"python_loop_2m_s": round(min(loops), 3)}
+    try:
+        for label, gap in (("rtt_back_to_back_us", 0.0), ("rtt_after_5ms_idle_us", 0.005)):
+            times = []
+            for _ in range(round_trips):
+                if gap:
+                    time.sleep(gap)
+                t0 = time.perf_counter()
+                os.write(child.stdin.fileno(), b"x")
+                os.read(child.stdout.fileno(), 1)
+                times.append((time.perf_counter() - t0) * 1e6)
+            times.sort()
+            out[label] = [round(times[len(times) // 2]), round(times[int(len(times) * 0.99)])]
+    finally:
+        child.stdin.close()
+        child.wait(5)
+    return out
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

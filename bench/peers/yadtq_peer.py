@@ -168,3 +168,10 @@ class YadtqConfluentPeer(YadtqPeer):
         self.settings = self.settings.with_(kafka_client="confluent")
         self.client = Client(self.settings)
         self.r = self.client.store.r
+
+
+class YadtqAioConfluentPeer(YadtqConfluentPeer):
+    name = "yadtq-aio-confluent"
+    config = "as yadtq-confluent (its I/O variant: ``--io``)"
+    io_config = "as yadtq-aio in the I/O phase, with the confluent client"
+    io_task = "PBASLEEP"
