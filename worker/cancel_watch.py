@@ -43,7 +43,7 @@ class CancelWatch:
         self.cancels, self.status, self.stopping = Cancels(store), status, stopping
         self.interval = interval
         self._counter: int | None = None
-        """The counter's value at the last flag read that worked (None: none yet)."""
+        """The counter's value at the last flag read that worked (None: none yet, or unreadable)."""
         self._again = False
         """Read the flags at the next look too (the counter moved at this one)."""
         self._read_at = float("-inf")
@@ -70,7 +70,7 @@ class CancelWatch:
         try:
             counter = self.cancels.counter()
             now = time.monotonic()
-            moved = counter != self._counter
+            moved = counter is None or counter != self._counter  # unreadable: as if it moved
             if not (moved or self._again or now - self._read_at >= FULL_READ_SECONDS):
                 return False
             requested = self.cancels.requested([r.task_id for r in tasks])

@@ -187,9 +187,8 @@ class Worker:
             elif unjoined_since is None:
                 unjoined_since = now
             elif now - unjoined_since > REJOIN_AFTER_SECONDS:
-                self.metrics.renewals.labels("join").inc()
-                fresh = self._rejoin(consumer, f"joining the consumer group has not finished "
-                                               f"after {REJOIN_AFTER_SECONDS:.0f} s")
+                fresh = self._rejoin(consumer, "join", f"joining the consumer group has not "
+                                                       f"finished after {REJOIN_AFTER_SECONDS:.0f} s")
                 if fresh is None:
                     break  # stopped while reconnecting
                 consumer, unjoined_since = fresh, None
@@ -216,8 +215,7 @@ class Worker:
                     self.runner.status.progress()  # idle is progress: nothing is stuck
                 stalled = self.stall.check(consumer, self.poller.paused, STALL_CHECK_SECONDS)
                 if stalled:
-                    self.metrics.renewals.labels("stalled").inc()
-                    fresh = self._rejoin(consumer, (
+                    fresh = self._rejoin(consumer, "stalled", (
                         "the Kafka consumer delivered nothing for over "
                         f"{STALL_CHECK_SECONDS:g} s while messages waited (partition: waiting "
                         f"{stalled}) and the worker was idle"), logging.ERROR)
@@ -294,9 +292,11 @@ class Worker:
                 return None
             delay = min(5.0, delay * 2)
 
-    def _rejoin(self, consumer: Consumer, why: str, level: int = logging.WARNING) -> Consumer | None:
-        """Leave the group with a new consumer (``REJOIN_AFTER_SECONDS``, ``worker.stall``); None
-        if stopped."""
+    def _rejoin(self, consumer: Consumer, reason: str, why: str,
+                level: int = logging.WARNING) -> Consumer | None:
+        """Leave the group with a new consumer (``REJOIN_AFTER_SECONDS``, ``worker.stall``), counted
+        under ``reason`` (``yadtq_consumer_renewals_total``); None if stopped."""
+        self.metrics.renewals.labels(reason).inc()
         log.log(level, "worker %s: %s; leaving the group and joining with a new consumer", self.id,
                 why)
         try:

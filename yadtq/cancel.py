@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq import lua
-from yadtq.errors import InvalidTask, TaskFinished, TaskNotFound
+from yadtq.errors import InvalidTask, StoreError, TaskFinished, TaskNotFound
 from yadtq.models import STATES, TaskState
 from yadtq.records import safe_text
 from yadtq.store import RedisStore
@@ -70,11 +70,16 @@ class Cancels:
                               f"{f' (state {state!r})' if state else ''}: not cancelled")
         return CancelResult(task_id, TaskState(state))
 
-    def counter(self) -> int:
+    def counter(self) -> int | None:
         """How many times a running task was flagged (``CANCEL`` bumps it): unchanged means no
-        running task anywhere got a cancel request since it was last read."""
-        value = self.store.call(lambda: self.store.r.get(self.store.keys.cancel_requests))
-        return int(value or 0)
+        running task anywhere got a cancel request since it was last read. None when the key holds
+        something else (not a number, another type): then nothing can be told from it.
+        ``ServiceUnavailable`` when Redis cannot answer."""
+        try:
+            value = self.store.call(lambda: self.store.r.get(self.store.keys.cancel_requests))
+            return int(value or 0)
+        except (StoreError, ValueError):
+            return None
 
     def requested(self, task_ids: Sequence[str]) -> set[str]:
         """Those of ``task_ids`` whose cancel was requested: one pipelined round trip of an

@@ -314,7 +314,7 @@ if state == 'in-progress' then
   if not cur[6] then
     redis.call('HSET', key, 'cancel_requested', now, 'updated_at', now,
       'history', append(cur[3], {'in-progress', now, false, attempt, 'cancel requested'}))
-    redis.call('INCR', KEYS[K + 2])
+    redis.pcall('INCR', KEYS[K + 2])  -- a counter that is not one: the workers read every second
   end
   return {2, state}
 end

@@ -237,3 +237,33 @@ def test_the_cancel_watch_reads_the_flags_only_when_the_request_counter_moved(
     monkeypatch.setattr(cancel_watch, "FULL_READ_SECONDS", 0.0)  # the fallback: read anyway
     assert watch.check() is False and len(reads) == 7
     assert fake_store.get(ids[0]).state is TaskState.IN_PROGRESS
+
+
+@pytest.mark.parametrize("spoil", ["text", "hash"])
+def test_a_spoiled_cancel_counter_neither_loses_a_cancel_nor_stops_the_watch(
+        spoil: str, fake_client: Client, fake_broker: FakeBroker, fake_store: RedisStore) -> None:
+    """The counter key holds something else (not a number, or another type): ``CANCEL`` still
+    flags the running task and answers, and the watch reads the flags every second instead."""
+    import threading
+    import time
+
+    from worker.cancel_watch import CancelWatch
+    from worker.state import RunnerStatus, Running
+
+    key = fake_store.keys.cancel_requests
+    if spoil == "text":
+        fake_store.r.set(key, "not a number")
+    else:
+        fake_store.r.hset(key, "a", "b")
+    ids = fake_client.submit_many([("ADD", [i, 1]) for i in range(2)])
+    assert fake_store.start("w1", _sent(fake_broker, fake_client)) == [1, 1]
+    status = RunnerStatus()
+    for n, task_id in enumerate(ids):
+        status.running[n] = Running(task_id, "ADD", 1, None, None, n,  # type: ignore[arg-type]
+                                    lambda kind: None, time.monotonic() + 60, 60)
+    watch = CancelWatch(fake_store, status, threading.Event())
+    assert watch.cancels.counter() is None
+    assert watch.check() is False and watch.check() is False
+    assert fake_client.cancel(ids[1]).running
+    assert watch.check() is True and status.running[1].cancel_seen is not None
+    assert fake_store.r.hexists(fake_store.keys.task(ids[1]), "cancel_requested")
