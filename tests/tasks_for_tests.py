@@ -46,6 +46,15 @@ def nap(seconds: float) -> float:
 
 
 # ---------------------------------------------------------------- hostile tasks (self-healing tests)
+@task("KILLER", max_attempts=1)
+def killer(key: str, value: int) -> int:
+    """``value + 1``, in microseconds (so the worker learns it is fast and runs it in chunks with
+    the tasks beside it), except for ``key == "die"``: SIGKILL of its own worker process."""
+    if key == "die":
+        os.kill(os.getpid(), 9)
+    return value + 1
+
+
 @task("EXIT", max_attempts=1)
 def exit_task() -> None:
     """Call ``sys.exit(3)`` (a ``BaseException`` from task code)."""

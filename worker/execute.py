@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import math
 import threading
 import time
@@ -18,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.errors import InvalidTask, PermanentTaskError
+from yadtq.models import TaskState
 from yadtq.registry import TaskSpec
+from yadtq.text import safe_text
+from yadtq.wire import Envelope
+
+log = logging.getLogger("yadtq.worker")
 
 
 class Interrupt(BaseException):
@@ -142,3 +148,23 @@ def interrupt_thread(thread: threading.Thread, exc_type: type[BaseException]) ->
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
         return False
     return bool(done == 1)
+
+
+def log_result(env: Envelope, attempt: int, result: Result, log_args: bool) -> None:
+    """Log an attempt's end: a failure or a cancel at INFO, a success at DEBUG only."""
+    if result.ok and not result.cancelled and not log.isEnabledFor(logging.DEBUG):
+        return  # the common case: nothing is logged, so nothing is formatted
+    args = f" args={safe_text(repr(env.args), 300)}" if log_args else ""
+    fields = {"task_id": env.id, "task": env.name, "attempt": attempt,
+              "seconds": round(result.seconds, 6)}
+    if result.cancelled:
+        log.info("task %s %s attempt %d cancelled while running, after %.3f s", env.id,
+                 env.name, attempt, result.seconds,
+                 extra={**fields, "state": TaskState.CANCELLED.value})
+    elif result.ok:
+        log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
+                  result.seconds, args, extra={**fields, "state": TaskState.COMPLETED.value})
+    else:
+        error = safe_text(result.error or "", 300)
+        log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt, error, args,
+                 extra={**fields, "state": TaskState.FAILED.value, "error": error})

@@ -18,7 +18,7 @@ log = logging.getLogger("yadtq.worker")
 Job = tuple[Envelope, TaskSpec]
 
 # START's answers besides an attempt number (see yadtq.lua)
-FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE = 0, -1, -2, -3, -4, -5
+FINAL, CLEARED, MISMATCH, MALFORMED, CANCELLED, NOT_DUE, NOT_ALONE = 0, -1, -2, -3, -4, -5, -6
 REFUSED = -100
 """Local: Redis refused to start this task for good (the reason is kept beside it)."""
 

@@ -30,23 +30,24 @@ from worker.execute import (
     TaskCancelled,
     TimeLimitExceeded,
     interrupt_thread,
+    log_result,
     run_task,
 )
 from worker.inflight import InFlight, Track
 from worker.messages import CANCELLED as CANCELLED  # re-exported: START's answer
-from worker.messages import REFUSED, Job, not_started, validate
+from worker.messages import NOT_ALONE, REFUSED, Job, not_started, validate
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.outcomes import OutcomeWriter
 from worker.procpool import ProcPool, default_size
 from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
+from worker.suspects import Suspects
 from yadtq.broker_types import Record
 from yadtq.errors import StoreError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
-from yadtq.text import safe_text
 from yadtq.wire import Envelope
 
 log = logging.getLogger("yadtq.worker")
@@ -89,7 +90,9 @@ class Runner:
         self._ended: list[tuple[Track, Record, Outcome]] = []
         """Outcomes of ``async def`` tasks ended in this turn of the loop (its thread only)."""
         self.procs = ProcPool(registry, default_size(settings.concurrency))
-        self.starts: Coalescer[Envelope, int] = Coalescer(lambda e: store.start(worker_id, e), "starts")
+        self.starts: Coalescer[tuple[Envelope, bool], int] = Coalescer(
+            lambda items: store.start(worker_id, [e for e, _ in items], [a for _, a in items]), "starts")
+        self.suspects = Suspects()
         self.outcomes = OutcomeWriter(store, worker_id, self.redis, self.status, self.metrics, outbox)
         self._seconds: dict[str, float] = {}
         """Average run time per task name: decides which tasks may share a chunk."""
@@ -185,18 +188,29 @@ class Runner:
         return validate(rec, self.registry, self.outbox, self.worker_id)
 
     # ------------------------------------------------------------------ a chunk
-    def _run_chunk(self, chunk: list[Item]) -> None:
+    def _run_chunk(self, chunk: list[Item], alone: bool = False) -> None:
         """Start, run and write a chunk (one partition's messages). Started tasks not run because
-        the worker is stopping or the partition moved meanwhile are handed back ``queued``."""
+        the worker is stopping or the partition moved meanwhile are handed back ``queued``. A task
+        still in-progress is not started but queued again, to run alone (``worker/suspects.py``)."""
+        if not alone and len(chunk) == 1 and self.suspects.take(chunk[0]):
+            with self.suspects.lock:
+                self._run_chunk(chunk, alone=True)
+            return
         jobs = [(idx, track, rec, job) for idx, (track, rec, job) in enumerate(chunk) if job]
-        started = self._start([job[0] for _, _, _, job in jobs])  # type: ignore[index]
+        started = self._start([job[0] for _, _, _, job in jobs], alone)  # type: ignore[index]
         if started is None:
             return
         attempts, refusals = started
         outcomes: list[tuple[Record, Outcome]] = []
         launched: set[int] = set()  # chunk indexes of async tasks: finished by their own write
+        again: list[int] = []  # chunk indexes of suspects: queued again, each to run alone
+        ended = threading.Event() if alone else None
         stop_at: int | None = None  # chunk index of the first record not finished
         for (idx, track, rec, (env, spec)), attempt in zip(jobs, attempts, strict=True):  # type: ignore[misc]
+            if attempt == NOT_ALONE:
+                self.suspects.add(chunk[idx])
+                again.append(idx)
+                continue
             if attempt <= 0 or attempt == REFUSED:
                 self._not_started(rec, env, attempt, refusals.get(env.id, ""))
                 continue
@@ -204,7 +218,7 @@ class Runner:
                 stop_at = idx
                 break
             if spec.is_async and self._refusal(env, spec, attempt) is None:
-                self._launch(rec, track, env, spec, attempt)  # finished when its outcome is written
+                self._launch(rec, track, env, spec, attempt, ended)  # finished once written
                 launched.add(idx)
                 continue
             outcomes.append((rec, self._execute(rec, track, env, spec, attempt)))
@@ -215,22 +229,29 @@ class Runner:
                     outcomes.append((rec, Outcome(env.id, attempt, TaskState.QUEUED,
                                                   note="handed back (worker stopping or partition moved)")))
         done = [it for idx, it in enumerate(chunk[:len(chunk) if stop_at is None else stop_at])
-                if idx not in launched]
+                if idx not in launched and idx not in again]
+        for idx in reversed(again):
+            self.work.put([chunk[idx]], front=True)
 
         def finished() -> None:
-            self.failures = 0
+            if not again or len(again) < len(jobs):  # only suspects queued again: no success
+                self.failures = 0
             for track, rec, _ in done:
                 self.inflight.finish(track, rec.offset)
 
         self.outcomes.write(outcomes, finished, lambda exc: self._failed(chunk, exc))
+        while ended is not None and launched and not ended.wait(0.5) and not self.stopping.is_set():
+            pass  # a suspect coroutine: the next suspect starts once it ended
 
-    def _start(self, envs: list[Envelope]) -> tuple[list[int], dict[str, str]] | None:
+    def _start(self, envs: list[Envelope],
+               alone: bool = False) -> tuple[list[int], dict[str, str]] | None:
         """Mark the tasks in-progress: per task its attempt (or a START code), and the reasons of
         those Redis refused. A refusal of the whole chunk is retried task by task."""
         if not envs:
             return [], {}
         try:
-            attempts = self.redis.call(lambda: self.starts.call(envs), "mark in-progress")
+            attempts = self.redis.call(lambda: self.starts.call([(e, alone) for e in envs]),
+                                       "mark in-progress")
             return None if attempts is None else (attempts, {})
         except StoreError as exc:
             if len(envs) == 1:
@@ -238,7 +259,7 @@ class Runner:
         out: list[int] = []
         reasons: dict[str, str] = {}
         for env in envs:
-            one = self._start([env])
+            one = self._start([env], alone)
             if one is None:
                 return None
             out += one[0]
@@ -318,7 +339,7 @@ class Runner:
                           seconds=time.perf_counter() - started)
 
     def _launch(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
-                attempt: int) -> None:
+                attempt: int, ended: threading.Event | None = None) -> None:
         """Hand an ``async def`` task to the event loop; the outcome writer's thread writes its
         outcome (the loop never waits for Redis, and no runner thread is woken for it)."""
         limit = spec.time_limit or self.settings.default_time_limit
@@ -330,6 +351,8 @@ class Runner:
             if not self._ended:
                 self.aio.after_turn(self._write_ended)
             self._ended.append((track, rec, self._outcome(env, spec, attempt, result)))
+            if ended is not None:
+                ended.set()
 
         with self.status.lock:  # before it can end: ``done`` removes it
             running = Running(env.id, env.name, attempt, rec, track, key, lambda kind: None,
@@ -365,20 +388,4 @@ class Runner:
     def _log_result(self, env: Envelope, attempt: int, result: Result) -> None:
         self.learn(env.name, result.seconds)
         self.metrics.attempt(env.name, result.seconds)
-        if result.ok and not result.cancelled and not log.isEnabledFor(logging.DEBUG):
-            return  # the common case: nothing is logged, so nothing is formatted
-        args = f" args={safe_text(repr(env.args), 300)}" if self.settings.log_args else ""
-        fields = {"task_id": env.id, "task": env.name, "attempt": attempt,
-                  "seconds": round(result.seconds, 6)}
-        if result.cancelled:
-            log.info("task %s %s attempt %d cancelled while running, after %.3f s", env.id,
-                     env.name, attempt, result.seconds,
-                     extra={**fields, "state": TaskState.CANCELLED.value})
-        elif result.ok:
-            log.debug("task %s %s attempt %d completed in %.3f s%s", env.id, env.name, attempt,
-                      result.seconds, args, extra={**fields, "state": TaskState.COMPLETED.value})
-        else:
-            error = safe_text(result.error or "", 300)
-            log.info("task %s %s attempt %d failed: %s%s", env.id, env.name, attempt, error, args,
-                     extra={**fields, "state": TaskState.FAILED.value, "error": error})
-
+        log_result(env, attempt, result, self.settings.log_args)

@@ -127,22 +127,25 @@ return out
 """
 
 # KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 6 values: id, name, args JSON, created_at, queue, priority.
+# ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, name, args JSON, created_at, queue, priority,
+# alone ('1': the caller runs it alone; else a task still in-progress is not started: -6).
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
 # (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
 # created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
 # a cancel was requested while it was in progress (a redelivery after its worker died or its
-# partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is).
-# On -2, -3 and -5 the record is left as it is.
+# partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is),
+# -6 if it is still in-progress (started before and never finished: its worker may have died of
+# it) and the caller would not run it alone (``worker/suspects.py``).
+# On -2, -3, -5 and -6 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
 local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
 for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 2) * 6 + 3
+  local j = (i - K - 2) * 7 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
     'cancel_requested')
@@ -185,6 +188,8 @@ for i = K + 2, #KEYS do
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
     move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
+  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' then
+    out[#out + 1] = -6
   else
     attempt = attempt + 1
     local note = false

@@ -149,17 +149,16 @@ class RedisStore:
         out = self._call(lambda: self._create(keys=keys, args=args))
         return [bool(x) for x in out]
 
-    def start(self, worker_id: str, envelopes: Sequence[Envelope]) -> list[int]:
-        """Mark tasks ``in-progress`` for ``worker_id``, in one script call. Per task: the attempt
-        to run (>= 1); 0 already final; -1 cleared by a reset; -2 the stored name or args differ
-        from the message's (a forged or reused id); -3 the stored record is malformed. On -2 and
-        -3 the record is untouched and the message should be dead-lettered."""
+    def start(self, worker_id: str, envelopes: Sequence[Envelope],
+              alone: Sequence[bool] | None = None) -> list[int]:
+        """Mark tasks ``in-progress`` for ``worker_id``, in one script call: per task the attempt
+        to run (>= 1) or a code of ``yadtq.lua.START`` (``alone``: per task, None: all)."""
         if not envelopes:
             return []
         args: list[Any] = [_safe(worker_id), self.clock()]
-        for e in envelopes:
+        for e, one in zip(envelopes, alone or [True] * len(envelopes), strict=True):
             args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue),
-                     _priority(e.priority)]
+                     _priority(e.priority), "1" if one else "0"]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
                 *(self.keys.task(e.id) for e in envelopes)]
         return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]

@@ -162,6 +162,28 @@ def test_task_breaking_the_runner_fails_alone(name: str, real_settings: Settings
     assert proc.poll() is None, "the worker must keep running"
 
 
+@pytest.mark.timeout(180)
+def test_a_task_that_kills_its_worker_fails_alone_not_the_tasks_started_with_it(
+        real_settings: Settings, workers: WorkerProcs) -> None:
+    """A task that kills its worker process, among fast tasks of its name on one partition: the
+    worker runs such tasks in chunks (one start for all), so each crash had left every task of the
+    chunk started and unfinished, and after the task's allowed starts those innocent tasks were
+    failed with it as "started N times and never finished". Now a task that was started before
+    and never finished is started alone: only the killer fails."""
+    client = _use(real_settings, workers, partitions=1)
+    before = client.submit_many([("KILLER", ["ok", i]) for i in range(30)])
+    (killer,) = client.submit_many([("KILLER", ["die", 0])])
+    after = client.submit_many([("KILLER", ["ok", 100 + i]) for i in range(30)])
+    workers.start(1, env=ISOLATION_ENV)  # with its supervisor: a new process after each kill
+    wait_ids_final(client, [*before, killer, *after], timeout=150, logs=workers.logs)
+    bad = client.get(killer)
+    assert bad.state is TaskState.FAILED and bad.error and "never finished" in bad.error, bad
+    _ok_results(client, {**{t: i + 1 for i, t in enumerate(before)},
+                         **{t: 101 + i for i, t in enumerate(after)}})
+    starts = Counter(client.get(t).attempt for t in [*before, *after])
+    print(f"good tasks by starts: {dict(sorted(starts.items()))}; the killer: {bad.attempt}")
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["BLOCKC", "SWALLOW"])
 def test_stuck_task_shows_stalled_and_is_stopped(name: str, real_settings: Settings,

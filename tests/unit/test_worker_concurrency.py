@@ -22,6 +22,7 @@ from yadtq.models import TaskState
 from yadtq.settings import Settings
 from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
+from yadtq.wire import decode
 
 C, F, Q, P, X = (TaskState.COMPLETED, TaskState.FAILED, TaskState.QUEUED, TaskState.IN_PROGRESS,
                  TaskState.CANCELLED)
@@ -305,9 +306,9 @@ def test_consecutive_async_tasks_share_their_start_and_none_waits_for_its_outcom
     writers: set[str] = set()
     real_start, real_finish = w.store.start, w.store.finish
 
-    def start(worker_id: str, envs: Any) -> Any:
+    def start(worker_id: str, envs: Any, alone: Any = None) -> Any:
         starts.append(len(envs))
-        return real_start(worker_id, envs)
+        return real_start(worker_id, envs, alone)
 
     def finish(worker_id: str, outcomes: Any) -> Any:
         writers.add(threading.current_thread().name)
@@ -360,3 +361,38 @@ def test_an_async_task_that_ignores_its_cancellation_is_escalated(fake_store: Re
     task = h.get(deaf)
     assert task.state is F and "did not stop within 0.5 s" in (task.error or "")
     assert h.committed() == {0: 1}
+
+
+def test_tasks_left_in_progress_by_a_dead_worker_run_one_at_a_time(fake_store: RedisStore) -> None:
+    """A worker died with 4 tasks started. When they come again, each is charged exactly one more
+    start and they run one at a time (one of them may be what killed it: ``worker/suspects.py``),
+    while the fresh tasks beside them still run side by side."""
+    h = harness(fake_store, concurrency=4)
+    live = {"now": 0, "most": 0, "fresh_most": 0, "fresh_now": 0}
+    lock = threading.Lock()
+
+    @h.reg.task("NAPKEY", max_attempts=1)
+    def nap(key: str) -> str:
+        kind = "now" if key.startswith("s") else "fresh_now"
+        with lock:
+            live[kind] += 1
+            live["most"], live["fresh_most"] = (max(live["most"], live["now"]),
+                                                max(live["fresh_most"], live["fresh_now"]))
+        time.sleep(0.1)
+        with lock:
+            live[kind] -= 1
+        return key
+
+    h.client = Client(h.settings, store=h.store, producer_factory=h.broker.producer,
+                      kafka_ping=h.broker.ping, registry=h.reg)  # one that knows NAPKEY
+    suspects = [h.submit("NAPKEY", f"s{i}") for i in range(4)]
+    fresh = [h.submit("NAPKEY", f"f{i}") for i in range(4)]
+    envs = [decode(m) for m in h.broker.messages(h.settings.topic)]
+    assert h.store.start("dead", envs[:4]) == [1] * 4  # the dead worker's starts
+    h.run(idle_exit=1.0)
+    assert [h.get(i).result for i in suspects + fresh] == [f"s{i}" for i in range(4)] + [
+        f"f{i}" for i in range(4)]
+    assert [h.get(i).attempt for i in suspects] == [2] * 4
+    assert [h.get(i).attempt for i in fresh] == [1] * 4
+    assert live["most"] == 1 and live["fresh_most"] >= 2, live
+    assert h.committed() == {0: 8}
