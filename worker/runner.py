@@ -193,7 +193,7 @@ class Runner:
         the worker is stopping or the partition moved meanwhile are handed back ``queued``. A task
         still in-progress is not started but queued again, to run alone (``worker/suspects.py``)."""
         if not alone and len(chunk) == 1 and self.suspects.take(chunk[0]):
-            with self.suspects.lock:
+            with self.suspects.turn():
                 self._run_chunk(chunk, alone=True)
             return
         jobs = [(idx, track, rec, job) for idx, (track, rec, job) in enumerate(chunk) if job]
@@ -240,8 +240,8 @@ class Runner:
                 self.inflight.finish(track, rec.offset)
 
         self.outcomes.write(outcomes, finished, lambda exc: self._failed(chunk, exc))
-        while ended is not None and launched and not ended.wait(0.5) and not self.stopping.is_set():
-            pass  # a suspect coroutine: the next suspect starts once it ended
+        if ended is not None and launched:  # a suspect coroutine: the next one waits for it
+            ended.wait(self.suspects.alone_seconds)
 
     def _start(self, envs: list[Envelope],
                alone: bool = False) -> tuple[list[int], dict[str, str]] | None:

@@ -12,37 +12,67 @@ SIGKILLs its worker among 60 fast ones of its name on one partition, and 51 of t
 
 So ``START`` does not start a task that is still in-progress unless the caller says it runs it
 alone (``-6``, the record untouched: this start is not charged). The runner then queues it again
-as a chunk of its own and runs it holding ``lock``: one such task at a time in the worker, its
-``async def`` ones until the coroutine ends. If it kills the worker now, it was the only one of
-them running: the tasks that are charged are the ones started beside it for the first time, and
-when they come again they are suspects too, so they never run beside it again.
+as a chunk of its own and runs it in its ``turn``: one such task at a time in the worker, each for
+its first ``ALONE_SECONDS`` (its ``async def`` ones too). If it kills the worker in that time, it
+was the only one of them running: the tasks charged are the ones started beside it for the first
+time, and when they come again they are suspects too, so they never run beside it again. A task
+that kills its worker mostly does so at once (a crash on its input, memory blown); one still
+running after ``ALONE_SECONDS`` is let be, so a long task that comes again after a crash does not
+hold the others back for its whole run.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from worker.state import Item
+
+ALONE_SECONDS = 2.0
+"""How long a suspect runs before the next one may start beside it."""
 
 
 class Suspects:
     """The messages whose ``START`` answered -6, until a runner thread takes them (alone)."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        """Held while a suspect is started and runs: one at a time."""
+    def __init__(self, alone_seconds: float = ALONE_SECONDS) -> None:
+        self.alone_seconds = alone_seconds
         self._keys: set[tuple[int, int]] = set()
-        self._mutex = threading.Lock()
+        self._cv = threading.Condition()
+        self._holder: object | None = None
+        self._since = 0.0
 
     def add(self, item: Item) -> None:
-        with self._mutex:
+        with self._cv:
             self._keys.add((item[1].partition, item[1].offset))
 
     def take(self, item: Item) -> bool:
-        """True (once) if ``item`` is a suspect: its chunk must run alone."""
+        """True (once) if ``item`` is a suspect: its chunk must run in a ``turn``."""
         key = (item[1].partition, item[1].offset)
-        with self._mutex:
+        with self._cv:
             if key in self._keys:
                 self._keys.discard(key)
                 return True
             return False
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait until no other suspect has run for less than ``alone_seconds``, then hold the
+        turn until the block ends (or, for the next one, until ``alone_seconds`` passed)."""
+        me = object()
+        with self._cv:
+            while self._holder is not None:
+                left = self._since + self.alone_seconds - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            self._holder, self._since = me, time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cv:
+                if self._holder is me:
+                    self._holder = None
+                    self._cv.notify()

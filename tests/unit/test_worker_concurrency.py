@@ -396,3 +396,32 @@ def test_tasks_left_in_progress_by_a_dead_worker_run_one_at_a_time(fake_store: R
     assert [h.get(i).attempt for i in fresh] == [1] * 4
     assert live["most"] == 1 and live["fresh_most"] >= 2, live
     assert h.committed() == {0: 8}
+
+
+def test_a_suspect_holds_its_turn_for_alone_seconds_at_most() -> None:
+    """A long task that came again after a crash runs alone for ``alone_seconds``, then the next
+    suspect starts beside it (it does not wait for the whole run); one that ends sooner hands the
+    turn on at once."""
+    from worker.suspects import Suspects
+
+    suspects = Suspects(alone_seconds=0.3)
+    order: list[str] = []
+
+    def long() -> None:
+        with suspects.turn():
+            order.append("long starts")
+            time.sleep(1.2)
+            order.append("long ends")
+
+    t = threading.Thread(target=long)
+    t.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    with suspects.turn():
+        waited = time.monotonic() - t0
+        order.append("next starts")
+    t0 = time.monotonic()
+    with suspects.turn():  # "next" ended: no wait, though "long" still runs
+        assert time.monotonic() - t0 < 0.1
+    t.join()
+    assert 0.15 <= waited < 1.0 and order == ["long starts", "next starts", "long ends"]
