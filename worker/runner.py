@@ -193,8 +193,9 @@ class Runner:
         the worker is stopping or the partition moved meanwhile are handed back ``queued``. A task
         still in-progress is not started but queued again, to run alone (``worker/suspects.py``)."""
         if not alone and len(chunk) == 1 and self.suspects.take(chunk[0]):
-            with self.suspects.turn():
-                self._run_chunk(chunk, alone=True)
+            with self.suspects.turn():  # seconds may have passed: still ours?
+                if chunk[0][0].live and not self.stopping.is_set():
+                    self._run_chunk(chunk, alone=True)
             return
         jobs = [(idx, track, rec, job) for idx, (track, rec, job) in enumerate(chunk) if job]
         started = self._start([job[0] for _, _, _, job in jobs], alone)  # type: ignore[index]

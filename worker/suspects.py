@@ -10,15 +10,17 @@ by side. Measured before this module (``tests/integration/test_self_healing.py``
 SIGKILLs its worker among 60 fast ones of its name on one partition, and 51 of the good ones ended
 ``failed`` ("started 4 times and never finished") beside it.
 
-So ``START`` does not start a task that is still in-progress unless the caller says it runs it
-alone (``-6``, the record untouched: this start is not charged). The runner then queues it again
-as a chunk of its own and runs it in its ``turn``: one such task at a time in the worker, each for
-its first ``ALONE_SECONDS`` (its ``async def`` ones too). If it kills the worker in that time, it
-was the only one of them running: the tasks charged are the ones started beside it for the first
-time, and when they come again they are suspects too, so they never run beside it again. A task
-that kills its worker mostly does so at once (a crash on its input, memory blown); one still
-running after ``ALONE_SECONDS`` is let be, so a long task that comes again after a crash does not
-hold the others back for its whole run.
+So ``START`` does not start a task that is still in-progress from a start at least 2 s old unless
+the caller says it runs it alone (``-6``, the record untouched: this start is not charged). A
+younger start is a partition handed over in a rebalance (its worker alive, its hand-back on the
+way) and is taken over at once, as before: a restarted worker comes back later than that. The
+runner then queues it again as a chunk of its own and runs it in its ``turn``: one such task at a
+time in the worker, each for its first ``ALONE_SECONDS`` (its ``async def`` ones too). If it kills
+the worker in that time, it was the only one of them running: the tasks charged are the ones
+started beside it for the first time, and when they come again they are suspects too, so they
+never run beside it again. A task that kills its worker mostly does so at once (a crash on its
+input, memory blown); one still running after ``ALONE_SECONDS`` is let be, so a long task that
+comes again after a crash does not hold the others back for its whole run.
 """
 
 from __future__ import annotations

@@ -136,8 +136,9 @@ return out
 # created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
 # a cancel was requested while it was in progress (a redelivery after its worker died or its
 # partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is),
-# -6 if it is still in-progress (started before and never finished: its worker may have died of
-# it) and the caller would not run it alone (``worker/suspects.py``).
+# -6 if it is still in-progress from a start at least 2 s old (started before and never finished:
+# its worker may have died of it) and the caller would not run it alone (``worker/suspects.py``;
+# a younger start is a partition handed over, taken over at once as before).
 # On -2, -3, -5 and -6 the record is left as it is.
 START = _PRELUDE + """
 local worker, now = ARGV[1], tonumber(ARGV[2])
@@ -148,7 +149,7 @@ for i = K + 2, #KEYS do
   local j = (i - K - 2) * 7 + 3
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
-    'cancel_requested')
+    'cancel_requested', 'started_at')
   local res = nil
   local state, attempt, history, score
   if cur.err then
@@ -188,7 +189,7 @@ for i = K + 2, #KEYS do
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
     move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
-  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' then
+  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and now - (tonumber(cur[8]) or 0) >= 2 then
     out[#out + 1] = -6
   else
     attempt = attempt + 1

@@ -99,18 +99,23 @@ def test_start_on_in_progress_takes_over_with_the_next_attempt(fake_store: Redis
 
 def test_start_leaves_an_in_progress_task_to_a_caller_that_runs_it_alone(
         fake_store: RedisStore) -> None:
-    """A task still in-progress (started before, never finished: it may have killed its worker)
-    is not started beside others (-6, nothing changed, no start charged); alone it is taken over.
-    Queued tasks in the same call are started either way."""
+    """A task still in-progress from a start at least 2 s old (never finished: it may have killed
+    its worker) is not started beside others (-6, nothing changed, no start charged); alone it is
+    taken over. A younger start (a hand-over) is taken over at once. Queued tasks are started."""
     a, b, c = env(), env(), env()
     fake_store.create([a, b, c])
+    start = fake_store.clock()
+    fake_store.clock = lambda: start  # type: ignore[method-assign]
     assert fake_store.start("w1", [a]) == [1]
+    fake_store.clock = lambda: start + 1.5  # type: ignore[method-assign]
+    assert fake_store.start("w2", [a], [False]) == [2]  # a young start: a hand-over, taken over
+    fake_store.clock = lambda: start + 3.6  # type: ignore[method-assign]
     before = fake_store.get(a.id)
     assert fake_store.start("w2", [b, a, c], [False, False, False]) == [1, -6, 1]
     assert fake_store.get(a.id) == before
     check_counters(fake_store, {P: 3})
-    assert fake_store.start("w2", [a], [True]) == [2]
-    assert states(fake_store, a.id)[-1] == ("in-progress", "w2", 2, "took over from an earlier attempt")
+    assert fake_store.start("w3", [a], [True]) == [3]
+    assert states(fake_store, a.id)[-1] == ("in-progress", "w3", 3, "took over from an earlier attempt")
 
 
 def test_a_zombie_attempt_is_fenced(fake_store: RedisStore) -> None:
