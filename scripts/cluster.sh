@@ -124,7 +124,7 @@ JAVA_OPTS=(-Xms128m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
 
 format_all() {  # one cluster id for the three nodes; static quorum: no --standalone
   local cluster_id n
-  cluster_id="$("$PY" -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+  cluster_id="$("$PY" "$ROOT/scripts/kafka_cluster_id.py")"
   for n in "${NODES[@]}"; do
     java "${JAVA_OPTS[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format --ignore-formatted \
       -t "$cluster_id" -c "$(dir_of "$n")/server.properties" > "$(dir_of "$n")/format.log" 2>&1 &

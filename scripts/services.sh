@@ -138,7 +138,7 @@ start_kafka() {
                      "-Dlog4j2.configurationFile=$KAFKA_DIR/log4j2.properties")
     if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
       local cluster_id
-      cluster_id="$("$PY" -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+      cluster_id="$("$PY" "$ROOT/scripts/kafka_cluster_id.py")"
       java "${java_opts[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format --standalone --ignore-formatted \
         -t "$cluster_id" -c "$KAFKA_DIR/server.properties" > "$KAFKA_DIR/format.log" 2>&1 \
         || die "formatting the Kafka log dir failed; see $KAFKA_DIR/format.log"
