@@ -127,8 +127,9 @@ return out
 """
 
 # KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now; per task 7 values: id, name, args JSON, created_at, queue, priority,
-# alone ('1': the caller runs it alone; else a task still in-progress is not started: -6).
+# ARGV[1] = worker, ARGV[2] = now, ARGV[3] = the suspect age (``SUSPECT_AGE``); per task 7 values: id,
+# name, args JSON, created_at, queue, priority, alone ('1': the caller runs it alone; else a task still
+# in-progress from a start at least the suspect age old is not started: -6).
 # Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
 # (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
 # or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
@@ -136,17 +137,22 @@ return out
 # created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
 # a cancel was requested while it was in progress (a redelivery after its worker died or its
 # partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is),
-# -6 if it is still in-progress from a start at least 2 s old (started before and never finished:
+# -6 if it is still in-progress from a start at least ARGV[3] s old (started before and never finished:
 # its worker may have died of it) and the caller would not run it alone (``worker/suspects.py``;
 # a younger start is a partition handed over, taken over at once as before).
 # On -2, -3, -5 and -6 the record is left as it is.
+SUSPECT_AGE = 2.0
+"""Seconds: a task still in-progress from a start this old was started by a worker that died or was
+stopped (one that lost its partition in a rebalance hands it back sooner), so ``START`` runs it
+again only alone (``worker/suspects.py``)."""
+
 START = _PRELUDE + """
-local worker, now = ARGV[1], tonumber(ARGV[2])
+local worker, now, suspect_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
 for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 2) * 7 + 3
+  local j = (i - K - 2) * 7 + 4
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
     'cancel_requested', 'started_at')
@@ -189,7 +195,7 @@ for i = K + 2, #KEYS do
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
     move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
-  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and now - (tonumber(cur[8]) or 0) >= 2 then
+  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and now - (tonumber(cur[8]) or 0) >= suspect_age then
     out[#out + 1] = -6
   else
     attempt = attempt + 1

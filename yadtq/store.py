@@ -155,7 +155,7 @@ class RedisStore:
         to run (>= 1) or a code of ``yadtq.lua.START`` (``alone``: per task, None: all)."""
         if not envelopes:
             return []
-        args: list[Any] = [_safe(worker_id), self.clock()]
+        args: list[Any] = [_safe(worker_id), self.clock(), lua.SUSPECT_AGE]
         for e, one in zip(envelopes, alone or [True] * len(envelopes), strict=True):
             args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue),
                      _priority(e.priority), "1" if one else "0"]

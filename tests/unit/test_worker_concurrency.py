@@ -427,3 +427,22 @@ def test_a_suspect_holds_its_turn_for_alone_seconds_at_most() -> None:
         assert time.monotonic() - t0 < 0.1
     t.join()
     assert 0.15 <= waited < 1.0 and order == ["long starts", "next starts", "long ends"]
+
+
+def test_a_suspect_whose_partition_moved_is_forgotten() -> None:
+    """A suspect skipped because its partition was revoked is not kept for ever: the next one
+    added drops it, and a later delivery of the same offset (a new ownership) is not a suspect."""
+    from worker.inflight import Track
+    from worker.suspects import Suspects
+    from yadtq.broker_types import Record
+
+    suspects = Suspects()
+    old, kept = Track(partition=0), Track(partition=1)
+    suspects.add((old, Record(0, 7, b""), None))
+    suspects.add((kept, Record(1, 3, b""), None))
+    old.live = False
+    suspects.add((kept, Record(1, 4, b""), None))
+    assert not suspects.take((Track(partition=0), Record(0, 7, b""), None))
+    assert suspects.take((kept, Record(1, 3, b""), None))
+    assert not suspects.take((kept, Record(1, 3, b""), None))  # once
+    assert suspects.take((kept, Record(1, 4, b""), None))
