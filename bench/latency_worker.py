@@ -101,15 +101,15 @@ def _install_hooks(out_dir: str) -> None:
 
     start, finish = RedisStore.start, RedisStore.finish
 
-    def timed_start(self: RedisStore, worker_id: str, envelopes: Any) -> list[int]:
-        res = start(self, worker_id, envelopes)
+    def timed_start(self: RedisStore, worker_id: str, envelopes: Any, *rest: Any) -> list[int]:
+        res = start(self, worker_id, envelopes, *rest)  # (alone, since the suspects)
         now = time.time()
         for env in envelopes:
             _seen.setdefault(env.id, {})["started"] = now
         return res
 
-    def timed_finish(self: RedisStore, worker_id: str, outcomes: Any) -> list[bool]:
-        res = finish(self, worker_id, outcomes)
+    def timed_finish(self: RedisStore, worker_id: str, outcomes: Any, *rest: Any) -> list[bool]:
+        res = finish(self, worker_id, outcomes, *rest)
         now = time.time()
         for o in outcomes:
             _seen.setdefault(o.task_id, {})["outcome"] = now
