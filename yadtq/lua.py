@@ -137,7 +137,8 @@ return out
 # created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
 # a cancel was requested while it was in progress (a redelivery after its worker died or its
 # partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is),
-# -6 if it is still in-progress from a start at least ARGV[3] s old (started before and never finished:
+# -6 if it is still in-progress from a start at least ARGV[3] s old on Redis's clock (``started_at``,
+# written from TIME: hosts' clocks differ; started before and never finished:
 # its worker may have died of it) and the caller would not run it alone (``worker/suspects.py``;
 # a younger start is a partition handed over, taken over at once as before).
 # On -2, -3, -5 and -6 the record is left as it is.
@@ -148,6 +149,8 @@ again only alone (``worker/suspects.py``)."""
 
 START = _PRELUDE + """
 local worker, now, suspect_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')  -- a start's age: on Redis's clock, not on the hosts' (they differ)
+local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
 local out = {}
 for i = K + 2, #KEYS do
@@ -195,14 +198,14 @@ for i = K + 2, #KEYS do
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
     move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
-  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and now - (tonumber(cur[8]) or 0) >= suspect_age then
+  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and tnow - (tonumber(cur[8]) or 0) >= suspect_age then
     out[#out + 1] = -6
   else
     attempt = attempt + 1
     local note = false
     if state == 'in-progress' then note = 'took over from an earlier attempt' end
     redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
-      'updated_at', now, 'started_at', now,
+      'updated_at', now, 'started_at', tnow,
       'history', append(history, {'in-progress', now, worker, attempt, note}))
     move(id, state, 'in-progress', score)
     out[#out + 1] = attempt

@@ -97,6 +97,12 @@ def test_start_on_in_progress_takes_over_with_the_next_attempt(fake_store: Redis
     check_counters(fake_store, {P: 1})
 
 
+def _age_start(store: RedisStore, task_id: str, seconds: float) -> None:
+    """Make the task's start ``seconds`` old on Redis's clock (the one START measures ages on)."""
+    secs, micros = store.r.time()
+    store.r.hset(store.keys.task(task_id), "started_at", repr(secs + micros / 1e6 - seconds))
+
+
 def test_start_leaves_an_in_progress_task_to_a_caller_that_runs_it_alone(
         fake_store: RedisStore) -> None:
     """A task still in-progress from a start at least 2 s old (never finished: it may have killed
@@ -104,18 +110,33 @@ def test_start_leaves_an_in_progress_task_to_a_caller_that_runs_it_alone(
     taken over. A younger start (a hand-over) is taken over at once. Queued tasks are started."""
     a, b, c = env(), env(), env()
     fake_store.create([a, b, c])
-    start = fake_store.clock()
-    fake_store.clock = lambda: start  # type: ignore[method-assign]
     assert fake_store.start("w1", [a]) == [1]
-    fake_store.clock = lambda: start + 1.5  # type: ignore[method-assign]
+    _age_start(fake_store, a.id, 1.5)
     assert fake_store.start("w2", [a], [False]) == [2]  # a young start: a hand-over, taken over
-    fake_store.clock = lambda: start + 3.6  # type: ignore[method-assign]
+    _age_start(fake_store, a.id, 3.6)
     before = fake_store.get(a.id)
     assert fake_store.start("w2", [b, a, c], [False, False, False]) == [1, -6, 1]
     assert fake_store.get(a.id) == before
     check_counters(fake_store, {P: 3})
     assert fake_store.start("w3", [a], [True]) == [3]
     assert states(fake_store, a.id)[-1] == ("in-progress", "w3", 3, "took over from an earlier attempt")
+
+
+def test_a_start_s_age_is_measured_on_redis_s_clock_not_the_workers(fake_store: RedisStore) -> None:
+    """Hosts' clocks differ. A start made a moment ago by a worker whose clock is 10 s behind is
+    young to a worker whose clock is 10 s ahead (a hand-over, taken over at once: before, that
+    worker saw a 20 s old start, and made every task handed over in a rebalance wait its turn to
+    run alone); and a start 3 s old on Redis's clock is old whatever the two workers' clocks say."""
+    a, b = env(), env()
+    fake_store.create([a, b])
+    real = time.time
+    fake_store.clock = lambda: real() - 10  # type: ignore[method-assign]
+    assert fake_store.start("behind", [a, b]) == [1, 1]
+    fake_store.clock = lambda: real() + 10  # type: ignore[method-assign]
+    assert fake_store.start("ahead", [a], [False]) == [2]
+    _age_start(fake_store, b.id, 3.0)
+    fake_store.clock = lambda: real() - 10  # type: ignore[method-assign]
+    assert fake_store.start("behind", [b], [False]) == [-6]
 
 
 def test_a_zombie_attempt_is_fenced(fake_store: RedisStore) -> None:
