@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_tui import beat, measure, reset_peak_rss, rss_mb, stats  # noqa: E402
+from bench.common import RESULTS  # noqa: E402
 from worker.retention import Sweeper  # noqa: E402
 from yadtq import Client, Settings  # noqa: E402
 from yadtq.errors import ServiceUnavailable  # noqa: E402
@@ -286,7 +287,7 @@ def main() -> int:
                         help="scripts: CREATE/START/FINISH per 1000 tasks (what workers write); "
                              "copy: one such task copied server-side (much faster, same bytes)")
     parser.add_argument("--quick", action="store_true", help="50,000 tasks, 30 s of steady load")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "memory.json"))
+    parser.add_argument("--output", default=str(RESULTS / "memory.json"))
     ns = parser.parse_args()
     if ns.quick:
         ns.tasks, ns.steady_seconds, ns.refreshes = min(ns.tasks, 50_000), 30.0, 10

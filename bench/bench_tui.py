@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import RESULTS  # noqa: E402
 from bench.tui_load import LOAD_DESCRIPTION, POLL_INTERVAL, LoadRun, run_under_load  # noqa: E402
 from yadtq import Client, Settings  # noqa: E402
 from yadtq.models import TaskState  # noqa: E402
@@ -238,7 +239,7 @@ def main() -> int:
                         help="length of the phase under load (default 20; 8 with --quick)")
     parser.add_argument("--no-load", action="store_true",
                         help="skip the phase under load (2 workers, a load generator)")
-    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "tui.json"))
+    parser.add_argument("--output", default=str(RESULTS / "tui.json"))
     ns = parser.parse_args()
     if ns.quick:
         ns.tasks, ns.refreshes = min(ns.tasks, 10_000), min(ns.refreshes, 10)

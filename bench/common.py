@@ -18,7 +18,8 @@ from yadtq import Client, Settings
 from yadtq.broker_types import SLOT_STRIDE
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("YADTQ_BENCH_RESULTS") or ROOT / "bench" / "results")
+"""Where results are written (``YADTQ_BENCH_RESULTS``: elsewhere, as the smoke tests do)."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
