@@ -56,8 +56,10 @@ MAX_CHUNK = 256
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 EXTRA_STARTS = 2
-"""Starts beyond ``max_attempts`` a task gets when its earlier attempts never finished (the worker
-died or was restarted under it); past that it is failed as a task that kills its worker."""
+"""Starts beyond ``max_attempts`` a task gets when its earlier attempts never finished because the
+worker died or was restarted under it (``deaths``; a start taken over from a worker that still
+runs, its partition handed over, is not one); past that it is failed as a task that kills its
+worker."""
 
 
 def backoff(attempt: int, base: float | None = None) -> float:
@@ -90,8 +92,9 @@ class Runner:
         self._ended: list[tuple[Track, Record, Outcome]] = []
         """Outcomes of ``async def`` tasks ended in this turn of the loop (its thread only)."""
         self.procs = ProcPool(registry, default_size(settings.concurrency))
-        self.starts: Coalescer[tuple[Envelope, bool], int] = Coalescer(
-            lambda items: store.start(worker_id, [e for e, _ in items], [a for _, a in items]), "starts")
+        self.starts: Coalescer[tuple[Envelope, bool], tuple[int, int]] = Coalescer(
+            lambda items: store.start_ex(worker_id, [e for e, _ in items], [a for _, a in items]),
+            "starts")
         self.suspects = Suspects()
         self.outcomes = OutcomeWriter(store, worker_id, self.redis, self.status, self.metrics, outbox)
         self._seconds: dict[str, float] = {}
@@ -202,7 +205,7 @@ class Runner:
         started = self._start([job[0] for _, _, _, job in jobs], alone)  # type: ignore[index]
         if started is None:
             return
-        attempts, refusals = started
+        attempts, refusals, deaths = started
         outcomes: list[tuple[Record, Outcome]] = []
         launched: set[int] = set()  # chunk indexes of async tasks: finished by their own write
         again: list[int] = []  # chunk indexes of suspects: queued again, each to run alone
@@ -219,11 +222,12 @@ class Runner:
             if (self.stopping.is_set() and idx > 0) or not track.live:
                 stop_at = idx
                 break
-            if spec.is_async and self._refusal(env, spec, attempt) is None:
+            died = deaths.get(env.id, 0)
+            if spec.is_async and self._refusal(env, spec, attempt, died) is None:
                 self._launch(rec, track, env, spec, attempt, ended)  # finished once written
                 launched.add(idx)
                 continue
-            outcomes.append((rec, self._execute(rec, track, env, spec, attempt)))
+            outcomes.append((rec, self._execute(rec, track, env, spec, attempt, died)))
         if stop_at is not None:
             # started but not run: hand them back (queued) so the next owner starts them cleanly
             for (idx, _track, rec, (env, _spec)), attempt in zip(jobs, attempts, strict=True):  # type: ignore[misc]
@@ -245,50 +249,57 @@ class Runner:
         if ended is not None and launched:  # a suspect coroutine: the next one waits for it
             ended.wait(self.suspects.alone_seconds)
 
-    def _start(self, envs: list[Envelope],
-               alone: bool = False) -> tuple[list[int], dict[str, str]] | None:
-        """Mark the tasks in-progress: per task its attempt (or a START code), and the reasons of
-        those Redis refused. A refusal of the whole chunk is retried task by task."""
+    def _start(self, envs: list[Envelope], alone: bool = False
+               ) -> tuple[list[int], dict[str, str], dict[str, int]] | None:
+        """Mark the tasks in-progress: per task its attempt (or a START code), the reasons of
+        those Redis refused, and the deaths of those a worker died with (``yadtq.lua.START``). A
+        refusal of the whole chunk is retried task by task."""
         if not envs:
-            return [], {}
+            return [], {}, {}
         try:
-            attempts = self.redis.call(lambda: self.starts.call([(e, alone) for e in envs]),
-                                       "mark in-progress")
-            return None if attempts is None else (attempts, {})
+            answers = self.redis.call(lambda: self.starts.call([(e, alone) for e in envs]),
+                                      "mark in-progress")
+            if answers is None:
+                return None
+            return ([a for a, _ in answers], {},
+                    {e.id: d for e, (_, d) in zip(envs, answers, strict=True) if d})
         except StoreError as exc:
             if len(envs) == 1:
-                return [REFUSED], {envs[0].id: str(exc)}
+                return [REFUSED], {envs[0].id: str(exc)}, {}
         out: list[int] = []
         reasons: dict[str, str] = {}
+        deaths: dict[str, int] = {}
         for env in envs:
             one = self._start([env], alone)
             if one is None:
                 return None
             out += one[0]
             reasons.update(one[1])
-        return out, reasons
+            deaths.update(one[2])
+        return out, reasons, deaths
 
     def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
         not_started(rec, env, code, reason, self.outbox)
 
     # ------------------------------------------------------------------ one task
-    def _refusal(self, env: Envelope, spec: TaskSpec, attempt: int) -> Outcome | None:
-        """The outcome of a task that is not run at all (unknown here, or started too often)."""
+    def _refusal(self, env: Envelope, spec: TaskSpec, attempt: int, deaths: int = 0) -> Outcome | None:
+        """The outcome of a task that is not run at all (unknown here, or its workers died with it
+        too often)."""
         if spec.fn is None:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
                            error=spec.description or f"unknown task {env.name!r}")
         max_attempts = spec.max_attempts or self.settings.default_max_attempts
-        if attempt > max_attempts + EXTRA_STARTS:
+        if deaths >= max_attempts + EXTRA_STARTS:
             self._count(env.name, ok=False)
             return Outcome(env.id, attempt, TaskState.FAILED,
-                           error=f"started {attempt} times and never finished (each time its "
-                                 "worker died or was restarted): not started again")
+                           error=f"started {attempt} times and never finished: its worker died or "
+                                 f"was restarted with it in hand {deaths} times; not started again")
         return None
 
     def _execute(self, rec: Record, track: Track, env: Envelope, spec: TaskSpec,
-                 attempt: int) -> Outcome:
-        refused = self._refusal(env, spec, attempt)
+                 attempt: int, deaths: int = 0) -> Outcome:
+        refused = self._refusal(env, spec, attempt, deaths)
         if refused is not None:
             return refused
         limit = spec.time_limit or self.settings.default_time_limit

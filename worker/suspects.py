@@ -11,10 +11,11 @@ SIGKILLs its worker among 60 fast ones of its name on one partition, and 51 of t
 ``failed`` ("started 4 times and never finished") beside it.
 
 So ``START`` does not start a task that is still in-progress from a start at least
-``yadtq.lua.SUSPECT_AGE`` (2 s) old unless the caller says it runs it alone (``-6``, the record
-untouched: this start is not charged). A younger start is a partition handed over in a rebalance
-(its worker alive, its hand-back on the way) and is taken over at once, as before: a restarted
-worker comes back later than that. The runner then queues it again as a chunk of its own and runs it
+``yadtq.lua.SUSPECT_AGE`` (2 s) old, by a worker that is gone (no heartbeat of the process that
+made the start), unless the caller says it runs it alone (``-6``, the record untouched: this start
+is not charged). A start by a worker that still runs is a partition handed over in a rebalance and
+is taken over at once, whatever its age (no death counted); so is a younger one: a restarted worker
+comes back later than that. The runner then queues it again as a chunk of its own and runs it
 in its ``turn``: one such task at a time in the worker, each for its first ``ALONE_SECONDS`` (its
 ``async def`` ones too). If it kills the worker in that time, it was the only one of them running:
 the tasks charged are the ones started beside it for the first time, and when they come again they

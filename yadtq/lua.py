@@ -127,20 +127,26 @@ return out
 """
 
 # KEYS[K] = index, KEYS[K + 1] = reset marker, KEYS[K + 2 ..] = task keys.
-# ARGV[1] = worker, ARGV[2] = now, ARGV[3] = the suspect age (``SUSPECT_AGE``); per task 7 values: id,
-# name, args JSON, created_at, queue, priority, alone ('1': the caller runs it alone; else a task still
-# in-progress from a start at least the suspect age old is not started: -6).
-# Returns per task: the new attempt number (>= 1) to run, 0 if the task is already final
-# (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the stored name
-# or args differ from the message's (a forged or reused id), -3 if the stored record is malformed
-# (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
-# created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because
-# a cancel was requested while it was in progress (a redelivery after its worker died or its
-# partition moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is),
-# -6 if it is still in-progress from a start at least ARGV[3] s old on Redis's clock (``started_at``,
-# written from TIME: hosts' clocks differ; started before and never finished:
-# its worker may have died of it) and the caller would not run it alone (``worker/suspects.py``;
-# a younger start is a partition handed over, taken over at once as before).
+# ARGV[1] = worker, ARGV[2] = now, ARGV[3] = the suspect age (``SUSPECT_AGE``), ARGV[4] = the prefix of
+# the workers' heartbeat keys, ARGV[5] = ms within which a worker that still runs has beaten; per task
+# 7 values: id, name, args JSON, created_at, queue, priority, alone ('1': the caller runs it alone;
+# else a task still in-progress from a start at least the suspect age old, by a worker that is gone,
+# is not started: -6).
+# A task in-progress is taken over from a worker that still runs (its heartbeat key holds the process
+# that made the start, ``process``, beaten within ARGV[5] ms) at once: its partition was handed over
+# in a rebalance, however long ago it started. From a worker that is gone (no heartbeat, another
+# process under its id, or a beat too old) it is taken over alone, and that counts a death
+# (``deaths``): the runner fails a task that died with its worker too often (``runner.EXTRA_STARTS``).
+# Returns n values, then n deaths. Per task: the new attempt number (>= 1) to run, 0 if the task is
+# already final (a duplicate delivery), -1 if it was cleared by a reset after it was sent, -2 if the
+# stored name or args differ from the message's (a forged or reused id), -3 if the stored record is
+# malformed (not a hash, no or unknown state, an attempt that is not a whole number, no name, args or
+# created_at, a history that is not a JSON array), -4 if it is cancelled: already, or now, because a
+# cancel was requested while it was in progress (a redelivery after its worker died or its partition
+# moved), -5 if it is ``scheduled`` (not due yet: the scheduler sends it when it is), -6 if it is
+# still in-progress from a start at least ARGV[3] s old on Redis's clock (``started_at``, written from
+# TIME: hosts' clocks differ; started before and never finished: its worker is gone, and may have died
+# of it) and the caller would not run it alone (``worker/suspects.py``).
 # On -2, -3, -5 and -6 the record is left as it is.
 SUSPECT_AGE = 2.0
 """Seconds: a task still in-progress from a start this old was started by a worker that died or was
@@ -149,16 +155,28 @@ again only alone (``worker/suspects.py``)."""
 
 START = _PRELUDE + """
 local worker, now, suspect_age = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local beats, fresh_ms = ARGV[4], tonumber(ARGV[5])
 local clock = redis.call('TIME')  -- a start's age: on Redis's clock, not on the hosts' (they differ)
 local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local reset_at = tonumber(redis.call('GET', KEYS[K + 1]) or '0') or 0
-local out = {}
+-- this worker's process (its heartbeat's start time): one restarted under the same id is another
+local me = redis.pcall('HGET', beats .. worker, 'started_at')
+if type(me) ~= 'string' then me = '' end
+-- does the worker that made a start still run, as the same process, beating?
+local function runs(owner, process)
+  if not owner or not process or process == '' then return false end
+  local beat = redis.pcall('HMGET', beats .. owner, 'started_at', 'ttl_ms')
+  if beat.err or beat[1] ~= process then return false end
+  local left = redis.call('PTTL', beats .. owner)
+  return left > 0 and (tonumber(beat[2]) or 0) - left < fresh_ms
+end
+local out, deaths_of = {}, {}
 for i = K + 2, #KEYS do
   local key = KEYS[i]
-  local j = (i - K - 2) * 7 + 4
+  local j = (i - K - 2) * 7 + 6
   local id, name, args, created = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
   local cur = redis.pcall('HMGET', key, 'state', 'attempt', 'history', 'name', 'args', 'created_at',
-    'cancel_requested', 'started_at')
+    'cancel_requested', 'started_at', 'worker', 'process', 'deaths')
   local res = nil
   local state, attempt, history, score
   if cur.err then
@@ -198,20 +216,28 @@ for i = K + 2, #KEYS do
       'history', append(history, {'cancelled', now, worker, attempt, 'not started again: cancelled'}))
     move(id, state, 'cancelled', score, now)
     out[#out + 1] = -4
-  elseif state == 'in-progress' and ARGV[j + 6] ~= '1' and tnow - (tonumber(cur[8]) or 0) >= suspect_age then
-    out[#out + 1] = -6
   else
-    attempt = attempt + 1
-    local note = false
-    if state == 'in-progress' then note = 'took over from an earlier attempt' end
-    redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
-      'updated_at', now, 'started_at', tnow,
-      'history', append(history, {'in-progress', now, worker, attempt, note}))
-    move(id, state, 'in-progress', score)
-    out[#out + 1] = attempt
+    local gone = state == 'in-progress' and not runs(cur[9], cur[10])
+    if gone and ARGV[j + 6] ~= '1' and tnow - (tonumber(cur[8]) or 0) >= suspect_age then
+      out[#out + 1] = -6
+    else
+      attempt = attempt + 1
+      local deaths = count(cur[11]) or 0
+      if gone then deaths = deaths + 1 end
+      local note = false
+      if state == 'in-progress' then note = 'took over from an earlier attempt' end
+      redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
+        'updated_at', now, 'started_at', tnow, 'process', me, 'deaths', deaths,
+        'history', append(history, {'in-progress', now, worker, attempt, note}))
+      move(id, state, 'in-progress', score)
+      out[#out + 1] = attempt
+      deaths_of[#out] = deaths
+    end
   end
 end
 flush()
+local n = #out
+for k = 1, n do out[n + k] = deaths_of[k] or 0 end
 return out
 """
 

@@ -153,15 +153,23 @@ class RedisStore:
               alone: Sequence[bool] | None = None) -> list[int]:
         """Mark tasks ``in-progress`` for ``worker_id``, in one script call: per task the attempt
         to run (>= 1) or a code of ``yadtq.lua.START`` (``alone``: per task, None: all)."""
+        return [attempt for attempt, _ in self.start_ex(worker_id, envelopes, alone)]
+
+    def start_ex(self, worker_id: str, envelopes: Sequence[Envelope],
+                 alone: Sequence[bool] | None = None) -> list[tuple[int, int]]:
+        """``start``, with each task's deaths: the times a worker died with it in hand."""
         if not envelopes:
             return []
-        args: list[Any] = [_safe(worker_id), self.clock(), lua.SUSPECT_AGE]
+        fresh = min(2 * self.settings.heartbeat_interval, self.settings.session_timeout_ms / 2000)
+        args: list[Any] = [_safe(worker_id), self.clock(), lua.SUSPECT_AGE, self.keys.worker(""),
+                           int(fresh * 1000)]
         for e, one in zip(envelopes, alone or [True] * len(envelopes), strict=True):
             args += [e.id, _safe(e.name), _dump(list(e.args)), repr(e.created_at), _queue(e.queue),
                      _priority(e.priority), "1" if one else "0"]
         keys = [self.keys.counts, *self._state_keys, self.keys.index, self.keys.reset_marker,
                 *(self.keys.task(e.id) for e in envelopes)]
-        return [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]
+        out = [int(x) for x in self._call(lambda: self._start(keys=keys, args=args))]
+        return list(zip(out[:len(envelopes)], out[len(envelopes):], strict=True))
 
     def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         """Write each attempt's outcome (False: a newer attempt took the task, or it is malformed)."""
@@ -268,6 +276,7 @@ class RedisStore:
             "current_task": _safe(beat.current_task or ""), "done": beat.done,
             "failed": beat.failed, "partitions": ",".join(str(p) for p in sorted(beat.partitions)),
             "stalled": _safe(beat.stalled), "progress_at": repr(beat.progress_at),
+            "ttl_ms": int(ttl * 1000),  # how long ago it beat: ttl_ms - PTTL (``lua.START``)
         }
 
         def run() -> None:

@@ -139,6 +139,53 @@ def test_a_start_s_age_is_measured_on_redis_s_clock_not_the_workers(fake_store: 
     assert fake_store.start("behind", [b], [False]) == [-6]
 
 
+def _alive(store: RedisStore, worker: str, started: float = 1000.0) -> None:
+    """A heartbeat of ``worker`` (the process that started at ``started``)."""
+    store.heartbeat(Beat(worker, "host", 1, started, None, 0, 0), ttl=60)
+
+
+def test_a_start_by_a_live_worker_is_handed_over_not_charged_as_a_death(fake_store: RedisStore) -> None:
+    """A long task whose partition moves between live workers (rebalances: scaling, a worker
+    joining) is taken over at once each time, however old its start, and no death is charged.
+    Before, every such start older than 2 s was a suspect, and each hand-over counted as a start
+    that never finished: a task handed over 3 times was failed as one that kills its worker
+    (``make chaos``: a 2 s NAP, started 4 times by workers that lived, ended failed)."""
+    a = env()
+    fake_store.create([a])
+    for n, w in enumerate(["w1", "w2", "w3", "w4", "w5"], start=1):
+        _alive(fake_store, w)
+        assert fake_store.start_ex(w, [a], [False]) == [(n, 0)]
+        _age_start(fake_store, a.id, 10)
+    assert states(fake_store, a.id)[-1] == ("in-progress", "w5", 5, "took over from an earlier attempt")
+
+
+def test_a_start_by_a_worker_that_is_gone_is_a_suspect_and_a_death(fake_store: RedisStore) -> None:
+    """The worker that started it has no heartbeat any more (it died), or has one of another
+    process (restarted under the same id: a container's host-pid repeats): its start (older than
+    ``SUSPECT_AGE``) is a suspect's (-6 unless alone), and taking it over counts a death. So does
+    taking over a younger one, at once."""
+    a, b = env(), env()
+    fake_store.create([a, b])
+    _alive(fake_store, "w1")
+    assert fake_store.start_ex("w1", [a, b]) == [(1, 0), (1, 0)]
+    _age_start(fake_store, a.id, 10)
+    _age_start(fake_store, b.id, 10)
+    fake_store.r.delete(fake_store.keys.worker("w1"))  # w1 died: its heartbeat expired
+    _alive(fake_store, "w2")
+    assert fake_store.start_ex("w2", [a], [False]) == [(-6, 0)]
+    assert fake_store.start_ex("w2", [a], [True]) == [(2, 1)]
+    _alive(fake_store, "w1", started=2000.0)  # w1 again, a new process with the same id
+    assert fake_store.start_ex("w2", [b], [False]) == [(-6, 0)]
+    assert fake_store.start_ex("w2", [b], [True]) == [(2, 1)]
+    fake_store.r.delete(fake_store.keys.worker("w2"))
+    assert fake_store.start_ex("w3", [b], [True]) == [(3, 2)]  # deaths add up
+    assert fake_store.start("w3", [b]) == [4]  # start: the attempts alone, as before
+    c = env()
+    fake_store.create([c])
+    assert fake_store.start_ex("w3", [c]) == [(1, 0)]
+    assert fake_store.start_ex("w4", [c], [False]) == [(2, 1)]  # young, w3 gone: at once
+
+
 def test_a_zombie_attempt_is_fenced(fake_store: RedisStore) -> None:
     e = env()
     fake_store.create([e])

@@ -304,7 +304,7 @@ def test_consecutive_async_tasks_share_their_start_and_none_waits_for_its_outcom
     w = h.worker()
     starts: list[int] = []
     writers: set[str] = set()
-    real_start, real_finish = w.store.start, w.store.finish
+    real_start, real_finish = w.store.start_ex, w.store.finish
 
     def start(worker_id: str, envs: Any, alone: Any = None) -> Any:
         starts.append(len(envs))
@@ -314,7 +314,7 @@ def test_consecutive_async_tasks_share_their_start_and_none_waits_for_its_outcom
         writers.add(threading.current_thread().name)
         return real_finish(worker_id, outcomes)
 
-    monkeypatch.setattr(w.store, "start", start)
+    monkeypatch.setattr(w.store, "start_ex", start)
     monkeypatch.setattr(w.store, "finish", finish)
     t = run_in_thread(w, idle_exit=5)
     try:
@@ -447,3 +447,31 @@ def test_a_suspect_whose_partition_moved_is_forgotten() -> None:
     assert suspects.take((kept, Record(1, 3, b""), None))
     assert not suspects.take((kept, Record(1, 3, b""), None))  # once
     assert suspects.take((kept, Record(1, 4, b""), None))
+
+
+def test_a_task_handed_over_between_live_workers_is_not_failed_as_a_killer(
+        fake_store: RedisStore) -> None:
+    """A task whose partition moved 5 times between workers that all still run (rebalances while
+    it ran: scaling, workers joining) is taken over and run, not failed as one that kills its
+    worker: before, each hand-over counted as a start that never finished, and ``make chaos``
+    failed a good 2 s task "started 4 times and never finished". One whose workers really died
+    with it in hand 3 times is still failed (``max_attempts`` 1 + ``EXTRA_STARTS`` 2)."""
+    from yadtq.models import Beat
+
+    h = harness(fake_store, concurrency=2)
+    moved, killer = h.submit("ADD", 1, 2), h.submit("ADD", 3, 4)
+    envs = {e.id: e for e in (decode(m) for m in h.broker.messages(h.settings.topic))}
+    secs, micros = h.store.r.time()
+    for n, w in enumerate(["w1", "w2", "w3", "w4", "w5"], start=1):
+        h.store.heartbeat(Beat(w, "host", n, 1000.0, None, 0, 0), ttl=60)
+        assert h.store.start_ex(w, [envs[moved]]) == [(n, 0)]
+    for n in range(1, 4):  # three workers that died with it (no heartbeat): three deaths
+        assert h.store.start_ex(f"dead{n}", [envs[killer]]) == [(n, n - 1)]
+    for task_id in (moved, killer):  # all long ago (suspects, when their worker is gone)
+        h.store.r.hset(h.store.keys.task(task_id), "started_at", repr(secs + micros / 1e6 - 60))
+    h.run(idle_exit=1.0)
+    done = h.get(moved)
+    assert (done.state, done.result, done.attempt) == (TaskState.COMPLETED, 3, 6), done
+    failed = h.get(killer)
+    assert failed.state is TaskState.FAILED and "died or was restarted with it in hand 3 times" in (
+        failed.error or ""), failed
