@@ -173,3 +173,15 @@ def stuck(key: str) -> None:
     """Count a start of ``key``, then block inside C code forever (no interrupt is delivered)."""
     _count_start(key)
     threading.Event().wait()
+
+
+_HOARD: list[bytes] = []
+
+
+@task("HOG", max_attempts=1)
+def hog(mib: int, value: int) -> int:
+    """``value + 1``, keeping ``mib`` MiB for good (a task that leaks memory, as a cache that
+    only grows does), after 0.2 s of work."""
+    _HOARD.append(b"\x01" * (mib << 20))  # written: resident, not just reserved
+    time.sleep(0.2)
+    return value + 1

@@ -23,6 +23,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from worker.recycle import EXIT_RECYCLE
+
 log = logging.getLogger("yadtq.supervisor")
 
 CHILD_ENV = "YADTQ_WORKER_CHILD"
@@ -58,6 +60,9 @@ def supervise(argv: Sequence[str]) -> int:
         code = _wait(child)
         if stopping.is_set() or code in NO_RESTART_CODES:
             return 0 if code in (0, 130, 143) and stopping.is_set() else code
+        if code == EXIT_RECYCLE:  # stopped warm for a fresh process (memory, tasks): not a crash
+            log.info("worker process %d recycled; starting a new one", child.pid)
+            continue
         if time.monotonic() - started > STABLE_SECONDS:
             delay = BACKOFF_START
         restarts += 1

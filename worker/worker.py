@@ -50,6 +50,7 @@ from worker.interfaces import (
 from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.polling import POLL_WHILE_FULL_SECONDS, Poller
+from worker.recycle import EXIT_RECYCLE, Recycle
 from worker.repair import Reconciler
 from worker.retention import Sweeper
 from worker.runner import Runner
@@ -129,6 +130,9 @@ class Worker:
                              self.stopping)
         self.commits = Committer(settings.commit_after,
                                  lambda: self.stopping.is_set() or bool(self.exit_code))
+        self.recycle = Recycle(settings.max_memory_mb, settings.max_tasks_per_process)
+        self.recycled: str | None = None
+        """Why this process stopped for a fresh one (``worker.recycle``), if it did."""
 
     def _threads(self) -> list[Heartbeat | CancelWatch | Reconciler | Sweeper | Scheduler]:
         """The parts with a thread of their own, besides the runner."""
@@ -165,11 +169,16 @@ class Worker:
         log.info("worker %s started: tasks %s, queues %s, group %s, Kafka consumer %s", self.id,
                  ", ".join(self.registry.names()), ",".join(self.settings.queue_list()),
                  self.settings.group, type(consumer).__name__)
+        too_low = self.recycle.too_low()
+        if too_low:
+            log.error("%s", too_low)
         handled = 0
         try:
             handled = self._consume(consumer, max_tasks, idle_exit)
         finally:
             self._shutdown()
+            if self.recycled and not self.exit_code:
+                self.exit_code = EXIT_RECYCLE
         return handled
 
     # ------------------------------------------------------------------ the loop
@@ -194,6 +203,12 @@ class Worker:
                 consumer, unjoined_since = fresh, None
                 continue
             if not self._healthy(consumer):
+                break
+            self.recycled = self.recycle.reason(self.done + self.failed)
+            if self.recycled:
+                log.warning("worker %s %s: finishing the tasks it runs, handing back the others; a "
+                            "fresh process takes over", self.id, self.recycled)
+                self.stopping.set()
                 break
             if now - last_stage > STAGE_SECONDS:
                 self._stage(consumer)

@@ -86,6 +86,12 @@ class Settings:
     concurrency: int = 8
     """Tasks a worker process runs at once (from any of its partitions, several from one): sync
     tasks on that many threads; 1 runs one task at a time."""
+    max_memory_mb: int = 0
+    """Replace a worker process once its resident memory passes this many MiB after a task: it
+    finishes the tasks it runs, hands back the others, commits, and its supervisor starts a fresh
+    one at once (task code that leaks, instead of the OOM killer; 0: no limit)."""
+    max_tasks_per_process: int = 0
+    """Replace a worker process the same way after this many tasks (0: no limit)."""
     default_max_attempts: int = 3
     """Attempts per task when the task does not say (1 = no retry)."""
     default_time_limit: float = 300.0
@@ -189,6 +195,8 @@ class Settings:
             raise ValueError("session_timeout_ms and max_poll_interval_ms must be positive")
         if self.default_max_attempts < 1:
             raise ValueError("default_max_attempts must be at least 1")
+        if self.max_memory_mb < 0 or self.max_tasks_per_process < 0:
+            raise ValueError("max_memory_mb and max_tasks_per_process must be 0 (no limit) or more")
         if not 1 <= self.concurrency <= 1024:
             raise ValueError(f"concurrency must be 1 to 1024, got {self.concurrency!r}")
         if self.kafka_client not in KAFKA_CLIENTS:
