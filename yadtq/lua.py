@@ -226,9 +226,11 @@ for i = K + 2, #KEYS do
       if gone then deaths = deaths + 1 end
       local note = false
       if state == 'in-progress' then note = 'took over from an earlier attempt' end
-      redis.call('HSET', key, 'state', 'in-progress', 'worker', worker, 'attempt', attempt,
-        'updated_at', now, 'started_at', tnow, 'process', me, 'deaths', deaths,
-        'history', append(history, {'in-progress', now, worker, attempt, note}))
+      local fields = {'state', 'in-progress', 'worker', worker, 'attempt', attempt,
+        'updated_at', now, 'started_at', tnow, 'process', me,
+        'history', append(history, {'in-progress', now, worker, attempt, note})}
+      if deaths > 0 then fields[#fields + 1] = 'deaths'; fields[#fields + 1] = deaths end
+      redis.call('HSET', key, unpack(fields))
       move(id, state, 'in-progress', score)
       out[#out + 1] = attempt
       deaths_of[#out] = deaths
