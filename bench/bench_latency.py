@@ -23,7 +23,7 @@ Every phase checks 0 lost, 0 duplicated (runs counted by the task itself), resul
 
 The worker-side timestamps cost the normal path nothing: ``bench/latency_worker.py``, the workers'
 task module (``YADTQ_TASKS``) only in this benchmark, wraps ``TaskConsumer.poll``,
-``RedisStore.start`` and ``RedisStore.finish`` in the worker processes and writes what it saw to a
+``RedisStore.start_ex`` and ``RedisStore.finish`` in the worker processes and writes what it saw to a
 file when the worker exits. ``--try JSON`` runs each repeat without and with a change (consumer or
 producer keywords, the background submitter's wait, the workers' switch interval, gc.freeze) and
 compares the medians: the machine is shared and noisy, so A and B alternate.

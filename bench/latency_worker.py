@@ -2,7 +2,7 @@
 
 Imported by the benchmark's workers as their task module (``YADTQ_TASKS``), and only there: it
 registers ``LATADD`` and, with ``YADTQ_BENCH_HOPS_DIR`` set, wraps ``TaskConsumer.poll``,
-``RedisStore.start`` and ``RedisStore.finish`` to note when each returned per task, writing them
+``RedisStore.start_ex`` and ``RedisStore.finish`` to note when each returned per task, writing them
 to a file in that folder when the worker exits. The normal path has none of this.
 """
 
@@ -99,10 +99,10 @@ def _install_hooks(out_dir: str) -> None:
                     poll=now, append=m.timestamp / 1000, append_type=m.timestamp_type)
         return out
 
-    start, finish = RedisStore.start, RedisStore.finish
+    start, finish = RedisStore.start_ex, RedisStore.finish
 
-    def timed_start(self: RedisStore, worker_id: str, envelopes: Any, *rest: Any) -> list[int]:
-        res = start(self, worker_id, envelopes, *rest)  # (alone, since the suspects)
+    def timed_start(self: RedisStore, worker_id: str, envelopes: Any, *rest: Any) -> Any:
+        res = start(self, worker_id, envelopes, *rest)  # what the runner calls (start_ex)
         now = time.time()
         for env in envelopes:
             _seen.setdefault(env.id, {})["started"] = now
@@ -117,7 +117,7 @@ def _install_hooks(out_dir: str) -> None:
 
     broker.TaskConsumer.poll = poll  # type: ignore[method-assign]
     _hook_confluent()
-    RedisStore.start = timed_start  # type: ignore[method-assign]
+    RedisStore.start_ex = timed_start  # type: ignore[method-assign]
     RedisStore.finish = timed_finish  # type: ignore[method-assign]
 
     def dump() -> None:
