@@ -281,6 +281,7 @@ for i = K + 2, #KEYS do
     if final[new] then
       redis.call('HSET', key, 'state', new, 'result', ARGV[j + 3], 'error', err,
         'updated_at', now, 'history', history, 'finished_at', now)
+      redis.call('HDEL', key, 'process')  -- only START reads it: a finished record keeps no bytes of it
       finished = finished + 1
       done[finished] = id
     elseif new == 'scheduled' then
