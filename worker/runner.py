@@ -23,7 +23,6 @@ import threading
 import time
 
 from worker.aio import AsyncLoop
-from worker.coalesce import Coalescer
 from worker.execute import (
     Interrupt,
     Result,
@@ -40,10 +39,10 @@ from worker.metrics import Metrics
 from worker.outbox import Outbox
 from worker.outcomes import OutcomeWriter
 from worker.procpool import ProcPool, default_size
+from worker.starts import Starter
 from worker.state import Item, RedisCalls, RunnerStatus, Running, WorkQueue
 from worker.suspects import Suspects
 from yadtq.broker_types import Record
-from yadtq.errors import StoreError
 from yadtq.models import Outcome, TaskState
 from yadtq.registry import Registry, TaskSpec
 from yadtq.settings import Settings
@@ -92,9 +91,7 @@ class Runner:
         self._ended: list[tuple[Track, Record, Outcome]] = []
         """Outcomes of ``async def`` tasks ended in this turn of the loop (its thread only)."""
         self.procs = ProcPool(registry, default_size(settings.concurrency))
-        self.starts: Coalescer[tuple[Envelope, bool], tuple[int, int]] = Coalescer(
-            lambda items: store.start_ex(worker_id, [e for e, _ in items], [a for _, a in items]),
-            "starts")
+        self.starts = Starter(store, worker_id, self.redis)
         self.suspects = Suspects()
         self.outcomes = OutcomeWriter(store, worker_id, self.redis, self.status, self.metrics, outbox)
         self._seconds: dict[str, float] = {}
@@ -202,7 +199,7 @@ class Runner:
                     self._run_chunk(chunk, alone=True)
             return
         jobs = [(idx, track, rec, job) for idx, (track, rec, job) in enumerate(chunk) if job]
-        started = self._start([job[0] for _, _, _, job in jobs], alone)  # type: ignore[index]
+        started = self.starts.start([job[0] for _, _, _, job in jobs], alone)  # type: ignore[index]
         if started is None:
             return
         attempts, refusals, deaths = started
@@ -248,35 +245,6 @@ class Runner:
         self.outcomes.write(outcomes, finished, lambda exc: self._failed(chunk, exc))
         if ended is not None and launched:  # a suspect coroutine: the next one waits for it
             ended.wait(self.suspects.alone_seconds)
-
-    def _start(self, envs: list[Envelope], alone: bool = False
-               ) -> tuple[list[int], dict[str, str], dict[str, int]] | None:
-        """Mark the tasks in-progress: per task its attempt (or a START code), the reasons of
-        those Redis refused, and the deaths of those a worker died with (``yadtq.lua.START``). A
-        refusal of the whole chunk is retried task by task."""
-        if not envs:
-            return [], {}, {}
-        try:
-            answers = self.redis.call(lambda: self.starts.call([(e, alone) for e in envs]),
-                                      "mark in-progress")
-            if answers is None:
-                return None
-            return ([a for a, _ in answers], {},
-                    {e.id: d for e, (_, d) in zip(envs, answers, strict=True) if d})
-        except StoreError as exc:
-            if len(envs) == 1:
-                return [REFUSED], {envs[0].id: str(exc)}, {}
-        out: list[int] = []
-        reasons: dict[str, str] = {}
-        deaths: dict[str, int] = {}
-        for env in envs:
-            one = self._start([env], alone)
-            if one is None:
-                return None
-            out += one[0]
-            reasons.update(one[1])
-            deaths.update(one[2])
-        return out, reasons, deaths
 
     def _not_started(self, rec: Record, env: Envelope, code: int, reason: str) -> None:
         not_started(rec, env, code, reason, self.outbox)

@@ -21,13 +21,14 @@ from redis.retry import Retry
 from yadtq import lua, lua_view, records
 from yadtq.errors import ServiceUnavailable, StoreError
 from yadtq.keys import Keys
-from yadtq.models import STATES, Beat, Outcome, RepairStats, Task, TaskState, View, WorkerInfo
+from yadtq.models import STATES, Beat, Outcome, Task, TaskState, View, WorkerInfo
 from yadtq.records import BRIEF as _BRIEF
 from yadtq.records import dump as _dump
 from yadtq.records import safe_text as _safe
 from yadtq.records import stored_priority as _priority
 from yadtq.records import stored_queue as _queue
 from yadtq.settings import Settings, redact_url
+from yadtq.store_upkeep import UpkeepStore
 from yadtq.wire import Envelope
 
 T = TypeVar("T")
@@ -43,10 +44,6 @@ TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READO
 _TRANSIENT_CLASSES = (redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError,
                       redis.exceptions.ClusterDownError)  # redis-py's classes for some of them
 
-STALE_PAGE = 500
-STALE_SCAN_MAX = 20_000
-"""``stale`` reads the state set oldest first in pages of ``STALE_PAGE`` ids and looks at no more
-than ``STALE_SCAN_MAX`` ids per call (the next round goes on from the oldest again)."""
 
 
 def connect(settings: Settings) -> Any:
@@ -76,7 +73,7 @@ def connect(settings: Settings) -> Any:
                                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 8), **options)
 
 
-class RedisStore:
+class RedisStore(UpkeepStore):
     """Task state in Redis. Pass ``client`` to use another Redis-compatible client (tests)."""
 
     def __init__(self, settings: Settings, client: Any = None, *,
@@ -321,70 +318,6 @@ class RedisStore:
         return View(records.brief_tasks(tasks[::2], tasks[1::2]),
                     records.counts(records.pairs(counts)), records.rates(rates),
                     records.workers(flat, t, late_after), records.repairs(records.pairs(repairs)))
-
-    # ------------------------------------------------------------------ reconciler
-    def acquire_lock(self, name: str, owner: str, ttl: float) -> bool:
-        """Take lock ``name`` for ``owner`` for ``ttl`` seconds, or renew it if ``owner`` holds it.
-        False while another owner holds it."""
-        ms = max(1, int(ttl * 1000))
-        return bool(self._call(lambda: self._acquire(keys=[self.keys.lock(_safe(name))],
-                                                     args=[_safe(owner), ms])))
-
-    def release_lock(self, name: str, owner: str) -> None:
-        """Give lock ``name`` up if ``owner`` holds it (a lock another owner took is left alone)."""
-        self._call(lambda: self._release(keys=[self.keys.lock(_safe(name))],
-                                         args=[_safe(owner)]))
-
-    def stale(self, state: TaskState, older_than: float, limit: int = 500) -> builtins.list[Task]:
-        """Up to ``limit`` tasks in ``state`` (not final) whose ``updated_at`` is before
-        ``older_than`` (epoch s), oldest created first. Reads the state set in creation order up
-        to ``older_than`` (a task is updated after it is created), a page at a time, at most
-        ``STALE_SCAN_MAX`` ids per call; malformed records are left out (no state change applies
-        to them)."""
-        if state.is_final:
-            raise ValueError(f"stale() is for unfinished tasks, not {state}")
-        index = self.keys.state_index(state)
-
-        def run() -> builtins.list[Task]:
-            out: builtins.list[Task] = []
-            offset = 0
-            while len(out) < limit and offset < STALE_SCAN_MAX:
-                ids = self.r.zrangebyscore(index, "-inf", f"({older_than!r}", start=offset,
-                                           num=STALE_PAGE)
-                if not ids:
-                    break
-                offset += len(ids)
-                pipe = self.r.pipeline(transaction=False)
-                for task_id in ids:
-                    pipe.hmget(self.keys.task(task_id), _BRIEF)
-                for task in records.brief_tasks(ids, pipe.execute(raise_on_error=False)):
-                    if task.problem is None and task.state is state and task.updated_at < older_than:
-                        out.append(task)
-            return out[:limit]
-        return self._call(run)
-
-    def record_repairs(self, worker_id: str, resent_queued: int, requeued_in_progress: int) -> None:
-        """Count one reconciler round by ``worker_id`` and what it repaired."""
-        key = self.keys.repairs
-
-        def run() -> None:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hincrby(key, "runs", 1)
-            pipe.hincrby(key, "resent_queued", resent_queued)
-            pipe.hincrby(key, "requeued_in_progress", requeued_in_progress)
-            pipe.hset(key, mapping={"last_run_at": repr(self.clock()),
-                                    "last_leader": _safe(worker_id),
-                                    "last_repaired": resent_queued + requeued_in_progress})
-            pipe.execute()
-        self._call(run)
-
-    def repairs(self) -> RepairStats:
-        """What the reconciler repaired so far."""
-        try:
-            raw = self._call(lambda: self.r.hgetall(self.keys.repairs))
-        except StoreError:  # not a hash: nothing readable was recorded
-            return RepairStats()
-        return records.repairs(raw)
 
     # ------------------------------------------------------------------ registry
     def publish_specs(self, specs: Sequence[dict[str, Any]]) -> None:

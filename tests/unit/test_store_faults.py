@@ -316,7 +316,7 @@ def test_stale_finds_unfinished_tasks_untouched_since_a_time(store: RedisStore) 
 
 
 def test_stale_reads_page_by_page(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from yadtq import store as store_module
+    from yadtq import store_upkeep as store_module
 
     monkeypatch.setattr(store_module, "STALE_PAGE", 3)
     es = [Envelope(uuid.uuid4().hex, "ADD", (i,), 1000.0 + i) for i in range(10)]
