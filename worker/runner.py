@@ -191,8 +191,9 @@ class Runner:
     def _run_chunk(self, chunk: list[Item], alone: bool = False) -> None:
         """Start, run and write a chunk (one partition's messages). Started tasks not run because
         the worker is stopping or the partition moved meanwhile are handed back ``queued``. A task
-        still in-progress from a start ``SUSPECT_AGE`` old or older is not started but queued again,
-        to run alone (``worker/suspects.py``); a younger one is taken over at once."""
+        still in-progress from a start ``SUSPECT_AGE`` old or older, by a worker that is gone, is not
+        started but queued again, to run alone (``worker/suspects.py``); from a worker that still
+        runs (a hand-over), or a younger one, it is taken over at once."""
         if not alone and len(chunk) == 1 and self.suspects.take(chunk[0]):
             with self.suspects.turn():  # seconds may have passed: still ours?
                 if chunk[0][0].live and not self.stopping.is_set():
