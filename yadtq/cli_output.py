@@ -50,10 +50,12 @@ def task_json(t: Task) -> dict[str, Any]:
 
 def worker_json(w: WorkerInfo) -> dict[str, Any]:
     """``w`` as the JSON object ``yadtq workers --json`` prints (``stalled``: why a stalled
-    worker's runner makes no progress, else null)."""
+    worker's runner makes no progress, else null; ``last_beat`` by the worker's clock,
+    ``seconds_since_beat`` by Redis's for a live worker)."""
     return {"id": w.id, "host": w.host, "pid": w.pid, "status": w.status.value,
             "stalled": w.stalled, "current_task": w.current_task, "done": w.done,
-            "failed": w.failed, "last_beat": w.last_beat, "uptime": round(w.uptime(), 1)}
+            "failed": w.failed, "last_beat": w.last_beat,
+            "seconds_since_beat": round(w.since_beat(), 3), "uptime": round(w.uptime(), 1)}
 
 
 def repairs_json(r: RepairStats) -> dict[str, Any]:

@@ -11,7 +11,8 @@ and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``). The state changes are
 # Reads of stored records never fail the script: a key of the wrong type reads as an error text
 # (a task) or as empty (a worker, the counters).
 # Returns {tasks (flat: id, field values or an error text), counts (flat), rates, workers (flat: id,
-# last seen, beat (flat), last beat JSON), repairs (flat)}.
+# last seen, beat (flat), last beat JSON, ms since the beat by the key's TTL or false), repairs
+# (flat)}.
 VIEW = """
 local function hash(key)
   local got = redis.pcall('HGETALL', key)
@@ -41,15 +42,26 @@ local known = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
 local workers, old = {}, {}
 for i = 1, #known, 2 do
   local id, seen = known[i], known[i + 1]
-  if tonumber(seen) <= cutoff then
+  -- forgotten once last seen long ago by its own clock, unless its heartbeat key is there (a
+  -- worker whose clock is far behind still beats)
+  if tonumber(seen) <= cutoff and redis.call('EXISTS', ARGV[3] .. id) == 0 then
     old[#old + 1] = id
   else
     local last = redis.pcall('HGET', KEYS[4], id)
     if type(last) == 'table' then last = false end
     workers[#workers + 1] = id
     workers[#workers + 1] = seen
-    workers[#workers + 1] = hash(ARGV[3] .. id)
+    local beat = hash(ARGV[3] .. id)
+    workers[#workers + 1] = beat
     workers[#workers + 1] = last
+    -- how long ago it beat, on this server's clock: the TTL it set minus what is left of it
+    local age = false
+    if #beat > 0 then
+      local ttl = tonumber(redis.pcall('HGET', ARGV[3] .. id, 'ttl_ms'))
+      local left = redis.call('PTTL', ARGV[3] .. id)
+      if ttl and left >= 0 then age = math.max(0, ttl - left) end
+    end
+    workers[#workers + 1] = age
   end
 end
 if #old > 0 then

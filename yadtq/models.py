@@ -113,10 +113,23 @@ class WorkerInfo:
     partition numbers."""
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
+    beat_age: float | None = None
+    """Seconds since its last beat on Redis's clock (from its heartbeat key's TTL), read with the
+    listing; ``None`` for a dead worker (or one too old to say)."""
+
+    def since_beat(self, now: float | None = None) -> float:
+        """Seconds since its last beat now: from ``beat_age`` when known (the viewer's and the
+        worker's clocks need not agree), else from the viewer's clock."""
+        if self.beat_age is not None:
+            return self.beat_age
+        return max(0.0, (now or time.time()) - self.last_beat)
 
     def uptime(self, now: float | None = None) -> float:
-        end = self.last_beat if self.status is WorkerStatus.DEAD else (now or time.time())
-        return max(0.0, end - self.started_at)
+        """How long it has run (a dead worker: until its last beat). Both ends of
+        ``last_beat - started_at`` come from the worker's own clock."""
+        if self.status is WorkerStatus.DEAD:
+            return max(0.0, self.last_beat - self.started_at)
+        return max(0.0, self.last_beat - self.started_at + self.since_beat(now))
 
 
 @dataclass(frozen=True)

@@ -233,18 +233,24 @@ def _float(raw: Any, default: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------- workers
 def workers(flat: Sequence[Any], now: float, late_after: float) -> list[WorkerInfo]:
-    """Workers from the ``VIEW`` script's flat list (id, last seen, beat fields, last beat JSON).
+    """Workers from the ``VIEW`` script's flat list (id, last seen, beat fields, last beat JSON,
+    milliseconds since the beat by its key's TTL or nothing).
 
     A worker whose heartbeat key exists is ``stalled`` if the beat carries a reason, else ``late``
     if the beat is older than ``late_after`` seconds, else ``alive``; one whose key expired is
-    ``dead`` and shown from its last heartbeat."""
+    ``dead`` and shown from its last heartbeat. A beat's age is taken from its key's TTL (Redis's
+    clock), so a worker whose clock is off is not shown late; a beat without ``ttl_ms`` (a worker of
+    an older version) falls back to ``now`` minus the time the worker wrote."""
     out = []
-    for i in range(0, len(flat) - 3, 4):
+    for i in range(0, len(flat) - 4, 5):
         worker_id, last_seen = str(flat[i]), _float(flat[i + 1], 0.0)
         beat = pairs(flat[i + 2]) if isinstance(flat[i + 2], list) else {}
+        age: float | None = None
         if beat:
             stalled = beat.get("stalled") or None
-            age = now - _float(beat.get("last_beat"), last_seen)
+            ms = flat[i + 4]
+            age = (ms / 1000 if isinstance(ms, int) and not isinstance(ms, bool)
+                   else max(0.0, now - _float(beat.get("last_beat"), last_seen)))
             status = (WorkerStatus.STALLED if stalled else
                       WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE)
             data: Mapping[str, Any] = beat
@@ -254,7 +260,7 @@ def workers(flat: Sequence[Any], now: float, late_after: float) -> list[WorkerIn
                 host, _, pid = worker_id.rpartition("-")
                 loaded = {"host": host or worker_id, "pid": pid if pid.isdigit() else 0}
             data, status, stalled = loaded, WorkerStatus.DEAD, None
-        out.append(_worker(worker_id, data, status, last_seen, stalled))
+        out.append(_worker(worker_id, data, status, last_seen, stalled, age))
     return out
 
 
@@ -269,7 +275,7 @@ def _load_dict(raw: Any) -> dict[str, Any] | None:
 
 
 def _worker(worker_id: str, data: Mapping[str, Any], status: WorkerStatus, last_seen: float,
-            stalled: Any) -> WorkerInfo:
+            stalled: Any, age: float | None) -> WorkerInfo:
     last = _float(data.get("last_beat"), last_seen)
     current = data.get("current_task")
     return WorkerInfo(
@@ -279,7 +285,7 @@ def _worker(worker_id: str, data: Mapping[str, Any], status: WorkerStatus, last_
         done=_int(data.get("done")), failed=_int(data.get("failed")),
         partitions=() if status is WorkerStatus.DEAD
         else tuple(int(x) for x in str(data.get("partitions", "")).split(",") if x.isascii() and x.isdigit()),
-        stalled=str(stalled) if stalled else None)
+        stalled=str(stalled) if stalled else None, beat_age=age)
 
 
 def specs(raw: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -5,23 +5,34 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.tui.helpers import FrozenClock
-from yadtq import Client, Settings
+from yadtq import Client, Settings, records
 from yadtq.builtins import register_builtins
+from yadtq.models import WorkerInfo
 from yadtq.registry import Registry
 from yadtq.store import RedisStore
 from yadtq.testing import FakeBroker
 
 
 @pytest.fixture
-def clock(fake_store: RedisStore) -> FrozenClock:
-    """Frozen time for the core (stored timestamps) and the app (ages, uptimes)."""
+def clock(fake_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """Frozen time for the core (stored timestamps) and the app (ages, uptimes). A worker's beat
+    is aged by the frozen clock here, not by its key's TTL, which runs in real time and would make
+    "0s ago" read "1s ago" on a slow run (the TTL ages are tested in ``tests/unit/test_store.py``)."""
+    real = records.workers
+
+    def frozen_ages(flat: Sequence[Any], now: float, late_after: float) -> list[WorkerInfo]:
+        flat = list(flat)
+        flat[4::5] = [None] * len(flat[4::5])
+        return real(flat, now, late_after)
+
+    monkeypatch.setattr(records, "workers", frozen_ages)
     return FrozenClock().install(fake_store)
 
 

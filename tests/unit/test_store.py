@@ -434,13 +434,41 @@ def test_heartbeat_alive_late_dead_pruned(fake_store: RedisStore, fake_redis: fa
     assert (w.id, w.host, w.pid, w.status, w.current_task, w.done, w.failed) == \
         ("host-a-42", "host-a", 42, WorkerStatus.ALIVE, "t1", 7, 2)
     assert 29 < w.uptime() < 32
-    (w,) = fake_store.workers(late_after=2, now=time.time() + 5)
-    assert w.status is WorkerStatus.LATE
+    # 5 s since the beat by its key's TTL (Redis's clock): late, whatever the clocks say
+    fake_redis.pexpire(fake_store.keys.worker("host-a-42"), 25_000)
+    (w,) = fake_store.workers(late_after=2)
+    assert w.status is WorkerStatus.LATE and 4.9 < w.since_beat() < 5.2
     fake_redis.delete(fake_store.keys.worker("host-a-42"))
     (w,) = fake_store.workers(late_after=2)
     assert (w.status, w.host, w.pid) == (WorkerStatus.DEAD, "host-a", 42)
     assert fake_store.workers(late_after=2, now=time.time() + DEAD_WORKER_KEEP_SECONDS + 1) == []
     assert fake_store.workers(late_after=2) == []  # pruned for good
+
+
+@pytest.mark.parametrize("skew", [-3600.0, -10.0, 10.0, 3600.0])
+def test_a_worker_whose_clock_is_off_is_alive_while_it_beats(
+        fake_settings: Settings, fake_redis: fakeredis.FakeRedis, skew: float) -> None:
+    """The worker's clock (its ``last_beat``) is ``skew`` seconds off the viewer's: it beat just
+    now, so it is alive, beat 0 s ago, and its uptime is what its own clock says."""
+    worker_store = RedisStore(fake_settings, fake_redis)
+    worker_store.clock = lambda: time.time() + skew  # type: ignore[method-assign]
+    worker_store.heartbeat(Beat("w-1", "h", 1, time.time() + skew - 30, None, 0, 0), ttl=30)
+    viewer = RedisStore(fake_settings, fake_redis)
+    for now in (None, time.time() + skew):  # the viewer's clock, or one that agrees with the worker
+        (w,) = viewer.workers(late_after=2, now=now)
+        assert (w.status, w.since_beat()) == (WorkerStatus.ALIVE, pytest.approx(0, abs=0.5))
+        assert 29 < w.uptime() < 32
+
+
+def test_an_old_worker_s_beat_without_a_ttl_field_ages_by_the_viewer_s_clock(
+        fake_store: RedisStore, fake_redis: fakeredis.FakeRedis) -> None:
+    fake_store.heartbeat(beat("w-1"), ttl=30)
+    fake_redis.hdel(fake_store.keys.worker("w-1"), "ttl_ms")  # as a worker before ttl_ms wrote it
+    assert fake_store.workers(late_after=2)[0].status is WorkerStatus.ALIVE
+    (w,) = fake_store.workers(late_after=2, now=time.time() + 5)
+    assert w.status is WorkerStatus.LATE and w.beat_age == pytest.approx(5, abs=0.5)
+    fake_redis.hset(fake_store.keys.worker("w-1"), "ttl_ms", "garbage")
+    assert fake_store.workers(late_after=2, now=time.time() + 5)[0].status is WorkerStatus.LATE
 
 
 def test_heartbeat_key_expires(fake_store: RedisStore) -> None:

@@ -64,7 +64,7 @@ class WorkerPanel(LiveTable):
             literal(str(worker.done)),
             literal(str(worker.failed)),
             literal(format_duration(worker.uptime(now))),
-            literal(f"{format_duration(now - worker.last_beat)} ago", muted),
+            literal(f"{format_duration(worker.since_beat(now))} ago", muted),
         )
         return worker.id, cells
 
