@@ -42,12 +42,15 @@ class Workers:
     def __init__(self, settings: Settings, n: int, log_level: str = "WARNING",
                  extra_args: tuple[str, ...] = ()) -> None:
         self.settings = settings
+        logs = os.environ.get("YADTQ_BENCH_WORKER_LOGS")  # a directory: keep the workers' logs
         self.procs = [subprocess.Popen(
             # --no-supervisor: the pid measured for CPU is the worker itself, not its supervisor
             [sys.executable, "-m", "worker.main", "--no-supervisor", "--log-level", log_level,
              *extra_args],
-            env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(n)]
+            env=settings_env(settings), stdout=subprocess.DEVNULL,
+            stderr=open(Path(logs) / f"worker-{time.time():.0f}-{i}.log", "ab") if logs
+            else subprocess.DEVNULL)
+            for i in range(n)]
 
     def wait_ready(self, client: Client, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
