@@ -75,6 +75,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: services
+	$(PY) bench/bench_floor.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_schedule.py
