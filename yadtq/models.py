@@ -114,8 +114,9 @@ class WorkerInfo:
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
     beat_age: float | None = None
-    """Seconds since its last beat on Redis's clock (from its heartbeat key's TTL), read with the
-    listing; ``None`` for a dead worker (or one too old to say)."""
+    """Seconds since its last beat when the listing was read: by its heartbeat key's TTL (Redis's
+    clock), or by the reader's clock for a beat without ``ttl_ms`` (a worker of an older version);
+    ``None`` for a dead worker."""
 
     def since_beat(self, now: float | None = None) -> float:
         """Seconds since its last beat now: from ``beat_age`` when known (the viewer's and the
