@@ -139,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from yadtq import Client
     from yadtq_tui.app import make_app
+    from yadtq_tui.hangup import watch
 
+    watch(sys.__stdout__.fileno() if sys.__stdout__ is not None else -1)
     client = Client(settings)
     try:
         make_app(client, poll_interval=ns.refresh, page_size=ns.page_size).run()

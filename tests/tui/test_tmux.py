@@ -166,3 +166,37 @@ def test_dashboard_in_a_real_terminal(tmux_bin: str, real_settings: Settings,
         assert term.dead(), "q did not exit the dashboard"
     finally:
         term.kill()
+
+
+def test_the_dashboard_ends_when_its_terminal_goes_away(tmux_bin: str, real_settings: Settings,
+                                                         workers: object, tmp_path: Path) -> None:
+    """An SSH connection that drops under ``make run``: the kernel tells the hang-up only to the
+    session leader, ``make``, which catches SIGHUP and waits for its children. Before, the
+    dashboard never learned of it: it span at 80-90 % of a core on its terminal's end-of-file and
+    hung on its output, for ever. It must end within a few seconds."""
+    env = workers.env()  # type: ignore[attr-defined]
+    env["TERM"] = "xterm-256color"
+    env.pop("TMUX", None)
+    env.pop("MAKEFLAGS", None)
+    pid_file = tmp_path / "tui.pid"
+    # the same shape as `make run`: make leads the session and runs the dashboard from a recipe
+    (tmp_path / "Makefile").write_text(
+        f"run:\n\t@echo $$$$ > {pid_file}; exec {sys.executable} -m yadtq_tui --log-file "
+        f"{tmp_path / 'tui.log'}\n")
+    term = Tmux(env)
+    try:
+        term.start(f"cd {ROOT} && exec make -s -f {tmp_path / 'Makefile'} run")
+        term.wait(lambda s: "Redis ●" in s, "the dashboard", timeout=60)
+        pid = int(pid_file.read_text())
+        term.kill()  # the terminal goes away
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() \
+                and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+            time.sleep(0.2)
+        alive = Path(f"/proc/{pid}").exists() and \
+            "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+        assert not alive, "the dashboard still runs 15 s after its terminal went away"
+    finally:
+        term.kill()
+        subprocess.run(["pkill", "-9", "-f", "-e", "--", f"--log-file {tmp_path / 'tui.log'}"],
+                       check=False)
