@@ -1,5 +1,5 @@
-"""Lua scripts that leave tasks as they are: the dashboard's refresh in one round trip (``VIEW``)
-and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``). The state changes are in ``yadtq.lua``."""
+"""Lua scripts that leave tasks as they are: the dashboard's refresh in one round trip (``VIEW``),
+a worker's heartbeat (``HEARTBEAT``) and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``). The state changes are in ``yadtq.lua``."""
 
 # One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a
 # page size of 0 and no rate keys it is the worker listing (``RedisStore.workers``).
@@ -11,8 +11,8 @@ and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``). The state changes are
 # Reads of stored records never fail the script: a key of the wrong type reads as an error text
 # (a task) or as empty (a worker, the counters).
 # Returns {tasks (flat: id, field values or an error text), counts (flat), rates, workers (flat: id,
-# last seen, beat (flat), last beat JSON, ms since the beat by the key's TTL or false), repairs
-# (flat)}.
+# last seen, beat (flat), last beat JSON, ms since the beat on this server's clock or false),
+# repairs (flat)}.
 VIEW = """
 local function hash(key)
   local got = redis.pcall('HGETALL', key)
@@ -38,6 +38,8 @@ if #KEYS > 5 then
   rates = redis.call('MGET', unpack(rate_keys))
 end
 local cutoff = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local tnow = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local known = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
 local workers, old = {}, {}
 for i = 1, #known, 2 do
@@ -54,12 +56,15 @@ for i = 1, #known, 2 do
     local beat = hash(ARGV[3] .. id)
     workers[#workers + 1] = beat
     workers[#workers + 1] = last
-    -- how long ago it beat, on this server's clock: the TTL it set minus what is left of it
+    -- how long ago it beat, on this server's clock: alive, the TTL it set minus what is left of
+    -- it; dead, since its score (``HEARTBEAT`` writes it from TIME)
     local age = false
     if #beat > 0 then
       local ttl = tonumber(redis.pcall('HGET', ARGV[3] .. id, 'ttl_ms'))
       local left = redis.call('PTTL', ARGV[3] .. id)
       if ttl and left >= 0 then age = math.max(0, ttl - left) end
+    elseif tonumber(seen) then
+      age = math.max(0, math.floor((tnow - tonumber(seen)) * 1000))
     end
     workers[#workers + 1] = age
   end
@@ -69,6 +74,20 @@ if #old > 0 then
   redis.pcall('HDEL', KEYS[4], unpack(old))
 end
 return {tasks, hash(KEYS[2]), rates, workers, hash(KEYS[5])}
+"""
+
+# A worker's heartbeat, in one step (as the MULTI it replaces). KEYS[1] = its heartbeat key,
+# KEYS[2] = workers, KEYS[3] = workers' last beats. ARGV[1] = worker id, ARGV[2] = TTL in ms, ARGV[3]
+# = the beat as JSON (what a dead worker is shown from), ARGV[4..] = field, value pairs. The workers
+# set is scored on this server's clock (TIME): how long ago a dead worker beat does not depend on
+# its host's clock (``VIEW``).
+HEARTBEAT = """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return 1
 """
 
 # A lock held by one owner, with a TTL. KEYS[1] = lock key. ARGV[1] = owner, ARGV[2] = TTL in ms.

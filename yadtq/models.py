@@ -114,9 +114,9 @@ class WorkerInfo:
     stalled: str | None = None
     """Why the worker's runner makes no progress (status ``stalled``), from its heartbeat."""
     beat_age: float | None = None
-    """Seconds since its last beat when the listing was read: by its heartbeat key's TTL (Redis's
-    clock), or by the reader's clock for a beat without ``ttl_ms`` (a worker of an older version);
-    ``None`` for a dead worker."""
+    """Seconds since its last beat when the listing was read, on Redis's clock: a live worker's by
+    its heartbeat key's TTL, a dead one's by the time Redis recorded its last beat; for a live
+    worker of an older version (no ``ttl_ms``) by the reader's clock."""
 
     def since_beat(self, now: float | None = None) -> float:
         """Seconds since its last beat now: from ``beat_age`` when known (the viewer's and the

@@ -238,19 +238,20 @@ def workers(flat: Sequence[Any], now: float, late_after: float) -> list[WorkerIn
 
     A worker whose heartbeat key exists is ``stalled`` if the beat carries a reason, else ``late``
     if the beat is older than ``late_after`` seconds, else ``alive``; one whose key expired is
-    ``dead`` and shown from its last heartbeat. A beat's age is taken from its key's TTL (Redis's
-    clock), so a worker whose clock is off is not shown late; a beat without ``ttl_ms`` (a worker of
-    an older version) falls back to ``now`` minus the time the worker wrote."""
+    ``dead`` and shown from its last heartbeat. A beat's age is on Redis's clock (a live worker's
+    from its key's TTL, a dead one's from the workers set's score), so a worker whose clock is off
+    is not shown late; a beat without ``ttl_ms`` (a worker of an older version) falls back to
+    ``now`` minus the time the worker wrote."""
     out = []
     for i in range(0, len(flat) - 4, 5):
         worker_id, last_seen = str(flat[i]), _float(flat[i + 1], 0.0)
         beat = pairs(flat[i + 2]) if isinstance(flat[i + 2], list) else {}
-        age: float | None = None
+        ms = flat[i + 4]
+        age = ms / 1000 if isinstance(ms, int) and not isinstance(ms, bool) else None
         if beat:
             stalled = beat.get("stalled") or None
-            ms = flat[i + 4]
-            age = (ms / 1000 if isinstance(ms, int) and not isinstance(ms, bool)
-                   else max(0.0, now - _float(beat.get("last_beat"), last_seen)))
+            if age is None:
+                age = max(0.0, now - _float(beat.get("last_beat"), last_seen))
             status = (WorkerStatus.STALLED if stalled else
                       WorkerStatus.LATE if age > late_after else WorkerStatus.ALIVE)
             data: Mapping[str, Any] = beat

@@ -88,6 +88,7 @@ class RedisStore(UpkeepStore):
         self._finish = self.r.register_script(lua.FINISH)
         self._transition = self.r.register_script(lua.TRANSITION)
         self._view = self.r.register_script(lua_view.VIEW)
+        self._heartbeat = self.r.register_script(lua_view.HEARTBEAT)
         self._acquire = self.r.register_script(lua_view.ACQUIRE_LOCK)
         self._release = self.r.register_script(lua_view.RELEASE_LOCK)
         self._state_keys = [self.keys.state_index(s) for s in STATES]
@@ -276,14 +277,10 @@ class RedisStore(UpkeepStore):
             "ttl_ms": int(ttl * 1000),  # how long ago it beat: ttl_ms - PTTL (``lua.START``)
         }
 
-        def run() -> None:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hset(key, mapping=fields)
-            pipe.pexpire(key, int(ttl * 1000))
-            pipe.zadd(self.keys.workers, {worker_id: now})
-            pipe.hset(self.keys.workers_last, worker_id, _dump(fields))
-            pipe.execute()
-        self._call(run)
+        pairs = [x for item in fields.items() for x in item]
+        self._call(lambda: self._heartbeat(
+            keys=[key, self.keys.workers, self.keys.workers_last],
+            args=[worker_id, int(ttl * 1000), _dump(fields), *pairs]))
 
     def remove_worker(self, worker_id: str) -> None:
         """A clean exit: the worker disappears at once instead of turning dead."""

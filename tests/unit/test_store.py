@@ -458,6 +458,10 @@ def test_a_worker_whose_clock_is_off_is_alive_while_it_beats(
         (w,) = viewer.workers(late_after=2, now=now)
         assert (w.status, w.since_beat()) == (WorkerStatus.ALIVE, pytest.approx(0, abs=0.5))
         assert 29 < w.uptime() < 32
+    fake_redis.delete(worker_store.keys.worker("w-1"))  # it dies
+    (w,) = viewer.workers(late_after=2)  # shown dead (not forgotten), its beat just now
+    assert (w.status, w.since_beat()) == (WorkerStatus.DEAD, pytest.approx(0, abs=0.5))
+    assert 29 < w.uptime() < 31
 
 
 def test_an_old_worker_s_beat_without_a_ttl_field_ages_by_the_viewer_s_clock(
