@@ -1,5 +1,6 @@
 """Lua scripts that leave tasks as they are: the dashboard's refresh in one round trip (``VIEW``),
-a worker's heartbeat (``HEARTBEAT``) and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``). The state changes are in ``yadtq.lua``."""
+a worker's heartbeat (``HEARTBEAT``) and the leader locks (``ACQUIRE_LOCK``, ``RELEASE_LOCK``).
+The state changes are in ``yadtq.lua``."""
 
 # One dashboard refresh in one round trip (read-only but for pruning long-dead workers); with a
 # page size of 0 and no rate keys it is the worker listing (``RedisStore.workers``).
