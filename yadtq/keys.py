@@ -18,7 +18,8 @@ Layout::
     <p>:counts               hash   state -> number of tasks in that state now (current totals:
                                     expired and purged tasks are subtracted)
     <p>:rate:<epoch second>  string completions (and failures) finished in that second, expires in 2 min
-    <p>:workers              zset   worker id -> last heartbeat (epoch s): known workers, alive or dead
+    <p>:workers              zset   worker id -> last heartbeat (epoch s, Redis's clock): known
+                                    workers, alive or dead
     <p>:worker:<id>          hash   one worker's heartbeat, written with a TTL: gone = dead
     <p>:workers:last         hash   worker id -> JSON of its last heartbeat (what a dead one did)
     <p>:registry             hash   task name -> JSON spec, published by workers (for the dashboard)
