@@ -7,6 +7,7 @@ from collections.abc import Hashable, Sequence
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.geometry import Region
@@ -115,6 +116,17 @@ class LiveTable(DataTable[Text]):
                 self._shown.pop(row_key.value or "", None)
         finally:
             self._removing = False
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        """``DataTable`` measures new and changed cells here and widens their columns, but keys
+        its rendered rows and lines by its update count, not by the columns' widths: a row painted
+        before this pass (a busy loop paints between a new row and the idle pass) stayed drawn at
+        the old widths, beside a header drawn at the new ones. A widening now counts as an update."""
+        before = [column.content_width for column in self.ordered_columns]
+        await super()._on_idle(event)
+        if [column.content_width for column in self.ordered_columns] != before:
+            self._update_count += 1
+            self.refresh()
 
     def watch_hover_coordinate(self, old: Coordinate, value: Coordinate) -> None:
         """Repaint the cells the mouse left and entered (not while removing rows: see
