@@ -336,7 +336,10 @@ class Worker:
         wait_until = time.monotonic() + min(2.0, self.settings.session_timeout_ms / 4000)
         while gone and time.monotonic() < wait_until:
             with self.runner.status.lock:
-                if not any(r.track in gone for r in self.runner.status.running.values()):
+                # running, or run and its outcome still on its way to Redis: the next owner would
+                # find it in-progress under a worker that still runs and run it again
+                if not self.runner.status.writing and \
+                        not any(r.track in gone for r in self.runner.status.running.values()):
                     break
             time.sleep(0.02)
         self._assigned = self._assigned - partitions
