@@ -61,7 +61,10 @@ for i = 1, #known, 2 do
     -- it; dead, since its score (``HEARTBEAT`` writes it from TIME)
     local age = false
     if #beat > 0 then
-      local ttl = tonumber(redis.pcall('HGET', ARGV[3] .. id, 'ttl_ms'))
+      local ttl
+      for k = 1, #beat - 1, 2 do
+        if beat[k] == 'ttl_ms' then ttl = tonumber(beat[k + 1]) end
+      end
       local left = redis.call('PTTL', ARGV[3] .. id)
       if ttl and left >= 0 then age = math.max(0, ttl - left) end
     elseif tonumber(seen) then

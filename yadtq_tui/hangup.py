@@ -40,10 +40,10 @@ def watch(fd: int, interval: float = 1.0, on_hangup: Callable[[], None] = hang_u
     (returns None) when ``fd`` is not a terminal to begin with (the browser view, tests)."""
     if not os.isatty(fd):
         return None
-    stop = threading.Event()
 
     def run() -> None:
-        while not stop.wait(interval):
+        while True:
+            time.sleep(interval)
             if not os.isatty(fd):
                 log.warning("the terminal hung up: the dashboard ends")
                 on_hangup()

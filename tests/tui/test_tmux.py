@@ -168,6 +168,15 @@ def test_dashboard_in_a_real_terminal(tmux_bin: str, real_settings: Settings,
         term.kill()
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_the_dashboard_ends_when_its_terminal_goes_away(tmux_bin: str, real_settings: Settings,
                                                          workers: object, tmp_path: Path) -> None:
     """An SSH connection that drops under ``make run``: the kernel tells the hang-up only to the
@@ -190,12 +199,9 @@ def test_the_dashboard_ends_when_its_terminal_goes_away(tmux_bin: str, real_sett
         pid = int(pid_file.read_text())
         term.kill()  # the terminal goes away
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() \
-                and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.2)
-        alive = Path(f"/proc/{pid}").exists() and \
-            "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
-        assert not alive, "the dashboard still runs 15 s after its terminal went away"
+        assert not _running(pid), "the dashboard still runs 15 s after its terminal went away"
     finally:
         term.kill()
         subprocess.run(["pkill", "-9", "-f", "-e", "--", f"--log-file {tmp_path / 'tui.log'}"],
