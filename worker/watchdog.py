@@ -18,6 +18,11 @@ from yadtq.store import RedisStore
 log = logging.getLogger("yadtq.worker")
 
 REINTERRUPT_SECONDS = 1.0
+SCAN_SECONDS = 0.05
+"""``due()`` is true this long after the last scan: the consume loop turns up to 100 times a
+second while the runner is full, and a scan reads every running task (up to ``ASYNC_LIMIT`` async
+ones and ``--concurrency`` sync ones): at 1,000 in flight that was 6% of a worker's CPU in an I/O
+drain (py-spy). Limits, grace periods and re-interrupts are seconds apart; 50 ms is not seen."""
 
 
 class Watchdog:
@@ -25,6 +30,11 @@ class Watchdog:
 
     def __init__(self, runner: Runner, grace: float) -> None:
         self.runner, self.grace = runner, grace
+        self._scanned = float("-inf")
+
+    def due(self) -> bool:
+        """True when ``SCAN_SECONDS`` have passed since the last ``check()``."""
+        return time.monotonic() - self._scanned >= SCAN_SECONDS
 
     def check(self) -> Running | None:
         """Interrupt each task over its limit or cancelled; return one whose grace period is over
@@ -32,14 +42,15 @@ class Watchdog:
         from a time limit: its interrupts start afresh."""
         # under the lock: a runner thread removes its task under it too, so a task that has
         # already returned is never interrupted
+        self._scanned = now = time.monotonic()
         with self.runner.status.lock:
             for running in list(self.runner.status.running.values()):
-                if self._check(running):
+                if (running.cancel_seen is not None or now >= running.deadline) \
+                        and self._check(running, now):
                     return running
         return None
 
-    def _check(self, running: Running) -> bool:
-        now = time.monotonic()
+    def _check(self, running: Running, now: float) -> bool:
         since: float
         kind: type[Interrupt]
         if running.cancel_seen is not None:

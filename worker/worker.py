@@ -242,7 +242,7 @@ class Worker:
 
     def _healthy(self, consumer: Consumer) -> bool:
         """Check the running tasks (escalating a stuck one) and the runner; False to end the loop."""
-        stuck = self.watchdog.check()
+        stuck = self.watchdog.check() if self.watchdog.due() else None
         if stuck is not None:
             self._escalate(consumer, stuck)
             return False
