@@ -24,10 +24,12 @@ fi
 export YADTQ_KAFKA_PORT="${YADTQ_TEST_KAFKA_PORT:-29092}"
 export YADTQ_KAFKA_CONTROLLER_PORT=$((YADTQ_KAFKA_PORT + 1))
 export YADTQ_REDIS_PORT="${YADTQ_TEST_REDIS_PORT:-26379}"
-export YADTQ_STATE_DIR="$ROOT/.local/test-services"
+# one state directory per Kafka port: a run on other ports (YADTQ_TEST_KAFKA_PORT) never stops
+# the services of another run
+export YADTQ_STATE_DIR="$ROOT/.local/test-services-$YADTQ_KAFKA_PORT"
 export YADTQ_KAFKA_BOOTSTRAP="127.0.0.1:$YADTQ_KAFKA_PORT"
 export YADTQ_REDIS_URL="redis://127.0.0.1:$YADTQ_REDIS_PORT/0"
-export YADTQ_TEST_DIR="$ROOT/.local/test-tmp"
+export YADTQ_TEST_DIR="$ROOT/.local/test-tmp-$YADTQ_KAFKA_PORT"
 export PYTHON="$PY"
 
 # tests/cluster starts its own 3-node Kafka cluster (and stops it); this stops one left behind
