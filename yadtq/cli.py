@@ -41,6 +41,7 @@ from yadtq.errors import (
     TaskNotFound,
     YadtqError,
 )
+from yadtq.ids import ID_HELP
 from yadtq.loader import load_task_modules
 from yadtq.models import TaskState
 from yadtq.settings import Settings, add_arguments
@@ -171,7 +172,7 @@ def cmd_tasks(ctx: Context) -> int:
 
 
 def cmd_view(ctx: Context) -> int:
-    task = ctx.client.get(ctx.args.task_id)
+    task = ctx.client.get(ctx.client.expand_id(ctx.args.task_id))
     if ctx.args.json:
         print_json(task_json(task), ctx.out)
     else:
@@ -180,12 +181,12 @@ def cmd_view(ctx: Context) -> int:
 
 
 def cmd_retry(ctx: Context) -> int:
-    print(ctx.client.retry(ctx.args.task_id), file=ctx.out)
+    print(ctx.client.retry(ctx.client.expand_id(ctx.args.task_id)), file=ctx.out)
     return EXIT_OK
 
 
 def cmd_cancel(ctx: Context) -> int:
-    result = ctx.client.cancel(ctx.args.task_id)
+    result = ctx.client.cancel(ctx.client.expand_id(ctx.args.task_id))
     print(f"cancelling {result.task_id}: it is running; its worker interrupts it" if result.running
           else f"cancelled {result.task_id}: it was {result.previous.value}; it will not start",
           file=ctx.out)
@@ -277,7 +278,7 @@ def _tasks_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _id_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task_id", metavar="ID", help="the task id (32 hex digits)")
+    p.add_argument("task_id", metavar="ID", help=ID_HELP)
 
 
 def _view_arguments(p: argparse.ArgumentParser) -> None:

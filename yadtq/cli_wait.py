@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING, TextIO
 
 from yadtq.cli_output import print_json, task_json
+from yadtq.ids import ID_HELP
 from yadtq.models import TaskState
 from yadtq.text import format_value
 
@@ -30,11 +31,12 @@ def cmd_wait(ctx: Context) -> int:
         from yadtq.cli import EXIT_INVALID, CliError
 
         raise CliError("--timeout must not be negative", EXIT_INVALID)
-    return wait_result(ctx.client, ctx.args.task_id, timeout, ctx.out, as_json=ctx.args.json)
+    return wait_result(ctx.client, ctx.client.expand_id(ctx.args.task_id), timeout, ctx.out,
+                       as_json=ctx.args.json)
 
 
 def wait_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task_id", metavar="ID", help="the task id (32 hex digits)")
+    p.add_argument("task_id", metavar="ID", help=ID_HELP)
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="give up after this many seconds (exit 6); default: wait as long as it takes")
     p.add_argument("--json", action="store_true", help="print the final task as JSON")

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from yadtq import broker_types
+from yadtq import broker_types, ids
 from yadtq import when as _when
 from yadtq.batcher import BackgroundSubmitter
 from yadtq.batcher import drain_at_exit as _drain_at_exit
@@ -253,11 +253,15 @@ class Client:
 
     # ------------------------------------------------------------------ read
     def get(self, task_id: str) -> Task:
-        task_id = _task_id(task_id)
+        task_id = ids.check(task_id)
         task = self.store.get(task_id)
         if task is None:
             raise TaskNotFound(f"no task with id {task_id}")
         return task
+
+    def expand_id(self, text: str) -> str:
+        """The full id a person typed (``yadtq.ids.expand``): the id, or a unique prefix of one."""
+        return ids.expand(self.store.ids_starting, text)
 
     def wait(self, task_id: str, timeout: float | None = None) -> Task:
         """Block until the task is completed, failed or cancelled, and return it (woken by the
@@ -265,7 +269,7 @@ class Client:
         with self._producer_lock:
             if self._finished is None:
                 self._finished = Finished(self.store)
-        return self._finished.wait(_task_id(task_id), timeout)
+        return self._finished.wait(ids.check(task_id), timeout)
 
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:
@@ -323,7 +327,7 @@ class Client:
         a running one is interrupted by its worker within about a second and ends ``cancelled``
         (``CancelResult.running``), never retried. Raises ``TaskNotFound`` for an unknown id and
         ``TaskFinished`` for a task already completed, failed or cancelled (nothing changes)."""
-        task_id = _task_id(task_id)
+        task_id = ids.check(task_id)
         if self._cancels is None:
             self._cancels = Cancels(self.store)
         return self._cancels.cancel(task_id)
@@ -386,14 +390,6 @@ class Client:
                 self._lag.close()
             if self._finished is not None:
                 self._finished.close()
-
-
-def _task_id(text: str) -> str:
-    """``text`` as a task id to look up (``TaskNotFound`` if it cannot be one)."""
-    task_id = text.strip().lower()
-    if not task_id or len(task_id) > 64 or not task_id.isalnum():
-        raise TaskNotFound(f"{task_id[:70]!r} is not a task id (32 hex characters)")
-    return task_id
 
 
 def _validate(registry: Registry, name: str, args: tuple[Any, ...]) -> tuple[TaskSpec, tuple[Any, ...]]:

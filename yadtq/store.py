@@ -38,6 +38,9 @@ __all__ = ["DEAD_WORKER_KEEP_SECONDS", "STATES", "Beat", "Outcome", "RedisStore"
 
 DEAD_WORKER_KEEP_SECONDS = 600.0
 """A dead worker stays listed (as dead) this long after its last heartbeat."""
+ID_SCAN_PAGE = 10_000
+"""Index members read per ``ZSCAN`` round trip by ``ids_starting``."""
+_HEX = frozenset("0123456789abcdef")
 
 TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"})
 """Redis error codes that pass (loading the dataset, a long script, a failover): waited out."""
@@ -220,6 +223,24 @@ class RedisStore(UpkeepStore):
         except StoreError as exc:  # e.g. WRONGTYPE: something that is not a hash holds the key
             return records.task(task_id, str(exc))
         return records.task(task_id, data) if data else None
+
+    def ids_starting(self, prefix: str, most: int = 2) -> builtins.list[str]:
+        """Up to ``most`` task ids that start with ``prefix`` (hex digits only: no pattern
+        characters), from the index of every task: ``ZSCAN`` in pages of ``ID_SCAN_PAGE``, so a
+        million tasks are read in about a hundred round trips and Redis is never blocked."""
+        if not prefix or not set(prefix) <= _HEX:
+            raise ValueError(f"not a hex prefix: {prefix[:70]!r}")
+
+        def run() -> builtins.list[str]:
+            found: builtins.list[str] = []
+            for task_id, _ in self.r.zscan_iter(self.keys.index, match=prefix + "*",
+                                               count=ID_SCAN_PAGE):
+                if task_id not in found:  # ZSCAN may return a member twice
+                    found.append(task_id)
+                    if len(found) >= most:
+                        break
+            return found
+        return self._call(run)
 
     def list(self, state: TaskState | None = None, limit: int = 50, offset: int = 0, *,
              history: bool = True) -> list[Task]:

@@ -16,7 +16,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from yadtq.cancel import CancelResult
-from yadtq.errors import ServiceUnavailable, StoreError, TaskNotFound
+from yadtq.errors import InvalidTask, ServiceUnavailable, StoreError, TaskNotFound
 from yadtq.models import (
     STATES,
     Health,
@@ -51,9 +51,9 @@ class DashboardService(Protocol):
 
     ``describe`` only formats settings; every other method may block and may raise
     ``yadtq.errors.ServiceUnavailable`` (a service cannot be reached) or
-    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit``, ``retry`` and
-    ``cancel`` also ``yadtq.errors.InvalidTask``, ``get``, ``retry`` and ``cancel``
-    ``yadtq.errors.TaskNotFound``, ``cancel`` ``yadtq.errors.TaskFinished``); the dashboard calls
+    ``yadtq.errors.StoreError`` (Redis refused the request) (``parse``, ``submit``, ``expand_id``,
+    ``retry`` and ``cancel`` also ``yadtq.errors.InvalidTask``, ``get``, ``expand_id``, ``retry`` and
+    ``cancel`` ``yadtq.errors.TaskNotFound``, ``cancel`` ``yadtq.errors.TaskFinished``); the dashboard calls
     them from thread workers only. ``health`` never raises: it says which service is down.
     """
 
@@ -73,6 +73,11 @@ class DashboardService(Protocol):
 
     def get(self, task_id: str) -> Task:
         """One task with its history."""
+        ...
+
+    def expand_id(self, text: str) -> str:
+        """The full id for what was typed: the id, or a unique prefix of one found in Redis
+        (``InvalidTask`` if too short or shared, ``TaskNotFound`` if no id starts with it)."""
         ...
 
     def view(self, state: TaskState | None = None, limit: int = 50, seconds: int = 60) -> View:
@@ -197,11 +202,11 @@ def refresh(service: DashboardService, state_filter: TaskState | None, limit: in
 
 
 def read_task(service: DashboardService, task_id: str) -> TaskRead:
-    """Read one task (blocking; never raises ``ServiceUnavailable``, ``StoreError`` or
-    ``TaskNotFound``)."""
+    """Read one task, given its id or a unique prefix of one (blocking; never raises
+    ``ServiceUnavailable``, ``StoreError``, ``InvalidTask`` or ``TaskNotFound``)."""
     try:
-        return TaskRead(service.get(task_id))
-    except TaskNotFound as exc:
+        return TaskRead(service.get(service.expand_id(task_id)))
+    except (TaskNotFound, InvalidTask) as exc:
         return TaskRead(None, str(exc), not_found=True)
     except (ServiceUnavailable, StoreError) as exc:
         return TaskRead(None, str(exc))
@@ -271,7 +276,8 @@ def resolve_id(typed: str, known: Iterable[str]) -> str:
     """A full task id for ``typed``: itself, or the one id among ``known`` it is a prefix of.
 
     Lets people type the 8-character short id shown in the table; anything else is returned as typed
-    (stripped and lower-cased) for ``Client.get`` to find or refuse.
+    (stripped and lower-cased) for ``read_task`` to expand from Redis (a task not on the page), find
+    or refuse.
     """
     want = typed.strip().lower()
     if not want or len(want) >= 32:

@@ -128,3 +128,31 @@ def test_lock_and_repairs_on_the_real_redis(real_settings: Settings) -> None:
     store.record_repairs("w2", 4, 1)
     assert store.view(None, 1, 1, late_after=2).repairs == store.repairs()
     assert (store.repairs().runs, store.repairs().last_repaired) == (1, 5)
+
+
+def test_a_short_id_is_expanded_over_a_large_index_on_the_real_redis(
+        real_settings: Settings) -> None:
+    """30,000 tasks (a skiplist-encoded index, not a listpack): the CLI's short id is found by
+    ZSCAN pages, a shared prefix is refused, and one task added between two tasks' ids is told
+    apart by one more digit."""
+    store = RedisStore(real_settings)
+    now = time.time()
+    ids = [uuid.uuid4().hex for _ in range(30_000)]
+    for i in range(0, len(ids), 1000):
+        store.create([Envelope(t, "ADD", (1, 2), now) for t in ids[i:i + 1000]])
+    assert store.r.object("encoding", store.keys.index) == "skiplist"
+    target = ids[12_345]
+    unique = next(n for n in range(6, 33) if sum(t.startswith(target[:n]) for t in ids) == 1)
+    started = time.perf_counter()
+    assert store.ids_starting(target[:unique]) == [target]
+    elapsed = time.perf_counter() - started
+    shared = next(t[:4] for t in ids if sum(u.startswith(t[:4]) for u in ids[:2000]) > 1)
+    assert len(store.ids_starting(shared)) == 2
+    from yadtq.client import Client
+    client = Client(real_settings, store=store)
+    try:
+        assert client.expand_id(target[:unique].upper()) == target
+        assert client.get(client.expand_id(target[:unique])).id == target
+    finally:
+        client.close()
+    print(f"expanding a {unique}-digit prefix over 30,000 ids took {elapsed * 1000:.0f} ms")

@@ -23,6 +23,7 @@ from tests.tui.helpers import (
 from yadtq import Client
 from yadtq.models import TaskState
 from yadtq.testing import FakeBroker
+from yadtq.wire import Envelope
 from yadtq_tui.screens import (
     ConfirmResetScreen,
     DashboardScreen,
@@ -138,6 +139,27 @@ async def test_i_views_a_task_by_full_or_short_id(fake_client: Client,
         await pilot.press("escape")
         await pilot.press("i", "escape")
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_i_finds_a_short_id_that_is_not_on_the_page_and_refuses_a_shared_one(
+        fake_client: Client, clock: FrozenClock) -> None:
+    populate_busy(fake_client, clock)
+    off_page = "feed" + "1" * 28
+    fake_client.store.create([Envelope(off_page, "ADD", (1, 2), clock.now - 10**6)])  # oldest
+    fake_client.store.create([Envelope("feed" + "2" * 28, "ADD", (2, 3), clock.now - 10**6)])
+    app = frozen_app(fake_client, clock, page_size=5)  # the 5 newest: ours are the oldest
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_refreshed(pilot)
+        assert "feed1111" not in screen_text(app)  # not on the table's page
+        await focus_table(pilot)
+        await pilot.press("i", *"feed", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, TaskIdPrompt)  # shared by two ids: nothing guessed
+        assert "feed is the start of more than one task id" in static_text(app, "#id-message")
+        await pilot.press("escape", "i", *off_page[:8], "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.shown.id == off_page
 
 
 async def test_reset_asks_first_and_cancel_is_the_default(fake_client: Client,
