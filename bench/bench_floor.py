@@ -25,19 +25,18 @@ any task queue's task pays here, so a target can be checked against the machine 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import os
 import re
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import asyncio
-import multiprocessing
-from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import machine, percentile, proc_cpu, service_pids, write_result
 from bench.peers import record

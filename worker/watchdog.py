@@ -45,8 +45,7 @@ class Watchdog:
         self._scanned = now = time.monotonic()
         with self.runner.status.lock:
             for running in list(self.runner.status.running.values()):
-                if (running.cancel_seen is not None or now >= running.deadline) \
-                        and self._check(running, now):
+                if self._check(running, now):
                     return running
         return None
 

@@ -11,7 +11,8 @@ from yadtq.errors import InvalidTask, TaskNotFound
 ID_CHARS = 32
 MIN_PREFIX = 4
 """Fewer hex digits than this are refused rather than searched for (4 digits: 65,536 values)."""
-_HEX = frozenset("0123456789abcdef")
+HEX = frozenset("0123456789abcdef")
+"""The characters of a task id (``uuid4().hex``)."""
 ID_HELP = (f"the task id ({ID_CHARS} hex digits), or its start if no other id shares it (at least "
            f"{MIN_PREFIX} digits: the 8-character short id of the dashboard and of `yadtq tasks`)")
 
@@ -30,7 +31,7 @@ def expand(find: Callable[[str, int], list[str]], text: str) -> str:
     ``find(prefix, most)``. ``InvalidTask`` for a prefix too short or one that several ids share
     (nothing is guessed), ``TaskNotFound`` when no id starts with it."""
     task_id = check(text)
-    if len(task_id) >= ID_CHARS or not set(task_id) <= _HEX:
+    if len(task_id) >= ID_CHARS or not set(task_id) <= HEX:
         return task_id
     if len(task_id) < MIN_PREFIX:
         raise InvalidTask(f"{task_id!r} is too short to find a task by: give at least {MIN_PREFIX} "

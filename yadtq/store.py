@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from yadtq import lua, lua_view, records
 from yadtq.errors import ServiceUnavailable, StoreError
+from yadtq.ids import HEX
 from yadtq.keys import Keys
 from yadtq.models import STATES, Beat, Outcome, Task, TaskState, View, WorkerInfo
 from yadtq.records import BRIEF as _BRIEF
@@ -40,7 +41,6 @@ DEAD_WORKER_KEEP_SECONDS = 600.0
 """A dead worker stays listed (as dead) this long after its last heartbeat."""
 ID_SCAN_PAGE = 10_000
 """Index members read per ``ZSCAN`` round trip by ``ids_starting``."""
-_HEX = frozenset("0123456789abcdef")
 
 TRANSIENT_CODES = frozenset({"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "CLUSTERDOWN"})
 """Redis error codes that pass (loading the dataset, a long script, a failover): waited out."""
@@ -228,7 +228,7 @@ class RedisStore(UpkeepStore):
         """Up to ``most`` task ids that start with ``prefix`` (hex digits only: no pattern
         characters), from the index of every task: ``ZSCAN`` in pages of ``ID_SCAN_PAGE``, so a
         million tasks are read in about a hundred round trips and Redis is never blocked."""
-        if not prefix or not set(prefix) <= _HEX:
+        if not prefix or not set(prefix) <= HEX:
             raise ValueError(f"not a hex prefix: {prefix[:70]!r}")
 
         def run() -> builtins.list[str]:
