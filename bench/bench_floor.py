@@ -15,8 +15,9 @@ any task queue's task pays here, so a target can be checked against the machine 
   asyncio.sleep(0.01)``, then the record) for its share of the tasks, up to ``--io-inflight`` at
   once; then the same with 64 threads per process running ``record.sleep_add`` (the sync systems'
   task, ``PBSLEEP``). The tasks come from a list in memory: no broker, no state, no
-  acknowledgement. Its tasks/s is what any queue's I/O drain would reach here if the queue cost
-  nothing; ``cores / (its CPU + Redis's CPU per task)`` is what it would reach if, besides, every
+  acknowledgement. The record is the peers' I/O phase's (``--io-record``: a line appended to a file
+  by default, or the Redis call). Its tasks/s is what any queue's I/O drain would reach here if the
+  queue cost nothing; ``cores / (its CPU + Redis's CPU per task)`` is what it would reach if, besides, every
   core were busy with it alone.
 
     .venv/bin/python bench/bench_floor.py            # results: bench/results/floor.json
@@ -30,6 +31,7 @@ import multiprocessing
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +119,9 @@ def main() -> None:
     ap.add_argument("--out", default="floor")
     ap.add_argument("--io-tasks", type=int, default=40000,
                     help="I/O tasks run with no queue (0: skip that measurement)")
+    ap.add_argument("--io-record", choices=("file", "redis"), default="file",
+                    help="the I/O task's record: a line appended to a file (the peers' I/O phase's "
+                         "default) or its Redis call")
     ap.add_argument("--io-inflight", type=int, default=1000,
                     help="async tasks in flight per process (the threaded variant runs 64 threads)")
     ns = ap.parse_args()
@@ -142,13 +147,20 @@ def main() -> None:
                       + (f"  server CPU {r['server_cpu_us']:6.1f} µs" if "server_cpu_us" in r else "")
                       + f"  wall p50/p99 {r['wall_us_p50_p99'][0]}/{r['wall_us_p50_p99'][1]} µs",
                       flush=True)
+        if ns.io_record == "file":  # the spawned children inherit it (bench/peers/record.py)
+            os.environ["PEERS_RECORD_FILE"] = str(Path(tempfile.gettempdir())
+                                                  / f"{os.environ['PEERS_NS']}.records")
         for kind, inflight in (("async", ns.io_inflight), ("threads", 64)) if ns.io_tasks else ():
             results[f"io_task_only.{kind}"] = r = io_task_only(ns.io_tasks, inflight, 2, server, kind)
-            print(f"the I/O task with no queue ({kind}, {inflight} in flight), 2 processes: "
+            r["record"] = ns.io_record
+            print(f"the I/O task with no queue ({kind}, {inflight} in flight, record: {ns.io_record}), "
+                  "2 processes: "
                   f"{r['tasks_per_s']} tasks/s, {r['process_cpu_us_per_task']} µs CPU per task in them"
                   + (f" + {r['server_cpu_us_per_task']} µs in Redis" if server else "")
                   + f"; all cores on them alone: {r['cpu_bound_ceiling_tasks_per_s']}/s", flush=True)
     finally:
+        if os.environ.get("PEERS_RECORD_FILE"):
+            Path(os.environ.pop("PEERS_RECORD_FILE")).unlink(missing_ok=True)
         ns_key = os.environ["PEERS_NS"]
         conn.delete(f"{ns_key}:cnt", f"{ns_key}:done", f"{ns_key}:pc", f"{ns_key}:who:floor",
                     f"{ns_key}:who:io")

@@ -39,7 +39,7 @@ RUN = os.environ.setdefault("PEERS_RUN", uuid.uuid4().hex[:6])  # before the pee
 
 from bench.common import RESULTS, machine, service_pids, write_result  # noqa: E402
 from bench.peers import phases, procs, report  # noqa: E402
-from bench.peers.base import Peer, Recorder  # noqa: E402
+from bench.peers.base import Peer  # noqa: E402
 
 SYSTEMS = {"yadtq": "yadtq_peer.YadtqPeer", "yadtq-async": "yadtq_peer.YadtqAsyncPeer",
            "celery": "celery_peer.CeleryPeer", "celery-solo": "celery_peer.CelerySoloPeer",
@@ -61,7 +61,7 @@ def load(name: str, io: bool = False) -> Peer:
 
 def warm_up(peer: Peer, sz: phases.Sizes) -> dict[str, Any]:
     try:
-        return phases.start_ready(peer, Recorder(peer.ns), "warmup", sz)
+        return phases.start_ready(peer, peer.recorder(), "warmup", sz)
     except phases.PhaseError as exc:
         return {"error": str(exc), "check": exc.check}
     finally:
@@ -72,7 +72,7 @@ def run_rep(peer: Peer, rep: int, sz: phases.Sizes, io: bool = False) -> dict[st
     """One repeat of every phase, or with ``io`` of the I/O phase (``--io``: start, ready, then the
     warm drain of the sleeping task, ``sz.warm_drain`` tasks); workers are stopped on entry and
     on exit."""
-    rec = Recorder(peer.ns)
+    rec = peer.recorder()
     out: dict[str, Any] = {"started": time.strftime("%H:%M:%S"), "loadavg_1min": os.getloadavg()[0]}
     try:
         steps: list[tuple[str, Any]]
@@ -186,6 +186,10 @@ def main() -> int:
                         help="only the I/O-bound phase (10 ms sleep per task, each system's I/O setting)")
     parser.add_argument("--io-tasks", type=int, help="tasks in the I/O drain (default 3,000; 20,000 "
                         "without --quick)")
+    parser.add_argument("--io-record", choices=("file", "redis"), default="file",
+                        help="how the I/O phase's task records its completion: one line appended "
+                             "to a file (default) or one Redis call (as every other phase; before "
+                             "2026-12-08 the I/O phase's too): bench/peers/record.py")
     parser.add_argument("--systems",
                         help="comma-separated, of: " + ", ".join(SYSTEMS) + " (default: "
                         + ",".join(DEFAULT_SYSTEMS) + "; with --io: " + ",".join(IO_SYSTEMS) + ")")
@@ -227,13 +231,16 @@ def main() -> int:
     repeats = args.repeats or (1 if q else 3)
     procs.install_handlers()
     results: dict[str, Any] = {"machine": machine_info(), "run": RUN, "seed": args.seed, "quick": q,
-                               "io": args.io, "repeats": repeats, "sizes": sz.__dict__,
+                               "io": args.io, "io_record": args.io_record if args.io else None,
+                               "repeats": repeats, "sizes": sz.__dict__,
                                "definitions": phases.__doc__,
                                "order": [], "failed": {}, "systems": {}}
     peers: dict[str, Peer] = {}
     for name in (args.systems or ",".join(IO_SYSTEMS if args.io else DEFAULT_SYSTEMS)).split(","):
         try:
             peers[name] = load(name, args.io)
+            if args.io and args.io_record == "file":
+                peers[name].use_record_file()
             peers[name].prepare()
         except Exception as exc:  # record it and run the others
             results["failed"][name] = f"{type(exc).__name__}: {exc}"
@@ -264,7 +271,7 @@ def main() -> int:
             for attempt in range(6):  # the shared services may be restarting: retry for ~30 s
                 try:
                     peer.cleanup()
-                    Recorder(peer.ns).cleanup()
+                    peer.recorder().cleanup()
                     break
                 except Exception as exc:
                     print(f"{name}: cleanup failed ({exc}); " + ("retrying" if attempt < 5 else

@@ -1,10 +1,11 @@
-"""The adapter every system implements, and the Redis recorder the harness reads."""
+"""The adapter every system implements, and the recorders the harness reads (Redis or a file)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,11 @@ class Peer:
         self.ns = f"pb:{run}:{self.name}"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.r = redis.Redis.from_url(f"{REDIS}/{self.db}")
+        self.record_file: str | None = None
+        """Set: the tasks record their completions in this file (``bench.peers.record``)."""
+
+    def recorder(self) -> Recorder | FileRecorder:
+        return FileRecorder(self.record_file) if self.record_file else Recorder(self.ns)
 
     # ------------------------------------------------------------------ workers
     def env(self) -> dict[str, str]:
@@ -47,7 +53,15 @@ class Peer:
         env.update(PEERS_RUN=self.run, PEERS_NS=self.ns, PEERS_REDIS=REDIS,
                    PEERS_RECORD_DB=str(RECORD_DB), PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
+        env.pop("PEERS_RECORD_FILE", None)
+        if self.record_file:
+            env["PEERS_RECORD_FILE"] = self.record_file
         return env
+
+    def use_record_file(self) -> None:
+        """The tasks record to a file of their own (``bench.peers.record``), not to Redis."""
+        name = self.ns.replace(":", "-").replace("/", "-")
+        self.record_file = os.path.join(tempfile.gettempdir(), f"{name}.records")
 
     def commands(self) -> list[list[str]]:
         raise NotImplementedError
@@ -109,7 +123,8 @@ class Recorder:
 
     def __init__(self, ns: str) -> None:
         self.ns = ns
-        self.r = redis.Redis.from_url(f"{REDIS}/{RECORD_DB}", decode_responses=True)
+        url = os.environ.get("PEERS_REDIS", REDIS)  # as the tasks' (bench.peers.record.client)
+        self.r = redis.Redis.from_url(f"{url}/{RECORD_DB}", decode_responses=True)
 
     def completed(self, phase: str) -> int:
         return int(self.r.hget(self.ns + ":pc", phase) or 0)
@@ -140,3 +155,67 @@ class Recorder:
     def cleanup(self) -> None:
         for key in self.r.scan_iter(match=self.ns + ":*", count=1000):
             self.r.unlink(key)
+
+
+class FileRecorder:
+    """``Recorder``'s questions, answered from the lines the tasks appended to ``path``: read as
+    they come (from where the last read ended; a line not yet whole waits for the next read)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._at = 0
+        self._tail = b""
+        self._cnt: dict[str, int] = {}
+        self._done: dict[str, float] = {}
+        self._pc: dict[str, int] = {}
+        self._who: dict[str, set[str]] = {}
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._at)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self._at += len(data)
+        lines = (self._tail + data).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            key, when, phase, who = line.decode().split("\t")
+            self._cnt[key] = self._cnt.get(key, 0) + 1
+            self._done[key] = float(when)
+            self._pc[phase] = self._pc.get(phase, 0) + 1
+            self._who.setdefault(phase, set()).add(who)
+
+    def completed(self, phase: str) -> int:
+        self._read()
+        return self._pc.get(phase, 0)
+
+    def wait(self, phase: str, n: int, timeout: float, alive: Any = None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.completed(phase) >= n:
+                return True
+            if alive is not None and not alive():
+                return False
+            time.sleep(0.01)
+        return self.completed(phase) >= n
+
+    def workers_seen(self, phase: str, identity: int) -> int:
+        self._read()
+        return len({m.split(":")[identity] for m in self._who.get(phase, ())})
+
+    def counts(self, keys: list[str]) -> list[int]:
+        self._read()
+        return [self._cnt.get(k, 0) for k in keys]
+
+    def done(self, keys: list[str]) -> list[float | None]:
+        self._read()
+        return [self._done.get(k) for k in keys]
+
+    def cleanup(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.__init__(self.path)  # type: ignore[misc]

@@ -71,7 +71,8 @@ class YadtqPeer(Peer):
     def start(self) -> None:
         from bench.common import Workers
 
-        saved = {k: os.environ.get(k) for k in ("PEERS_NS", "YADTQ_TASKS", "PEERS_RECORD_DB")}
+        saved = {k: os.environ.get(k) for k in ("PEERS_NS", "YADTQ_TASKS", "PEERS_RECORD_DB",
+                                                "PEERS_RECORD_FILE")}
         os.environ.update({k: v for k, v in self.env().items() if k in saved})
         os.environ["YADTQ_TASKS"] = __name__
         try:

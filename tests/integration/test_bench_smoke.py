@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 # (script, arguments for a tiny run, the result file it writes)
 RUNS = [
     ("bench_floor.py", ["--n", "50", "--io-tasks", "2000"], "floor.json"),
+    ("bench_minqueue.py", ["--tasks", "300"], "minqueue.json"),
     ("bench_pipeline.py", ["--tasks", "400", "--light-seconds", "1", "--workers", "1"], "pipeline.json"),
     ("bench_memory.py", ["--tasks", "2000", "--refreshes", "2", "--steady-seconds", "2", "--rate", "100",
                          "--ttl", "1"], "memory.json"),

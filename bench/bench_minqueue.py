@@ -1,0 +1,304 @@
+"""The least a task queue on Kafka and Redis does per I/O task, written as plainly as it can be
+(issue 12): how fast the peers' I/O drain could be on this machine with kafka-python and redis-py
+if the queue did nothing it did not have to.
+
+Each of 2 processes (as the 2 workers) is one thread running one asyncio loop (plus kafka-python's
+own network thread). It polls one consumer group on a fresh 12-partition topic without waiting,
+marks the polled tasks in-progress in Redis (one pipelined round trip per poll), runs each as a
+coroutine (``await asyncio.sleep(0.01)``, then the peers' record: ``bench/peers/record.py``, as
+YADTQ's ``PBASLEEP``), writes the outcomes of each turn of the loop in one pipelined round trip,
+and commits per partition up to the lowest unfinished offset, every second and at the end. Up to
+1,000 tasks in flight per process.
+
+Two variants (``--variants``): ``plain`` (JSON messages, plain ``HSET`` calls), and ``yadtq-data``:
+YADTQ's own data work in the same single thread (its wire format, produced by
+``Client.submit_many``, decoded and validated by its registry; its START and FINISH scripts,
+``RedisStore.start_ex`` / ``finish``, one call per poll and per turn of the loop).
+
+What both leave out, that a queue meeting YADTQ's guarantees must do: history and results kept in
+the plain one, retries, time limits, cancel, heartbeats, priorities, metrics, a worker that
+survives a dead broker, rebalance handling (the group is joined before the first message is
+produced). So their tasks/s is a ceiling, not a competitor.
+
+Measured as the peers' drain is: the 2 processes join the group and are stopped (SIGSTOP), the
+tasks are produced (with their ``queued`` record), the processes continue (SIGCONT); tasks/s =
+N / (first completion -> last completion), from the records' own times. CPU per task: the
+processes', Redis's and Kafka's (when ``make services`` started them).
+
+    .venv/bin/python bench/bench_minqueue.py --tasks 20000   # results: bench/results/minqueue.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine, proc_cpu, service_pids, write_result
+from bench.peers import record
+from bench.peers.base import FileRecorder, Recorder
+from yadtq import Settings
+
+INFLIGHT = 1000
+COMMIT_EVERY = 1.0  # seconds
+
+
+def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
+            ready: Any, stop: Any, out: Any, env: dict[str, str] | None = None) -> None:
+    """One process: poll, start, run, finish, commit, until ``stop`` is set. With ``env`` (a
+    YADTQ settings environment), YADTQ's own data work: its wire format decoded and validated by
+    its registry, its START and FINISH scripts (``RedisStore``), one call per poll and per turn."""
+    import redis
+    from kafka import KafkaConsumer, OffsetAndMetadata
+
+    yq: Any = None
+    if env is not None:
+        os.environ.update(env)
+        import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
+        from yadtq import default_registry
+        from yadtq.models import Outcome, TaskState
+        from yadtq.store import RedisStore
+        from yadtq.wire import decode
+        yq = RedisStore(Settings.from_env())
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             max_poll_records=500)
+    state = redis.Redis.from_url(redis_url)
+    while not consumer.assignment():  # join before the tasks exist, as warm workers are
+        consumer.poll(timeout_ms=100)
+    ready.set()
+    c0 = time.process_time()
+
+    async def main() -> None:
+        unfinished: dict[Any, set[int]] = {}  # partition -> offsets polled, not finished
+        highest: dict[Any, int] = {}
+        outcomes: list[tuple[str, int]] = []
+        flush_due = False
+        last_commit = time.monotonic()
+        loop = asyncio.get_running_loop()
+
+        def flush() -> None:
+            nonlocal flush_due, outcomes
+            flush_due = False
+            batch, outcomes = outcomes, []
+            if yq is not None:
+                yq.finish("minqueue", [Outcome(tid, 1, TaskState.COMPLETED, result=value)
+                                       for tid, value in batch])
+                return
+            pipe = state.pipeline(transaction=False)
+            for tid, value in batch:
+                pipe.hset(prefix + tid, mapping={"state": "completed", "result": value,
+                                                 "finished_at": time.time()})
+            pipe.execute()
+
+        async def run(tp: Any, offset: int, tid: str, args: list[Any]) -> None:
+            nonlocal flush_due
+            await asyncio.sleep(record.IO_SLEEP)
+            value = record.add(*args)
+            outcomes.append((tid, value))
+            unfinished[tp].discard(offset)
+            if not flush_due:  # the outcomes of this turn of the loop go together
+                flush_due = True
+                loop.call_soon(flush)
+
+        def commit() -> None:
+            offsets = {tp: OffsetAndMetadata(min(left) if left else highest[tp] + 1, "", -1)
+                       for tp, left in unfinished.items()}
+            if offsets:
+                consumer.commit(offsets)
+
+        while not stop.is_set():
+            room = INFLIGHT - sum(len(v) for v in unfinished.values())
+            polled = consumer.poll(timeout_ms=0, max_records=room) if room > 0 else {}
+            if polled and yq is not None:
+                envs, todo = [], []
+                for tp, messages in polled.items():
+                    left = unfinished.setdefault(tp, set())
+                    for m in messages:
+                        e = decode(m.value)
+                        _spec, args = default_registry.validate(e.name, e.args)
+                        envs.append(e)
+                        left.add(m.offset)
+                        highest[tp] = m.offset
+                        todo.append((tp, m.offset, e.id, args))
+                yq.start_ex("minqueue", envs)
+                for item in todo:
+                    loop.create_task(run(*item))
+            elif polled:
+                pipe = state.pipeline(transaction=False)
+                todo = []
+                for tp, messages in polled.items():
+                    left = unfinished.setdefault(tp, set())
+                    for m in messages:
+                        body = json.loads(m.value)
+                        pipe.hset(prefix + body["id"], mapping={"state": "in-progress",
+                                                                "started_at": time.time()})
+                        left.add(m.offset)
+                        highest[tp] = m.offset
+                        todo.append((tp, m.offset, body["id"], body["args"]))
+                pipe.execute()
+                for item in todo:
+                    loop.create_task(run(*item))
+            if time.monotonic() - last_commit >= COMMIT_EVERY:
+                commit()
+                last_commit = time.monotonic()
+            await asyncio.sleep(0 if polled else 0.001)
+        commit()
+
+    asyncio.run(main())
+    out.put(time.process_time() - c0)
+    consumer.close()
+
+
+def _produce(settings: Settings, prefix: str, tasks: int) -> None:
+    """The plain variant's tasks: a JSON message and a ``queued`` hash each."""
+    import redis
+    from kafka import KafkaProducer
+
+    state = redis.Redis.from_url(settings.redis_url)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                             linger_ms=5, batch_size=256 * 1024)
+    pipe = state.pipeline(transaction=False)
+    for i in range(tasks):
+        tid = uuid.uuid4().hex
+        pipe.hset(prefix + tid, mapping={"state": "queued", "created_at": time.time()})
+        producer.send(settings.topic, json.dumps({"id": tid, "args": [i, 1, f"io:{i}"]}).encode(),
+                      key=tid.encode())
+        if i % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+    producer.flush()
+    producer.close()
+
+
+def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = False,
+        record_file: bool = True) -> dict[str, Any]:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from bench.common import fresh_settings
+    settings = fresh_settings("minqueue", partitions)
+    base_url = re.sub(r"/\d*$", "", settings.redis_url)
+    os.environ.setdefault("PEERS_REDIS", base_url)
+    tag = uuid.uuid4().hex[:8]
+    os.environ["PEERS_NS"] = ns = f"bench-minqueue-{tag}"
+    topic, group, prefix = settings.topic, settings.group, settings.key_prefix + ":minqueue:"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    keys = [f"io:{i}" for i in range(tasks)]
+    path = Path(tempfile.gettempdir()) / f"{ns}.records"
+    if record_file:  # the spawned children inherit it (bench/peers/record.py)
+        os.environ["PEERS_RECORD_FILE"] = str(path)
+    else:
+        os.environ.pop("PEERS_RECORD_FILE", None)
+    rec = FileRecorder(str(path)) if record_file else Recorder(ns)
+    import redis
+    state = redis.Redis.from_url(settings.redis_url)
+    ctx = multiprocessing.get_context("spawn")
+    stop, out = ctx.Event(), ctx.Queue()
+    readies = [ctx.Event() for _ in range(procs)]
+    children = [ctx.Process(target=_worker, args=(settings.kafka_bootstrap, settings.redis_url,
+                                                  topic, group, prefix, readies[k], stop, out,
+                                                  settings.to_env() if yadtq_data else None))
+                for k in range(procs)]
+    try:
+        for c in children:
+            c.start()
+        deadline = time.monotonic() + 60
+        while not all(e.is_set() for e in readies):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the consumers did not join within 60 s")
+            time.sleep(0.05)
+        time.sleep(1.0)  # let the group settle: both members own their partitions
+        for c in children:  # the tasks are all queued before the drain (as the peers' drain)
+            os.kill(c.pid, signal.SIGSTOP)
+        if yadtq_data:
+            import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
+            from yadtq import Client
+            client = Client(settings)
+            for i in range(0, tasks, 500):
+                client.submit_many([("PBASLEEP", (j, 1, f"io:{j}"))
+                                    for j in range(i, min(tasks, i + 500))])
+            client.close()
+        else:
+            _produce(settings, prefix, tasks)
+        svc = service_pids()
+        s0 = {k: proc_cpu(p) for k, p in svc.items()}
+        for c in children:
+            os.kill(c.pid, signal.SIGCONT)
+        deadline = time.monotonic() + max(120.0, tasks / 200)
+        if not rec.wait("io", tasks, deadline - time.monotonic()):
+            raise RuntimeError(f"only {rec.completed('io')} of {tasks} done in time")
+        s1 = {k: proc_cpu(p) for k, p in svc.items()}
+        stop.set()
+        cpu = sum(out.get(timeout=30) for _ in children)
+        done = [t for t in rec.done(keys) if t is not None]
+        counts = rec.counts(keys)
+    finally:
+        stop.set()
+        for c in children:
+            c.join(30)
+            if c.is_alive():
+                c.kill()
+        admin.delete_topics([topic])
+        admin.close()
+        if yadtq_data:
+            from yadtq import Client
+            Client(settings).reset()
+        for key in state.scan_iter(prefix + "*", count=1000):
+            state.delete(key)
+        rec.cleanup()
+        os.environ.pop("PEERS_RECORD_FILE", None)
+    span = max(done) - min(done)
+    result: dict[str, Any] = {
+        "tasks": tasks, "processes": procs, "partitions": partitions, "inflight_per_process":
+        INFLIGHT, "tasks_per_s": round(tasks / span) if span > 0 else None,
+        "record": "file" if record_file else "redis",
+        "lost": counts.count(0), "duplicated": sum(c - 1 for c in counts if c > 1),
+        "process_cpu_us_per_task": round(cpu / tasks * 1e6, 1)}
+    for k in s0:  # the services' CPU from the end of the enqueue to the last completion
+        result[f"{k}_cpu_us_per_task"] = round((s1[k] - s0[k]) / tasks * 1e6, 1)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--out", default="minqueue")
+    ap.add_argument("--io-record", choices=("file", "redis"), default="file",
+                    help="the task's record: a line appended to a file, or its Redis call "
+                         "(bench/peers/record.py)")
+    ap.add_argument("--variants", default="plain,yadtq-data",
+                    help="plain: JSON and HSETs; yadtq-data: YADTQ's wire format, registry and scripts")
+    ns = ap.parse_args()
+    runs = []
+    for k in range(ns.repeats):
+      for variant in ns.variants.split(","):
+        r = run(ns.tasks, yadtq_data=variant == "yadtq-data", record_file=ns.io_record == "file")
+        r["variant"] = variant
+        runs.append(r)
+        print(f"[{k + 1}/{ns.repeats}] {variant}: the least queue on Kafka + Redis, 2 processes: "
+              f"{r['tasks_per_s']} tasks/s, {r['process_cpu_us_per_task']} µs CPU per task in them"
+              + "".join(f", {s} {r[s + '_cpu_us_per_task']} µs" for s in ("redis", "kafka")
+                        if s + "_cpu_us_per_task" in r)
+              + f"; lost {r['lost']}, duplicated {r['duplicated']}", flush=True)
+    path = write_result(ns.out, {"benchmark": "the least queue on Kafka + Redis (issue 12)",
+                                 "machine": machine(), "runs": runs})
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
