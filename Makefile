@@ -76,6 +76,7 @@ lint: $(STAMP)
 
 bench: services
 	$(PY) bench/bench_floor.py
+	$(PY) bench/bench_minqueue.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_schedule.py

@@ -168,7 +168,7 @@ def main() -> None:
     back = results["record_script.back_to_back"]
     per_task_us = back["caller_cpu_us"] + back.get("server_cpu_us", 0.0)
     ceiling = round(cores / (per_task_us / 1e6)) if per_task_us else None
-    print(f"a task that did nothing but its record: {per_task_us:.0f} µs of CPU -> at most "
+    print(f"a task that did nothing but the Redis record: {per_task_us:.0f} µs of CPU -> at most "
           f"{ceiling} tasks/s on {cores} cores, before any queue's own work", flush=True)
     path = write_result(ns.out, {"benchmark": "machine floor (issues 12 and 15)", "machine": machine(),
                                  "results": results, "record_cpu_us_per_task": round(per_task_us, 1),
