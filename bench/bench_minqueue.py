@@ -63,7 +63,28 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
     import redis
     from kafka import KafkaConsumer, OffsetAndMetadata
 
-    yq: Any = None
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             max_poll_records=500)
+    state = redis.Redis.from_url(redis_url)
+
+    def parse(value: bytes) -> tuple[Any, str, list[Any]]:  # -> (what start takes, id, args)
+        body = json.loads(value)
+        return body["id"], body["id"], body["args"]
+
+    def start(taken: list[Any]) -> None:
+        pipe = state.pipeline(transaction=False)
+        for tid in taken:
+            pipe.hset(prefix + tid, mapping={"state": "in-progress", "started_at": time.time()})
+        pipe.execute()
+
+    def finish(batch: list[tuple[str, int]]) -> None:
+        pipe = state.pipeline(transaction=False)
+        for tid, value in batch:
+            pipe.hset(prefix + tid, mapping={"state": "completed", "result": value,
+                                             "finished_at": time.time()})
+        pipe.execute()
+
     if env is not None:
         os.environ.update(env)
         import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
@@ -71,12 +92,20 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
         from yadtq.models import Outcome, TaskState
         from yadtq.store import RedisStore
         from yadtq.wire import decode
-        yq = RedisStore(Settings.from_env())
+        store = RedisStore(Settings.from_env())
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=500)
-    state = redis.Redis.from_url(redis_url)
+        def parse(value: bytes) -> tuple[Any, str, list[Any]]:
+            e = decode(value)
+            _spec, args = default_registry.validate(e.name, e.args)
+            return e, e.id, list(args)
+
+        def start(taken: list[Any]) -> None:
+            store.start_ex("minqueue", taken)
+
+        def finish(batch: list[tuple[str, int]]) -> None:
+            store.finish("minqueue", [Outcome(tid, 1, TaskState.COMPLETED, result=value)
+                                      for tid, value in batch])
+
     while not consumer.assignment():  # join before the tasks exist, as warm workers are
         consumer.poll(timeout_ms=100)
     ready.set()
@@ -85,32 +114,24 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
     async def main() -> None:
         unfinished: dict[Any, set[int]] = {}  # partition -> offsets polled, not finished
         highest: dict[Any, int] = {}
-        outcomes: list[tuple[str, int]] = []
+        outcomes: list[tuple[Any, int, str, int]] = []
         flush_due = False
         last_commit = time.monotonic()
         loop = asyncio.get_running_loop()
 
-        def flush() -> None:
+        def flush() -> None:  # the outcomes of one turn of the loop, then they are finished
             nonlocal flush_due, outcomes
             flush_due = False
             batch, outcomes = outcomes, []
-            if yq is not None:
-                yq.finish("minqueue", [Outcome(tid, 1, TaskState.COMPLETED, result=value)
-                                       for tid, value in batch])
-                return
-            pipe = state.pipeline(transaction=False)
-            for tid, value in batch:
-                pipe.hset(prefix + tid, mapping={"state": "completed", "result": value,
-                                                 "finished_at": time.time()})
-            pipe.execute()
+            finish([(tid, value) for _, _, tid, value in batch])
+            for tp, offset, _, _ in batch:
+                unfinished[tp].discard(offset)
 
         async def run(tp: Any, offset: int, tid: str, args: list[Any]) -> None:
             nonlocal flush_due
             await asyncio.sleep(record.IO_SLEEP)
-            value = record.add(*args)
-            outcomes.append((tid, value))
-            unfinished[tp].discard(offset)
-            if not flush_due:  # the outcomes of this turn of the loop go together
+            outcomes.append((tp, offset, tid, record.add(*args)))
+            if not flush_due:
                 flush_due = True
                 loop.call_soon(flush)
 
@@ -123,35 +144,19 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
         while not stop.is_set():
             room = INFLIGHT - sum(len(v) for v in unfinished.values())
             polled = consumer.poll(timeout_ms=0, max_records=room) if room > 0 else {}
-            if polled and yq is not None:
-                envs, todo = [], []
+            if polled:
+                taken, todo = [], []
                 for tp, messages in polled.items():
                     left = unfinished.setdefault(tp, set())
                     for m in messages:
-                        e = decode(m.value)
-                        _spec, args = default_registry.validate(e.name, e.args)
-                        envs.append(e)
+                        item, tid, args = parse(m.value)
+                        taken.append(item)
                         left.add(m.offset)
                         highest[tp] = m.offset
-                        todo.append((tp, m.offset, e.id, args))
-                yq.start_ex("minqueue", envs)
-                for item in todo:
-                    loop.create_task(run(*item))
-            elif polled:
-                pipe = state.pipeline(transaction=False)
-                todo = []
-                for tp, messages in polled.items():
-                    left = unfinished.setdefault(tp, set())
-                    for m in messages:
-                        body = json.loads(m.value)
-                        pipe.hset(prefix + body["id"], mapping={"state": "in-progress",
-                                                                "started_at": time.time()})
-                        left.add(m.offset)
-                        highest[tp] = m.offset
-                        todo.append((tp, m.offset, body["id"], body["args"]))
-                pipe.execute()
-                for item in todo:
-                    loop.create_task(run(*item))
+                        todo.append((tp, m.offset, tid, args))
+                start(taken)
+                for job in todo:
+                    loop.create_task(run(*job))
             if time.monotonic() - last_commit >= COMMIT_EVERY:
                 commit()
                 last_commit = time.monotonic()
@@ -246,6 +251,16 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
         cpu = sum(out.get(timeout=30) for _ in children)
         done = [t for t in rec.done(keys) if t is not None]
         counts = rec.counts(keys)
+        completed = None
+        if yadtq_data:  # every START and FINISH took: the scripts did their whole work
+            from yadtq import Client, TaskState
+            client = Client(settings)
+            try:
+                completed = client.counts().get(TaskState.COMPLETED, 0)
+            finally:
+                client.close()
+            if completed != tasks:
+                raise RuntimeError(f"{completed} of {tasks} tasks completed in YADTQ's records")
     finally:
         stop.set()
         for c in children:
@@ -265,7 +280,7 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
     result: dict[str, Any] = {
         "tasks": tasks, "processes": procs, "partitions": partitions, "inflight_per_process":
         INFLIGHT, "tasks_per_s": round(tasks / span) if span > 0 else None,
-        "record": "file" if record_file else "redis",
+        "record": "file" if record_file else "redis", "completed_in_yadtq": completed,
         "lost": counts.count(0), "duplicated": sum(c - 1 for c in counts if c > 1),
         "process_cpu_us_per_task": round(cpu / tasks * 1e6, 1)}
     for k in s0:  # the services' CPU from the end of the enqueue to the last completion

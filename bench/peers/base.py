@@ -118,16 +118,11 @@ class Peer:
         return {p: version(p) for p in self.packages}
 
 
-class Recorder:
-    """Reads what the tasks recorded (see ``bench.peers.record``)."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-        url = os.environ.get("PEERS_REDIS", REDIS)  # as the tasks' (bench.peers.record.client)
-        self.r = redis.Redis.from_url(f"{url}/{RECORD_DB}", decode_responses=True)
+class _Completions:
+    """What both recorders answer the same way."""
 
     def completed(self, phase: str) -> int:
-        return int(self.r.hget(self.ns + ":pc", phase) or 0)
+        raise NotImplementedError
 
     def wait(self, phase: str, n: int, timeout: float, alive: Any = None) -> bool:
         deadline = time.monotonic() + timeout
@@ -138,6 +133,18 @@ class Recorder:
                 return False
             time.sleep(0.01)
         return self.completed(phase) >= n
+
+
+class Recorder(_Completions):
+    """Reads what the tasks recorded in Redis (see ``bench.peers.record``)."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        url = os.environ.get("PEERS_REDIS", REDIS)  # as the tasks' (bench.peers.record.client)
+        self.r = redis.Redis.from_url(f"{url}/{RECORD_DB}", decode_responses=True)
+
+    def completed(self, phase: str) -> int:
+        return int(self.r.hget(self.ns + ":pc", phase) or 0)
 
     def workers_seen(self, phase: str, identity: int) -> int:
         return len({m.split(":")[identity] for m in self.r.smembers(f"{self.ns}:who:{phase}")})
@@ -157,12 +164,15 @@ class Recorder:
             self.r.unlink(key)
 
 
-class FileRecorder:
+class FileRecorder(_Completions):
     """``Recorder``'s questions, answered from the lines the tasks appended to ``path``: read as
     they come (from where the last read ended; a line not yet whole waits for the next read)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._forget()
+
+    def _forget(self) -> None:
         self._at = 0
         self._tail = b""
         self._cnt: dict[str, int] = {}
@@ -191,16 +201,6 @@ class FileRecorder:
         self._read()
         return self._pc.get(phase, 0)
 
-    def wait(self, phase: str, n: int, timeout: float, alive: Any = None) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.completed(phase) >= n:
-                return True
-            if alive is not None and not alive():
-                return False
-            time.sleep(0.01)
-        return self.completed(phase) >= n
-
     def workers_seen(self, phase: str, identity: int) -> int:
         self._read()
         return len({m.split(":")[identity] for m in self._who.get(phase, ())})
@@ -218,4 +218,4 @@ class FileRecorder:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        self.__init__(self.path)  # type: ignore[misc]
+        self._forget()
