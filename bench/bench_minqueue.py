@@ -3,7 +3,7 @@
 if the queue did nothing it did not have to.
 
 Each of 2 processes (as the 2 workers) is one thread running one asyncio loop (plus kafka-python's
-own network thread). It polls one consumer group on a fresh 12-partition topic without waiting,
+own network thread). It polls one consumer group on fresh 12-partition topics without waiting,
 marks the polled tasks in-progress in Redis (one pipelined round trip per poll), runs each as a
 coroutine (``await asyncio.sleep(0.01)``, then the peers' record: ``bench/peers/record.py``, as
 YADTQ's ``PBASLEEP``), writes the outcomes of each turn of the loop in one pipelined round trip,
@@ -55,18 +55,32 @@ INFLIGHT = 1000
 COMMIT_EVERY = 1.0  # seconds
 
 
-def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
-            ready: Any, stop: Any, out: Any, env: dict[str, str] | None = None) -> None:
+def _worker(env: dict[str, str], yadtq_data: bool, k: int, owned: Any, go: Any, stop: Any,
+            out: Any) -> None:
     """One process: poll, start, run, finish, commit, until ``stop`` is set. With ``env`` (a
     YADTQ settings environment), YADTQ's own data work: its wire format decoded and validated by
-    its registry, its START and FINISH scripts (``RedisStore``), one call per poll and per turn."""
+    its registry, its START and FINISH scripts (``RedisStore``), one call per poll and per turn.
+    Kafka through YADTQ's consumer adapter (``yadtq.broker.TaskConsumer``, with its work-arounds
+    for kafka-python 3.0.12, ``yadtq.kafka_conn``): with a bare ``KafkaConsumer`` the members did
+    not join within 60 s on a fresh broker, and some runs ended with tasks never delivered."""
     import redis
-    from kafka import KafkaConsumer, OffsetAndMetadata
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=500)
-    state = redis.Redis.from_url(redis_url)
+    from yadtq.broker import TaskConsumer
+    from yadtq.errors import YadtqError
+
+    os.environ.update(env)
+    settings = Settings.from_env()
+    prefix = settings.key_prefix + ":minqueue:"
+    unfinished: dict[int, set[int]] = {}  # partition -> offsets polled, not finished
+    highest: dict[int, int] = {}
+
+    def revoked(partitions: set[int]) -> None:  # not ours to commit any more
+        for p in partitions:
+            unfinished.pop(p, None)
+            highest.pop(p, None)
+
+    consumer = TaskConsumer(settings, f"minqueue-{k}", on_revoked=revoked)
+    state = redis.Redis.from_url(settings.redis_url)
 
     def parse(value: bytes) -> tuple[Any, str, list[Any]]:  # -> (what start takes, id, args)
         body = json.loads(value)
@@ -85,14 +99,13 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
                                              "finished_at": time.time()})
         pipe.execute()
 
-    if env is not None:
-        os.environ.update(env)
+    if yadtq_data:
         import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
         from yadtq import default_registry
         from yadtq.models import Outcome, TaskState
         from yadtq.store import RedisStore
         from yadtq.wire import decode
-        store = RedisStore(Settings.from_env())
+        store = RedisStore(settings)
 
         def parse(value: bytes) -> tuple[Any, str, list[Any]]:
             e = decode(value)
@@ -106,14 +119,12 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
             store.finish("minqueue", [Outcome(tid, 1, TaskState.COMPLETED, result=value)
                                       for tid, value in batch])
 
-    while not consumer.assignment():  # join before the tasks exist, as warm workers are
-        consumer.poll(timeout_ms=100)
-    ready.set()
+    while not go.is_set():  # join before the tasks exist, as warm workers are: until the
+        consumer.poll(timeout_ms=50)  # members own every partition between them
+        owned.value = len(consumer.assignment())
     c0 = time.process_time()
 
     async def main() -> None:
-        unfinished: dict[Any, set[int]] = {}  # partition -> offsets polled, not finished
-        highest: dict[Any, int] = {}
         outcomes: list[tuple[Any, int, str, int]] = []
         flush_due = False
         last_commit = time.monotonic()
@@ -125,7 +136,7 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
             batch, outcomes = outcomes, []
             finish([(tid, value) for _, _, tid, value in batch])
             for tp, offset, _, _ in batch:
-                unfinished[tp].discard(offset)
+                unfinished.get(tp, set()).discard(offset)
 
         async def run(tp: Any, offset: int, tid: str, args: list[Any]) -> None:
             nonlocal flush_due
@@ -136,24 +147,24 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
                 loop.call_soon(flush)
 
         def commit() -> None:
-            offsets = {tp: OffsetAndMetadata(min(left) if left else highest[tp] + 1, "", -1)
-                       for tp, left in unfinished.items()}
+            offsets = {tp: min(left) if left else highest[tp] + 1 for tp, left in unfinished.items()}
             if offsets:
-                consumer.commit(offsets)
+                try:
+                    consumer.commit(offsets)
+                except YadtqError as exc:  # a rebalance: the next commit has the offsets again
+                    print(f"minqueue: commit failed: {exc}", file=sys.stderr)
 
         while not stop.is_set():
             room = INFLIGHT - sum(len(v) for v in unfinished.values())
-            polled = consumer.poll(timeout_ms=0, max_records=room) if room > 0 else {}
+            polled = consumer.poll(timeout_ms=0, max_records=room) if room > 0 else []
             if polled:
                 taken, todo = [], []
-                for tp, messages in polled.items():
-                    left = unfinished.setdefault(tp, set())
-                    for m in messages:
-                        item, tid, args = parse(m.value)
-                        taken.append(item)
-                        left.add(m.offset)
-                        highest[tp] = m.offset
-                        todo.append((tp, m.offset, tid, args))
+                for m in polled:
+                    item, tid, args = parse(m.value)
+                    taken.append(item)
+                    unfinished.setdefault(m.partition, set()).add(m.offset)
+                    highest[m.partition] = max(m.offset, highest.get(m.partition, -1))
+                    todo.append((m.partition, m.offset, tid, args))
                 start(taken)
                 for job in todo:
                     loop.create_task(run(*job))
@@ -163,7 +174,11 @@ def _worker(bootstrap: str, redis_url: str, topic: str, group: str, prefix: str,
             await asyncio.sleep(0 if polled else 0.001)
         commit()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        out.put(f"{type(exc).__name__}: {exc}")  # the parent says what failed, not "Empty"
+        raise
     out.put(time.process_time() - c0)
     consumer.close()
 
@@ -191,17 +206,18 @@ def _produce(settings: Settings, prefix: str, tasks: int) -> None:
 
 def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = False,
         record_file: bool = True) -> dict[str, Any]:
-    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.admin import KafkaAdminClient
 
     from bench.common import fresh_settings
+    from yadtq.broker import ensure_topics
     settings = fresh_settings("minqueue", partitions)
     base_url = re.sub(r"/\d*$", "", settings.redis_url)
     os.environ.setdefault("PEERS_REDIS", base_url)
     tag = uuid.uuid4().hex[:8]
     os.environ["PEERS_NS"] = ns = f"bench-minqueue-{tag}"
-    topic, group, prefix = settings.topic, settings.group, settings.key_prefix + ":minqueue:"
+    prefix = settings.key_prefix + ":minqueue:"
+    ensure_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    admin.create_topics([NewTopic(topic, partitions, 1)])
     keys = [f"io:{i}" for i in range(tasks)]
     path = Path(tempfile.gettempdir()) / f"{ns}.records"
     if record_file:  # the spawned children inherit it (bench/peers/record.py)
@@ -213,20 +229,24 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
     state = redis.Redis.from_url(settings.redis_url)
     ctx = multiprocessing.get_context("spawn")
     stop, out = ctx.Event(), ctx.Queue()
-    readies = [ctx.Event() for _ in range(procs)]
-    children = [ctx.Process(target=_worker, args=(settings.kafka_bootstrap, settings.redis_url,
-                                                  topic, group, prefix, readies[k], stop, out,
-                                                  settings.to_env() if yadtq_data else None))
+    go = ctx.Event()
+    owned = [ctx.Value("i", 0) for _ in range(procs)]
+    children = [ctx.Process(target=_worker, args=(settings.to_env(), yadtq_data, k, owned[k], go,
+                                                  stop, out))
                 for k in range(procs)]
     try:
         for c in children:
             c.start()
         deadline = time.monotonic() + 60
-        while not all(e.is_set() for e in readies):
+        settled, held = 0, [0] * procs  # checks in a row with the same share, each member some
+        while settled < 20:
             if time.monotonic() > deadline:
-                raise RuntimeError("the consumers did not join within 60 s")
+                raise RuntimeError("the consumers did not share the partitions within 60 s")
+            now = [v.value for v in owned]
+            steady = now == held and sum(now) >= partitions and min(now) > 0
+            settled, held = (settled + 1 if steady else 0), now
             time.sleep(0.05)
-        time.sleep(1.0)  # let the group settle: both members own their partitions
+        go.set()
         for c in children:  # the tasks are all queued before the drain (as the peers' drain)
             os.kill(c.pid, signal.SIGSTOP)
         if yadtq_data:
@@ -248,7 +268,10 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
             raise RuntimeError(f"only {rec.completed('io')} of {tasks} done in time")
         s1 = {k: proc_cpu(p) for k, p in svc.items()}
         stop.set()
-        cpu = sum(out.get(timeout=30) for _ in children)
+        ends = [out.get(timeout=30) for _ in children]
+        if any(isinstance(e, str) for e in ends):
+            raise RuntimeError(f"a process failed: {[e for e in ends if isinstance(e, str)]}")
+        cpu = sum(ends)
         done = [t for t in rec.done(keys) if t is not None]
         counts = rec.counts(keys)
         completed = None
@@ -267,7 +290,7 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
             c.join(30)
             if c.is_alive():
                 c.kill()
-        admin.delete_topics([topic])
+        admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic)])
         admin.close()
         if yadtq_data:
             from yadtq import Client
