@@ -16,7 +16,9 @@ Phases and their exact definitions: ``bench/peers/phases.py``. Configurations: e
 ``--io``: only the I/O-bound phase instead: a task that sleeps 10 ms, each system at its setting for
 I/O-bound work (threads, 64 per worker process, where it has them; stated in each module's
 docstring and ``io_config``; YADTQ ``--concurrency 64``), 2 worker processes each; tasks/s of a warm
-drain, lost and duplicated. Results: ``bench/results/peers-io[-quick].json`` (no plot).
+drain, lost and duplicated. Its task records its completion as one line appended to a file, not
+in Redis (``--io-record``: ``bench/peers/record.py`` says why). Results:
+``bench/results/peers-io[-quick].json`` (no plot).
 """
 
 from __future__ import annotations

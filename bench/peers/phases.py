@@ -23,8 +23,10 @@ Per system: once, a warm-up (start 2 workers, submit tasks until both workers ra
 
 I/O phase (``bench_peers.py --io``, instead of the above): the task sleeps 10 ms (a blocking
 ``time.sleep``, ``record.sleep_add``; YADTQ-aio: ``await asyncio.sleep``) and then does what the
-others' task does; each system's workers run at its I/O setting (``io_config`` of its module:
-threads where it has them, 64 per process). Once, the warm-up; then in each repeat: ready (as
+others' task does, except that it records its completion as one line appended to a file
+(``--io-record file``, the default since 2026-12-08; ``redis``: as the other phases); each
+system's workers run at its I/O setting (``io_config`` of its module: threads where it has them,
+64 per process). Once, the warm-up; then in each repeat: ready (as
 above, the workers started), then the I/O drain: the warm drain above with the sleeping task
 (workers stopped while M tasks are bulk-enqueued, then continued; tasks/s = M / (first completion
 -> last completion)), with the same exactly-N check, except that a result not stored yet when
