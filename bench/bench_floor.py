@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -148,8 +147,7 @@ def main() -> None:
                       + f"  wall p50/p99 {r['wall_us_p50_p99'][0]}/{r['wall_us_p50_p99'][1]} µs",
                       flush=True)
         if ns.io_record == "file":  # the spawned children inherit it (bench/peers/record.py)
-            os.environ["PEERS_RECORD_FILE"] = str(Path(tempfile.gettempdir())
-                                                  / f"{os.environ['PEERS_NS']}.records")
+            os.environ["PEERS_RECORD_FILE"] = record.file_for(os.environ["PEERS_NS"])
         for kind, inflight in (("async", ns.io_inflight), ("threads", 64)) if ns.io_tasks else ():
             results[f"io_task_only.{kind}"] = r = io_task_only(ns.io_tasks, inflight, 2, server, kind)
             r["record"] = ns.io_record

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import multiprocessing
 import os
 import re
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -46,10 +46,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, proc_cpu, service_pids, write_result
+import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP (here and in the spawned children)
+from bench.common import fresh_settings, machine, proc_cpu, service_pids, write_result
 from bench.peers import record
 from bench.peers.base import FileRecorder, Recorder
-from yadtq import Settings
+from yadtq import Client, Settings, TaskState
 
 INFLIGHT = 1000
 COMMIT_EVERY = 1.0  # seconds
@@ -57,9 +58,10 @@ COMMIT_EVERY = 1.0  # seconds
 
 def _worker(env: dict[str, str], yadtq_data: bool, k: int, owned: Any, go: Any, stop: Any,
             out: Any) -> None:
-    """One process: poll, start, run, finish, commit, until ``stop`` is set. With ``env`` (a
-    YADTQ settings environment), YADTQ's own data work: its wire format decoded and validated by
-    its registry, its START and FINISH scripts (``RedisStore``), one call per poll and per turn.
+    """One process (``env``: the run's YADTQ settings): poll, start, run, finish, commit, until
+    ``stop`` is set. With ``yadtq_data``, YADTQ's own data work: its wire format decoded and
+    validated by its registry, its START and FINISH scripts (``RedisStore``), one call per poll and
+    per turn.
     Kafka through YADTQ's consumer adapter (``yadtq.broker.TaskConsumer``, with its work-arounds
     for kafka-python 3.0.12, ``yadtq.kafka_conn``): with a bare ``KafkaConsumer`` the members did
     not join within 60 s on a fresh broker, and some runs ended with tasks never delivered."""
@@ -100,9 +102,8 @@ def _worker(env: dict[str, str], yadtq_data: bool, k: int, owned: Any, go: Any, 
         pipe.execute()
 
     if yadtq_data:
-        import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
         from yadtq import default_registry
-        from yadtq.models import Outcome, TaskState
+        from yadtq.models import Outcome
         from yadtq.store import RedisStore
         from yadtq.wire import decode
         store = RedisStore(settings)
@@ -208,7 +209,6 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
         record_file: bool = True) -> dict[str, Any]:
     from kafka.admin import KafkaAdminClient
 
-    from bench.common import fresh_settings
     from yadtq.broker import ensure_topics
     settings = fresh_settings("minqueue", partitions)
     base_url = re.sub(r"/\d*$", "", settings.redis_url)
@@ -219,12 +219,12 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
     ensure_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     keys = [f"io:{i}" for i in range(tasks)]
-    path = Path(tempfile.gettempdir()) / f"{ns}.records"
+    path = record.file_for(ns)
     if record_file:  # the spawned children inherit it (bench/peers/record.py)
-        os.environ["PEERS_RECORD_FILE"] = str(path)
+        os.environ["PEERS_RECORD_FILE"] = path
     else:
         os.environ.pop("PEERS_RECORD_FILE", None)
-    rec = FileRecorder(str(path)) if record_file else Recorder(ns)
+    rec = FileRecorder(path) if record_file else Recorder(ns)
     import redis
     state = redis.Redis.from_url(settings.redis_url)
     ctx = multiprocessing.get_context("spawn")
@@ -250,13 +250,13 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
         for c in children:  # the tasks are all queued before the drain (as the peers' drain)
             os.kill(c.pid, signal.SIGSTOP)
         if yadtq_data:
-            import bench.peers.yadtq_peer  # noqa: F401 - registers PBASLEEP
-            from yadtq import Client
             client = Client(settings)
-            for i in range(0, tasks, 500):
-                client.submit_many([("PBASLEEP", (j, 1, f"io:{j}"))
-                                    for j in range(i, min(tasks, i + 500))])
-            client.close()
+            try:
+                for i in range(0, tasks, 500):
+                    client.submit_many([("PBASLEEP", (j, 1, f"io:{j}"))
+                                        for j in range(i, min(tasks, i + 500))])
+            finally:
+                client.close()
         else:
             _produce(settings, prefix, tasks)
         svc = service_pids()
@@ -276,7 +276,6 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
         counts = rec.counts(keys)
         completed = None
         if yadtq_data:  # every START and FINISH took: the scripts did their whole work
-            from yadtq import Client, TaskState
             client = Client(settings)
             try:
                 completed = client.counts().get(TaskState.COMPLETED, 0)
@@ -293,8 +292,11 @@ def run(tasks: int, procs: int = 2, partitions: int = 12, yadtq_data: bool = Fal
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(settings.topic)])
         admin.close()
         if yadtq_data:
-            from yadtq import Client
-            Client(settings).reset()
+            client = Client(settings)
+            try:
+                client.reset()
+            finally:
+                client.close()
         for key in state.scan_iter(prefix + "*", count=1000):
             state.delete(key)
         rec.cleanup()
@@ -323,8 +325,7 @@ def main() -> None:
                     help="plain: JSON and HSETs; yadtq-data: YADTQ's wire format, registry and scripts")
     ns = ap.parse_args()
     runs = []
-    for k in range(ns.repeats):
-      for variant in ns.variants.split(","):
+    for k, variant in itertools.product(range(ns.repeats), ns.variants.split(",")):
         r = run(ns.tasks, yadtq_data=variant == "yadtq-data", record_file=ns.io_record == "file")
         r["variant"] = variant
         runs.append(r)

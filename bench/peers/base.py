@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import redis
 
 from bench.common import ROOT
-from bench.peers import procs
+from bench.peers import procs, record
 
 REDIS = os.environ.get("PEERS_REDIS", "redis://127.0.0.1:6379")
 RECORD_DB = int(os.environ.get("PEERS_RECORD_DB", "9"))
@@ -60,8 +59,7 @@ class Peer:
 
     def use_record_file(self) -> None:
         """The tasks record to a file of their own (``bench.peers.record``), not to Redis."""
-        name = self.ns.replace(":", "-").replace("/", "-")
-        self.record_file = os.path.join(tempfile.gettempdir(), f"{name}.records")
+        self.record_file = record.file_for(self.ns)
 
     def commands(self) -> list[list[str]]:
         raise NotImplementedError

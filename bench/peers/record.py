@@ -20,6 +20,7 @@ machine than the systems it measures; it is identical for every system too.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from typing import Any
@@ -38,6 +39,11 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
 redis.call('SADD', KEYS[4], ARGV[4])
 """
+
+
+def file_for(ns: str) -> str:
+    """The record file of the namespace ``ns`` (``PEERS_RECORD_FILE``), in the temporary folder."""
+    return os.path.join(tempfile.gettempdir(), ns.replace(":", "-").replace("/", "-") + ".records")
 
 
 def client() -> redis.Redis:
